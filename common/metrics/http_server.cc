@@ -1,0 +1,112 @@
+// Implementation of the metrics HTTP endpoint: a deliberately tiny HTTP/1.0 responder.
+#include "common/metrics/http_server.h"
+
+#include "common/util/asio.h"
+#include <thread>
+
+#include "common/log/log.h"
+#include "common/net/socket_spec.h"
+
+namespace mxguard::common::metrics {
+namespace asio = boost::asio;
+using asio::ip::tcp;
+
+namespace {
+
+constexpr std::size_t kMaxRequest = 8192;
+
+class Exchange : public std::enable_shared_from_this<Exchange> {
+ public:
+  Exchange(tcp::socket socket, Registry& registry)
+      : socket_(std::move(socket)), timer_(socket_.get_executor()), registry_(registry) {}
+
+  void start() {
+    timer_.expires_after(std::chrono::seconds(5));
+    timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+      if (!ec) self->socket_.close();
+    });
+    asio::async_read_until(
+        socket_, asio::dynamic_buffer(request_, kMaxRequest), "\r\n\r\n",
+        [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
+          if (ec) {
+            self->timer_.cancel();
+            return;
+          }
+          self->respond();
+        });
+  }
+
+ private:
+  void respond() {
+    bool ok = request_.rfind("GET /metrics ", 0) == 0 || request_.rfind("GET / ", 0) == 0;
+    std::string body = ok ? registry_.render() : "not found\n";
+    response_ = std::string(ok ? "HTTP/1.0 200 OK\r\n" : "HTTP/1.0 404 Not Found\r\n") +
+                "Content-Type: text/plain; version=0.0.4\r\nContent-Length: " +
+                std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
+    asio::async_write(socket_, asio::buffer(response_),
+                      [self = shared_from_this()](boost::system::error_code, std::size_t) {
+                        boost::system::error_code ignored;
+                        self->socket_.shutdown(tcp::socket::shutdown_both, ignored);
+                        self->timer_.cancel();
+                      });
+  }
+
+  tcp::socket socket_;
+  asio::steady_timer timer_;
+  Registry& registry_;
+  std::string request_;
+  std::string response_;
+};
+
+}  // namespace
+
+struct HttpServer::Impl {
+  asio::io_context io;
+  tcp::acceptor acceptor{io};
+  Registry& registry;
+  std::thread thread;
+
+  explicit Impl(Registry& r) : registry(r) {}
+
+  void accept() {
+    acceptor.async_accept([this](boost::system::error_code ec, tcp::socket socket) {
+      if (ec == asio::error::operation_aborted) return;
+      if (!ec) std::make_shared<Exchange>(std::move(socket), registry)->start();
+      accept();
+    });
+  }
+};
+
+HttpServer::HttpServer(const std::string& listen_spec, Registry& registry)
+    : impl_(std::make_unique<Impl>(registry)) {
+  auto spec = net::SocketSpec::parse(listen_spec);
+  if (spec.kind == net::SocketSpec::Kind::kUnix) {
+    throw std::invalid_argument("metrics-listen must be inet:host:port");
+  }
+  try {
+    tcp::endpoint ep(asio::ip::make_address(spec.host), static_cast<unsigned short>(spec.port));
+    impl_->acceptor.open(ep.protocol());
+    impl_->acceptor.set_option(tcp::acceptor::reuse_address(true));
+    impl_->acceptor.bind(ep);
+    impl_->acceptor.listen();
+  } catch (const boost::system::system_error& ex) {
+    throw std::runtime_error("metrics-listen " + listen_spec + ": " + ex.what());
+  }
+}
+
+HttpServer::~HttpServer() { stop(); }
+
+void HttpServer::start() {
+  impl_->accept();
+  impl_->thread = std::thread([this] { impl_->io.run(); });
+}
+
+void HttpServer::stop() {
+  if (!impl_) return;
+  impl_->io.stop();
+  if (impl_->thread.joinable()) impl_->thread.join();
+}
+
+int HttpServer::port() const { return impl_->acceptor.local_endpoint().port(); }
+
+}  // namespace mxguard::common::metrics

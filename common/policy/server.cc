@@ -1,0 +1,286 @@
+// Implementation of the policy server (see server.h).
+#include "common/policy/server.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include "common/util/asio.h"
+#include <filesystem>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <variant>
+
+#include "common/log/log.h"
+#include "common/metrics/metrics.h"
+
+namespace mxguard::common::policy {
+namespace asio = boost::asio;
+using asio::ip::tcp;
+using ulocal = asio::local::stream_protocol;
+
+namespace {
+
+struct Metrics {
+  metrics::Counter& requests;
+  metrics::Counter& protocol_errors;
+  metrics::Counter& handler_errors;
+  metrics::Counter& refused;
+  metrics::Counter& idle_closed;
+  metrics::Gauge& connections;
+
+  static Metrics& get() {
+    auto& r = metrics::Registry::global();
+    static Metrics m{
+        r.counter("mxguard_policy_requests_total", "Policy requests answered"),
+        r.counter("mxguard_policy_protocol_errors_total",
+                  "Connections closed for malformed policy requests"),
+        r.counter("mxguard_policy_handler_errors_total",
+                  "Requests answered with the error action after an internal error"),
+        r.counter("mxguard_policy_connections_refused_total",
+                  "Connections refused over the connection limit"),
+        r.counter("mxguard_policy_idle_closed_total", "Connections closed after the idle timeout"),
+        r.gauge("mxguard_policy_connections", "Open policy connections")};
+    return m;
+  }
+};
+
+class ConnectionBase {
+ public:
+  virtual ~ConnectionBase() = default;
+  virtual void close() = 0;
+  virtual bool idle() const = 0;
+};
+
+}  // namespace
+
+struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
+  ServerOptions options;
+  Handler handler;
+  asio::io_context io;
+  std::vector<std::unique_ptr<tcp::acceptor>> tcp_acceptors;
+  std::vector<std::unique_ptr<ulocal::acceptor>> unix_acceptors;
+  std::vector<std::string> unix_paths;
+  std::mutex mutex;
+  std::set<std::shared_ptr<ConnectionBase>> connections;
+  std::atomic<bool> stopping{false};
+
+  Impl(ServerOptions o, Handler h) : options(std::move(o)), handler(std::move(h)) {}
+
+  template <class Socket>
+  class Connection : public ConnectionBase,
+                     public std::enable_shared_from_this<Connection<Socket>> {
+   public:
+    Connection(Impl& server, Socket socket)
+        : server_(server),
+          socket_(std::move(socket)),
+          strand_(asio::make_strand(server.io)),
+          timer_(server.io),
+          parser_(server.options.limits) {}
+
+    void start() { read(); }
+
+    void close() override {
+      asio::post(strand_, [self = this->shared_from_this()] { self->shutdown(); });
+    }
+    bool idle() const override { return idle_.load(); }
+
+   private:
+    void read() {
+      if (server_.stopping && parser_.idle()) return shutdown();
+      idle_ = parser_.idle();
+      timer_.expires_after(server_.options.idle_timeout);
+      timer_.async_wait(asio::bind_executor(
+          strand_, [self = this->shared_from_this()](boost::system::error_code ec) {
+            if (ec) return;
+            Metrics::get().idle_closed.inc();
+            log::info("policy: closing idle connection");
+            self->shutdown();
+          }));
+      socket_.async_read_some(
+          asio::buffer(buf_),
+          asio::bind_executor(strand_, [self = this->shared_from_this()](
+                                           boost::system::error_code ec, std::size_t n) {
+            self->timer_.cancel();
+            if (ec) return self->shutdown();
+            self->pending_.assign(self->buf_.data(), n);
+            self->process();
+          }));
+    }
+
+    // Parses what is pending; answers each complete request in order, then reads more.
+    void process() {
+      while (!pending_.empty()) {
+        std::size_t used = 0;
+        auto status = parser_.feed(pending_, used);
+        pending_.erase(0, used);
+        if (status == Parser::Status::kError) {
+          Metrics::get().protocol_errors.inc();
+          log::warning("policy: closing connection: " + parser_.error());
+          return shutdown();
+        }
+        if (status == Parser::Status::kComplete) {
+          reply_ += format_reply(answer(parser_.take()));
+        }
+      }
+      if (reply_.empty()) return read();
+      asio::async_write(socket_, asio::buffer(reply_),
+                        asio::bind_executor(strand_, [self = this->shared_from_this()](
+                                                         boost::system::error_code ec, std::size_t) {
+                          self->reply_.clear();
+                          if (ec) return self->shutdown();
+                          self->read();
+                        }));
+    }
+
+    std::string answer(const Request& req) {
+      Metrics::get().requests.inc();
+      try {
+        return server_.handler(req);
+      } catch (const std::exception& ex) {
+        Metrics::get().handler_errors.inc();
+        log::error(log::format_decision(req.queue_id(), {{"action", "error"},
+                                                         {"reason", ex.what()}}));
+        return server_.options.error_action;
+      }
+    }
+
+    void shutdown() {
+      if (closed_) return;
+      closed_ = true;
+      timer_.cancel();
+      boost::system::error_code ignored;
+      socket_.shutdown(Socket::shutdown_both, ignored);
+      socket_.close(ignored);
+      server_.forget(this);
+    }
+
+    Impl& server_;
+    Socket socket_;
+    asio::strand<asio::io_context::executor_type> strand_;
+    asio::steady_timer timer_;
+    Parser parser_;
+    std::array<char, 4096> buf_{};
+    std::string pending_;
+    std::string reply_;
+    bool closed_ = false;
+    std::atomic<bool> idle_{true};
+  };
+
+  void forget(ConnectionBase* c) {
+    std::lock_guard lock(mutex);
+    for (auto it = connections.begin(); it != connections.end(); ++it) {
+      if (it->get() == c) {
+        connections.erase(it);
+        Metrics::get().connections.add(-1);
+        return;
+      }
+    }
+  }
+
+  template <class Socket>
+  void adopt(Socket socket) {
+    std::shared_ptr<Connection<Socket>> conn;
+    {
+      std::lock_guard lock(mutex);
+      if (connections.size() >= options.max_connections) {
+        Metrics::get().refused.inc();
+        log::warning("policy: connection limit " + std::to_string(options.max_connections) +
+                     " reached, refusing a connection");
+        boost::system::error_code ignored;
+        socket.close(ignored);
+        return;
+      }
+      conn = std::make_shared<Connection<Socket>>(*this, std::move(socket));
+      connections.insert(conn);
+      Metrics::get().connections.add(1);
+    }
+    conn->start();
+  }
+
+  template <class Acceptor>
+  void accept(Acceptor& acceptor) {
+    acceptor.async_accept([this, &acceptor](boost::system::error_code ec, auto socket) {
+      if (ec == asio::error::operation_aborted || stopping) return;
+      if (!ec) {
+        adopt(std::move(socket));
+      } else {
+        log::warning("policy: accept failed: " + ec.message());
+      }
+      accept(acceptor);
+    });
+  }
+};
+
+Server::Server(ServerOptions options, Handler handler)
+    : impl_(std::make_shared<Impl>(std::move(options), std::move(handler))) {}
+
+Server::~Server() {
+  for (const auto& path : impl_->unix_paths) ::unlink(path.c_str());
+}
+
+void Server::open() {
+  for (const auto& spec : impl_->options.listen) {
+    try {
+      if (spec.kind == net::SocketSpec::Kind::kUnix) {
+        std::error_code ignored;
+        // A stale socket from a previous run would make bind fail.
+        if (std::filesystem::is_socket(spec.path, ignored)) std::filesystem::remove(spec.path);
+        auto acc = std::make_unique<ulocal::acceptor>(impl_->io, ulocal::endpoint(spec.path));
+        ::chmod(spec.path.c_str(), impl_->options.socket_mode);
+        impl_->unix_paths.push_back(spec.path);
+        impl_->unix_acceptors.push_back(std::move(acc));
+      } else {
+        tcp::endpoint ep(asio::ip::make_address(spec.host), static_cast<unsigned short>(spec.port));
+        auto acc = std::make_unique<tcp::acceptor>(impl_->io);
+        acc->open(ep.protocol());
+        acc->set_option(tcp::acceptor::reuse_address(true));
+        // Accepted sockets inherit TCP_NODELAY: no Nagle/delayed-ACK stalls on replies.
+        acc->set_option(tcp::no_delay(true));
+        acc->bind(ep);
+        acc->listen();
+        impl_->tcp_acceptors.push_back(std::move(acc));
+      }
+    } catch (const std::exception& ex) {
+      throw std::runtime_error("cannot listen on " + spec.to_string() + ": " + ex.what());
+    }
+  }
+}
+
+void Server::serve() {
+  for (auto& a : impl_->tcp_acceptors) impl_->accept(*a);
+  for (auto& a : impl_->unix_acceptors) impl_->accept(*a);
+  std::vector<std::thread> threads;
+  for (unsigned i = 1; i < std::max(1u, impl_->options.threads); ++i) {
+    threads.emplace_back([impl = impl_] { impl->io.run(); });
+  }
+  impl_->io.run();
+  for (auto& t : threads) t.join();
+}
+
+void Server::stop() {
+  auto impl = impl_;
+  if (impl->stopping.exchange(true)) return;
+  asio::post(impl->io, [impl] {
+    boost::system::error_code ignored;
+    for (auto& a : impl->tcp_acceptors) a->close(ignored);
+    for (auto& a : impl->unix_acceptors) a->close(ignored);
+    std::vector<std::shared_ptr<ConnectionBase>> idle;
+    {
+      std::lock_guard lock(impl->mutex);
+      for (const auto& c : impl->connections) {
+        if (c->idle()) idle.push_back(c);
+      }
+    }
+    // Busy connections close themselves after their current reply (see read()).
+    for (auto& c : idle) c->close();
+  });
+}
+
+int Server::tcp_port() const {
+  if (impl_->tcp_acceptors.empty()) return 0;
+  return impl_->tcp_acceptors.front()->local_endpoint().port();
+}
+
+}  // namespace mxguard::common::policy

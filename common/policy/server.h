@@ -1,0 +1,52 @@
+// Asio server for the Postfix policy protocol: unix and inet listeners, many requests per
+// connection (Postfix keeps policy connections open), an idle timeout, a connection limit, and
+// a pool of threads so a slow check on one connection never blocks the others.
+// Garbage input is logged and closes that connection only. Must never let a handler exception
+// escape: it becomes the configured error action for that request.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/net/socket_spec.h"
+#include "common/policy/codec.h"
+
+namespace mxguard::common::policy {
+
+struct ServerOptions {
+  std::vector<net::SocketSpec> listen;
+  std::size_t max_connections = 200;
+  std::chrono::milliseconds idle_timeout{std::chrono::seconds(300)};
+  unsigned threads = 4;
+  unsigned socket_mode = 0666;  // unix sockets; access is controlled by the directory
+  Limits limits;
+  // The reply when a handler throws: a temporary failure, so Postfix retries later.
+  std::string error_action = "DEFER_IF_PERMIT Service temporarily unavailable";
+};
+
+// Returns the action for one request (without "action="). Runs on a server thread; may block
+// for a bounded time (its dependencies have finite timeouts).
+using Handler = std::function<std::string(const Request&)>;
+
+class Server {
+ public:
+  Server(ServerOptions options, Handler handler);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  void open();   // binds every listener; throws std::runtime_error naming the listener
+  void serve();  // runs the threads; returns after stop() once connections have drained
+  void stop();   // thread-safe; in-flight requests are answered, idle connections closed
+  // Bound TCP port of the first inet listener (for tests that listen on port 0).
+  int tcp_port() const;
+
+ private:
+  struct Impl;
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace mxguard::common::policy

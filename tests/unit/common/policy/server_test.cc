@@ -1,0 +1,206 @@
+// Drives the policy server over real loopback sockets: pipelining, limits, garbage, idle
+// timeout, handler exceptions, and graceful stop.
+#include "common/policy/server.h"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <thread>
+
+#include "tests/fixtures/process.h"
+
+namespace mxguard::common::policy {
+namespace {
+
+using namespace std::chrono_literals;
+
+class Client {
+ public:
+  explicit Client(int port) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<uint16_t>(port));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+    timeval tv{3, 0};
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  }
+  explicit Client(const std::string& path) {
+    fd_ = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::snprintf(a.sun_path, sizeof a.sun_path, "%s", path.c_str());
+    connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+    timeval tv{3, 0};
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  }
+  ~Client() { ::close(fd_); }
+  bool connected() const { return connected_; }
+  void send(const std::string& s) { ASSERT_EQ(::send(fd_, s.data(), s.size(), MSG_NOSIGNAL), (ssize_t)s.size()); }
+  // Reads until `replies` complete replies arrived or the peer closed; returns what came.
+  std::string read_replies(int replies) {
+    std::string out;
+    char buf[4096];
+    while (true) {
+      int seen = 0;
+      for (std::size_t p = out.find("\n\n"); p != std::string::npos; p = out.find("\n\n", p + 2)) {
+        ++seen;
+      }
+      if (seen >= replies) return out;
+      ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+      if (n <= 0) return out;
+      out.append(buf, static_cast<std::size_t>(n));
+    }
+  }
+  bool closed_by_peer() {
+    char c;
+    return ::recv(fd_, &c, 1, 0) == 0;
+  }
+
+ private:
+  int fd_ = -1;
+  bool connected_ = false;
+};
+
+class PolicyServerTest : public ::testing::Test {
+ protected:
+  void start(ServerOptions o, Handler h) {
+    server_ = std::make_unique<Server>(std::move(o), std::move(h));
+    server_->open();
+    thread_ = std::thread([this] { server_->serve(); });
+  }
+  void TearDown() override {
+    if (server_) server_->stop();
+    if (thread_.joinable()) thread_.join();
+  }
+  static ServerOptions tcp_options() {
+    ServerOptions o;
+    o.listen.push_back(net::SocketSpec{net::SocketSpec::Kind::kInet, "", "127.0.0.1",
+                                       testing::free_tcp_port()});
+    return o;
+  }
+  static Handler echo_sender() {
+    return [](const Request& r) { return "DUNNO " + std::string(r.sender()); };
+  }
+  std::unique_ptr<Server> server_;
+  std::thread thread_;
+};
+
+TEST_F(PolicyServerTest, AnswersManyRequestsOnOneConnection) {
+  start(tcp_options(), echo_sender());
+  Client c(server_->tcp_port());
+  ASSERT_TRUE(c.connected());
+  c.send("request=smtpd_access_policy\nsender=a@x\n\n");
+  EXPECT_EQ(c.read_replies(1), "action=DUNNO a@x\n\n");
+  // Two requests in one write, the second split across writes.
+  c.send("sender=b@x\n\nsender=c");
+  c.send("@x\n\n");
+  EXPECT_EQ(c.read_replies(2), "action=DUNNO b@x\n\naction=DUNNO c@x\n\n");
+}
+
+TEST_F(PolicyServerTest, ServesUnixSockets) {
+  testing::TempDir dir;
+  ServerOptions o;
+  std::string path = (dir / "policy.sock").string();
+  o.listen.push_back(net::SocketSpec{net::SocketSpec::Kind::kUnix, path, "", 0});
+  start(o, echo_sender());
+  Client c(path);
+  ASSERT_TRUE(c.connected());
+  c.send("sender=u@x\n\n");
+  EXPECT_EQ(c.read_replies(1), "action=DUNNO u@x\n\n");
+}
+
+TEST_F(PolicyServerTest, GarbageClosesOnlyThatConnection) {
+  start(tcp_options(), echo_sender());
+  Client good(server_->tcp_port());
+  Client bad(server_->tcp_port());
+  bad.send(std::string("\x16\x03\x01\x00\xa5" "binary\0garbage\n", 20));
+  EXPECT_TRUE(bad.closed_by_peer());
+  good.send("sender=ok@x\n\n");
+  EXPECT_EQ(good.read_replies(1), "action=DUNNO ok@x\n\n");
+}
+
+TEST_F(PolicyServerTest, OversizedLineClosesConnection) {
+  start(tcp_options(), echo_sender());
+  Client c(server_->tcp_port());
+  c.send("sender=" + std::string(10000, 'a') + "\n\n");
+  EXPECT_TRUE(c.closed_by_peer());
+}
+
+TEST_F(PolicyServerTest, HandlerExceptionBecomesErrorAction) {
+  start(tcp_options(), [](const Request& r) -> std::string {
+    if (r.sender() == "boom@x") throw std::runtime_error("store exploded");
+    return "DUNNO";
+  });
+  Client c(server_->tcp_port());
+  c.send("sender=boom@x\n\nsender=fine@x\n\n");
+  EXPECT_EQ(c.read_replies(2),
+            "action=DEFER_IF_PERMIT Service temporarily unavailable\n\naction=DUNNO\n\n");
+}
+
+TEST_F(PolicyServerTest, IdleClientsAreDropped) {
+  auto o = tcp_options();
+  o.idle_timeout = 200ms;
+  start(o, echo_sender());
+  Client c(server_->tcp_port());
+  auto t0 = std::chrono::steady_clock::now();
+  EXPECT_TRUE(c.closed_by_peer());
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 2s);
+}
+
+TEST_F(PolicyServerTest, ConnectionLimitRefusesExtraConnectionsWithoutStarvingOthers) {
+  auto o = tcp_options();
+  o.max_connections = 2;
+  start(o, echo_sender());
+  Client a(server_->tcp_port());
+  Client b(server_->tcp_port());
+  a.send("sender=a@x\n\n");
+  b.send("sender=b@x\n\n");
+  EXPECT_EQ(a.read_replies(1), "action=DUNNO a@x\n\n");
+  EXPECT_EQ(b.read_replies(1), "action=DUNNO b@x\n\n");
+  Client extra(server_->tcp_port());
+  EXPECT_TRUE(extra.closed_by_peer());
+  a.send("sender=a2@x\n\n");
+  EXPECT_EQ(a.read_replies(1), "action=DUNNO a2@x\n\n");
+}
+
+TEST_F(PolicyServerTest, SlowHandlerDoesNotBlockOtherConnections) {
+  auto o = tcp_options();
+  o.threads = 2;
+  start(o, [](const Request& r) {
+    if (r.sender() == "slow@x") std::this_thread::sleep_for(1500ms);
+    return std::string("DUNNO");
+  });
+  Client slow(server_->tcp_port());
+  Client fast(server_->tcp_port());
+  slow.send("sender=slow@x\n\n");
+  std::this_thread::sleep_for(50ms);
+  auto t0 = std::chrono::steady_clock::now();
+  fast.send("sender=fast@x\n\n");
+  EXPECT_EQ(fast.read_replies(1), "action=DUNNO\n\n");
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 1s);
+  EXPECT_EQ(slow.read_replies(1), "action=DUNNO\n\n");
+}
+
+TEST_F(PolicyServerTest, StopAnswersInFlightRequestThenReturns) {
+  start(tcp_options(), [](const Request&) {
+    std::this_thread::sleep_for(300ms);
+    return std::string("DUNNO");
+  });
+  Client busy(server_->tcp_port());
+  Client idle(server_->tcp_port());
+  busy.send("sender=a@x\n\n");
+  std::this_thread::sleep_for(100ms);
+  server_->stop();
+  EXPECT_EQ(busy.read_replies(1), "action=DUNNO\n\n");
+  EXPECT_TRUE(idle.closed_by_peer());
+  thread_.join();  // serve() returned
+}
+
+}  // namespace
+}  // namespace mxguard::common::policy
