@@ -8,7 +8,7 @@ packages=(
   cmake ninja-build g++ pkg-config clang-14 libclang-rt-14-dev clang-format clang-tidy
   libmilter-dev libssl-dev libopendkim-dev libhiredis-dev libunbound-dev libpsl-dev publicsuffix
   libboost-program-options-dev libboost-dev
-  libgtest-dev libgmock-dev libbenchmark-dev
+  libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev
   # test peers
   redis-server postfix swaks python3-dnslib python3-dkim python3-yaml miltertest
   procps iproute2
