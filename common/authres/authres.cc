@@ -265,12 +265,9 @@ bool claims_authserv_id(std::string_view value, std::string_view ours) {
   return a == b;
 }
 
-std::string quote_if_needed(std::string_view v) {
-  bool plain = !v.empty();
-  for (char c : v) {
-    if (!is_pvalue_char(c) || c == '=') plain = false;
-  }
-  if (plain) return std::string(v);
+namespace {
+
+std::string quote(std::string_view v) {
   std::string out = "\"";
   for (char c : v) {
     if (c == '"' || c == '\\') out.push_back('\\');
@@ -281,13 +278,30 @@ std::string quote_if_needed(std::string_view v) {
   return out;
 }
 
+// authserv-id and reason are RFC 2045 "value": a token or a quoted-string.
+std::string quote_value_if_needed(std::string_view v) {
+  bool plain = !v.empty();
+  for (char c : v) plain = plain && is_token_char(c);
+  return plain ? std::string(v) : quote(v);
+}
+
+}  // namespace
+
+std::string quote_if_needed(std::string_view v) {
+  bool plain = !v.empty();
+  for (char c : v) {
+    if (!is_pvalue_char(c) || c == '=') plain = false;
+  }
+  return plain ? std::string(v) : quote(v);
+}
+
 Builder& Builder::add(Result r) {
   results_.push_back(std::move(r));
   return *this;
 }
 
 std::string Builder::value(bool fold) const {
-  std::string out = quote_if_needed(authserv_id_);
+  std::string out = quote_value_if_needed(authserv_id_);
   if (results_.empty()) return out + "; none";
   for (const auto& r : results_) {
     out += fold ? ";\n\t" : "; ";
@@ -308,7 +322,7 @@ std::string Builder::value(bool fold) const {
       }
       out += " (" + comment + ")";
     }
-    if (!r.reason.empty()) out += " reason=" + quote_if_needed(r.reason);
+    if (!r.reason.empty()) out += " reason=" + quote_value_if_needed(r.reason);
     for (const auto& p : r.properties) {
       out += " " + p.type + "." + p.name + "=" + quote_if_needed(p.value);
     }
