@@ -2,9 +2,10 @@
 // one unfreed: each is owned by a ReplyPtr and converted to Reply at once.
 #include "common/redis/connection.h"
 
+#include <sys/time.h>
+
 #include <cerrno>
 #include <optional>
-#include <sys/time.h>
 
 #include "common/redis/errors.h"
 #include "common/redis/hiredis_boundary.h"
@@ -14,7 +15,9 @@ namespace {
 
 timeval to_timeval(std::chrono::milliseconds ms) {
   // A zero timeval means "no timeout" to the kernel; never let a bad setting turn into that.
-  if (ms.count() <= 0) ms = std::chrono::milliseconds(1);
+  if (ms.count() <= 0) {
+    ms = std::chrono::milliseconds(1);
+  }
   return timeval{static_cast<time_t>(ms.count() / 1000),
                  static_cast<suseconds_t>((ms.count() % 1000) * 1000)};
 }
@@ -53,11 +56,15 @@ Connection::Connection(const Url& url, const ClientOptions& options) {
   }
   if (!url.password.empty()) {
     std::vector<std::string> auth{"AUTH"};
-    if (!url.user.empty()) auth.push_back(url.user);
+    if (!url.user.empty()) {
+      auth.push_back(url.user);
+    }
     auth.push_back(url.password);
     command(auth);
   }
-  if (url.db != 0) command({"SELECT", std::to_string(url.db)});
+  if (url.db != 0) {
+    command({"SELECT", std::to_string(url.db)});
+  }
 }
 
 Connection::~Connection() = default;
@@ -75,26 +82,36 @@ void Connection::fail(int saved_errno, const char* what) {
 }
 
 Reply Connection::command(const std::vector<std::string>& argv) {
-  if (broken()) detail::throw_io("command on a broken connection");
-  if (argv.empty()) throw std::invalid_argument("redis command without arguments");
+  if (broken()) {
+    detail::throw_io("command on a broken connection");
+  }
+  if (argv.empty()) {
+    throw std::invalid_argument("redis command without arguments");
+  }
   Args args(argv);
   errno = 0;
   void* raw = redisCommandArgv(context_.get(), args.argc(), args.ptrs.data(), args.lens.data());
-  if (raw == nullptr) fail(errno, argv.front().c_str());
+  if (raw == nullptr) {
+    fail(errno, argv.front().c_str());
+  }
   detail::ReplyPtr reply(static_cast<redisReply*>(raw));
   return detail::to_reply(*reply);
 }
 
 std::vector<Reply> Connection::pipeline(const std::vector<std::vector<std::string>>& commands) {
-  if (broken()) detail::throw_io("pipeline on a broken connection");
+  if (broken()) {
+    detail::throw_io("pipeline on a broken connection");
+  }
   for (const auto& argv : commands) {
-    if (argv.empty()) throw std::invalid_argument("redis command without arguments");
+    if (argv.empty()) {
+      throw std::invalid_argument("redis command without arguments");
+    }
   }
   for (const auto& argv : commands) {
     Args args(argv);
     // Appending only fills hiredis's output buffer; it fails for out-of-memory only.
-    if (redisAppendCommandArgv(context_.get(), args.argc(), args.ptrs.data(),
-                               args.lens.data()) != REDIS_OK) {
+    if (redisAppendCommandArgv(context_.get(), args.argc(), args.ptrs.data(), args.lens.data()) !=
+        REDIS_OK) {
       fail(errno, "pipeline");
     }
   }
@@ -102,14 +119,18 @@ std::vector<Reply> Connection::pipeline(const std::vector<std::vector<std::strin
   for (std::size_t i = 0; i < commands.size(); ++i) {
     void* raw = nullptr;
     errno = 0;
-    if (redisGetReply(context_.get(), &raw) != REDIS_OK || raw == nullptr) fail(errno, "pipeline");
+    if (redisGetReply(context_.get(), &raw) != REDIS_OK || raw == nullptr) {
+      fail(errno, "pipeline");
+    }
     raw_replies.emplace_back(static_cast<redisReply*>(raw));
   }
   // All replies are read before converting, so an error reply cannot leave unread replies
   // behind to answer the next command.
   std::vector<Reply> replies;
   replies.reserve(raw_replies.size());
-  for (const auto& reply : raw_replies) replies.push_back(detail::to_reply(*reply));
+  for (const auto& reply : raw_replies) {
+    replies.push_back(detail::to_reply(*reply));
+  }
   return replies;
 }
 
@@ -121,7 +142,9 @@ Reply Connection::eval(const Script& script, const std::vector<std::string>& key
   try {
     return command(argv);
   } catch (const ReplyError& e) {
-    if (std::string_view(e.what()).rfind("NOSCRIPT", 0) != 0) throw;
+    if (std::string_view(e.what()).rfind("NOSCRIPT", 0) != 0) {
+      throw;
+    }
   }
   // Not cached on this server (restart, failover, SCRIPT FLUSH): load it and retry once.
   std::string sha = command({"SCRIPT", "LOAD", script.source()}).as_string();

@@ -34,7 +34,9 @@ void throw_protocol(const std::string& message) {
 void throw_reply(const std::string& message) {
   // NOSCRIPT is the normal signal that a script must be (re)loaded, handled by eval(); counting
   // it would make every Redis restart look like a burst of failures.
-  if (message.rfind("NOSCRIPT", 0) != 0) count("reply");
+  if (message.rfind("NOSCRIPT", 0) != 0) {
+    count("reply");
+  }
   throw ReplyError(message);
 }
 

@@ -1,7 +1,7 @@
 // Internal to common/redis: the one place that touches hiredis's C types. The RAII owner of
-// redisReply (Connection owns the redisContext), the redisReply -> Reply conversion, and the mapping of a
-// context's error state to our typed exceptions.
-// Must never be included outside common/redis (it would leak redisReply to callers).
+// redisReply (Connection owns the redisContext), the redisReply -> Reply conversion, and the
+// mapping of a context's error state to our typed exceptions. Must never be included outside
+// common/redis (it would leak redisReply to callers).
 #pragma once
 
 #include <hiredis/hiredis.h>

@@ -15,7 +15,9 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 const ClientOptions& validated(const ClientOptions& o) {
-  if (o.pool_size == 0) throw std::invalid_argument("redis pool size must be at least 1");
+  if (o.pool_size == 0) {
+    throw std::invalid_argument("redis pool size must be at least 1");
+  }
   if (o.connect_timeout.count() <= 0 || o.command_timeout.count() <= 0) {
     throw std::invalid_argument("redis timeouts must be positive (never infinite)");
   }
@@ -34,8 +36,7 @@ void count_connect(const char* result) {
 
 void set_up_gauge(const Url& url, bool up) {
   metrics::Registry::global()
-      .gauge("mxguard_redis_up", "1 while the Redis server is reachable",
-             {{"url", url.redacted()}})
+      .gauge("mxguard_redis_up", "1 while the Redis server is reachable", {{"url", url.redacted()}})
       .set(up ? 1 : 0);
 }
 
@@ -48,10 +49,12 @@ Pool::Lease::Lease(Lease&& other) noexcept
     : pool_(other.pool_), connection_(std::move(other.connection_)) {}
 
 Pool::Lease::~Lease() {
-  if (connection_) pool_->give_back(std::move(connection_));
+  if (connection_) {
+    pool_->give_back(std::move(connection_));
+  }
 }
 
-Pool::Pool(ClientOptions options)
+Pool::Pool(const ClientOptions& options)
     : options_(validated(options)),
       url_(Url::parse(options_.url)),
       backoff_(options_.reconnect_backoff_min) {
@@ -132,7 +135,9 @@ void Pool::give_back(std::unique_ptr<Connection> connection) {
 void Pool::connect_failed(bool was_probe, const std::exception& error) {
   last_error_ = error.what();
   ++failed_connects_;
-  if (was_probe) probing_ = false;
+  if (was_probe) {
+    probing_ = false;
+  }
   if (up_) {
     up_ = false;
     backoff_ = options_.reconnect_backoff_min;

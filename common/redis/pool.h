@@ -44,7 +44,7 @@ class Pool {
 
   // Parses options.url (std::invalid_argument when invalid); does not connect yet, so a daemon
   // starts even while Redis is down.
-  explicit Pool(ClientOptions options);
+  explicit Pool(const ClientOptions& options);
   ~Pool();
   Pool(const Pool&) = delete;
   Pool& operator=(const Pool&) = delete;

@@ -18,12 +18,11 @@ namespace {
   throw std::invalid_argument("invalid redis url '" + shown + "': " + reason);
 }
 
-int parse_int(std::string_view text, std::string_view digits, int min, int max,
-              const char* what) {
+int parse_int(std::string_view text, std::string_view digits, int min, int max, const char* what) {
   int value = 0;
   auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
-  if (digits.empty() || ec != std::errc() || end != digits.data() + digits.size() ||
-      value < min || value > max) {
+  if (digits.empty() || ec != std::errc() || end != digits.data() + digits.size() || value < min ||
+      value > max) {
     fail(text, std::string(what) + " must be a number from " + std::to_string(min) + " to " +
                    std::to_string(max) + ", got '" + std::string(digits) + "'");
   }
@@ -52,7 +51,9 @@ std::string decode(std::string_view text, std::string_view part) {
 
 Url parse_tcp(std::string_view text, std::string_view rest) {
   Url url;
-  if (rest.find_first_of("?#") != std::string_view::npos) fail(text, "unexpected query");
+  if (rest.find_first_of("?#") != std::string_view::npos) {
+    fail(text, "unexpected query");
+  }
   auto slash = rest.find('/');
   std::string_view authority = rest.substr(0, slash);
   if (slash != std::string_view::npos && slash + 1 < rest.size()) {
@@ -62,30 +63,48 @@ Url parse_tcp(std::string_view text, std::string_view rest) {
     std::string_view userinfo = authority.substr(0, at);
     authority = authority.substr(at + 1);
     auto colon = userinfo.find(':');
-    if (colon == std::string_view::npos) fail(text, "user without password (use user:password@)");
+    if (colon == std::string_view::npos) {
+      fail(text, "user without password (use user:password@)");
+    }
     url.user = decode(text, userinfo.substr(0, colon));
     url.password = decode(text, userinfo.substr(colon + 1));
-    if (url.password.empty()) fail(text, "empty password");
+    if (url.password.empty()) {
+      fail(text, "empty password");
+    }
   }
   std::string_view port;
   if (authority.starts_with('[')) {  // IPv6 literal
     auto close = authority.find(']');
-    if (close == std::string_view::npos) fail(text, "unterminated [ipv6] host");
+    if (close == std::string_view::npos) {
+      fail(text, "unterminated [ipv6] host");
+    }
     url.host = std::string(authority.substr(1, close - 1));
     std::string_view after = authority.substr(close + 1);
-    if (!after.empty() && !after.starts_with(':')) fail(text, "garbage after ]");
-    if (!after.empty()) port = after.substr(1);
-    if (!after.empty() && port.empty()) fail(text, "empty port");
+    if (!after.empty() && !after.starts_with(':')) {
+      fail(text, "garbage after ]");
+    }
+    if (!after.empty()) {
+      port = after.substr(1);
+    }
+    if (!after.empty() && port.empty()) {
+      fail(text, "empty port");
+    }
   } else {
     auto colon = authority.find(':');
     url.host = std::string(authority.substr(0, colon));
     if (colon != std::string_view::npos) {
       port = authority.substr(colon + 1);
-      if (port.empty()) fail(text, "empty port");
+      if (port.empty()) {
+        fail(text, "empty port");
+      }
     }
   }
-  if (url.host.empty()) fail(text, "missing host");
-  if (!port.empty()) url.port = parse_int(text, port, 1, 65535, "port");
+  if (url.host.empty()) {
+    fail(text, "missing host");
+  }
+  if (!port.empty()) {
+    url.port = parse_int(text, port, 1, 65535, "port");
+  }
   return url;
 }
 
@@ -94,16 +113,24 @@ Url parse_unix(std::string_view text, std::string_view rest) {
   url.transport = Url::Transport::kUnix;
   auto question = rest.find('?');
   url.path = std::string(rest.substr(0, question));
-  if (!url.path.starts_with('/')) fail(text, "socket path must be absolute (unix:///path)");
-  if (url.path.size() < 2) fail(text, "missing socket path");
-  if (question == std::string_view::npos) return url;
+  if (!url.path.starts_with('/')) {
+    fail(text, "socket path must be absolute (unix:///path)");
+  }
+  if (url.path.size() < 2) {
+    fail(text, "missing socket path");
+  }
+  if (question == std::string_view::npos) {
+    return url;
+  }
   std::string_view query = rest.substr(question + 1);
   while (!query.empty()) {
     auto amp = query.find('&');
     std::string_view pair = query.substr(0, amp);
     query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
     auto eq = pair.find('=');
-    if (eq == std::string_view::npos) fail(text, "query parameter without '='");
+    if (eq == std::string_view::npos) {
+      fail(text, "query parameter without '='");
+    }
     std::string_view key = pair.substr(0, eq);
     std::string_view value = pair.substr(eq + 1);
     if (key == "db") {
@@ -116,16 +143,24 @@ Url parse_unix(std::string_view text, std::string_view rest) {
       fail(text, "unknown parameter '" + std::string(key) + "' (expected db, password, user)");
     }
   }
-  if (!url.user.empty() && url.password.empty()) fail(text, "user without password");
+  if (!url.user.empty() && url.password.empty()) {
+    fail(text, "user without password");
+  }
   return url;
 }
 
 }  // namespace
 
 Url Url::parse(std::string_view text) {
-  if (text.starts_with("redis://")) return parse_tcp(text, text.substr(8));
-  if (text.starts_with("unix://")) return parse_unix(text, text.substr(7));
-  if (text.starts_with("rediss://")) fail(text, "TLS is not supported (hiredis 0.14)");
+  if (text.starts_with("redis://")) {
+    return parse_tcp(text, text.substr(8));
+  }
+  if (text.starts_with("unix://")) {
+    return parse_unix(text, text.substr(7));
+  }
+  if (text.starts_with("rediss://")) {
+    fail(text, "TLS is not supported (hiredis 0.14)");
+  }
   fail(text, "expected redis://host:port/db or unix:///path?db=N");
 }
 
@@ -133,12 +168,18 @@ std::string Url::redacted() const {
   std::string db_text = std::to_string(db);
   if (transport == Transport::kUnix) {
     std::string out = "unix://" + path + "?db=" + db_text;
-    if (!user.empty()) out += "&user=" + user;
-    if (!password.empty()) out += "&password=***";
+    if (!user.empty()) {
+      out += "&user=" + user;
+    }
+    if (!password.empty()) {
+      out += "&password=***";
+    }
     return out;
   }
   std::string out = "redis://";
-  if (!password.empty()) out += user + ":***@";
+  if (!password.empty()) {
+    out += user + ":***@";
+  }
   out += host.find(':') != std::string::npos ? "[" + host + "]" : host;
   return out + ":" + std::to_string(port) + "/" + db_text;
 }

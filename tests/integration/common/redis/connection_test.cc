@@ -48,8 +48,12 @@ TEST_F(ConnectionTest, BinarySafeKeysAndValues) {
 
 TEST_F(ConnectionTest, Pipeline) {
   Connection c = connect(server_.url());
-  auto replies = c.pipeline({{"SET", "p", "1"}, {"INCR", "p"}, {"INCRBY", "p", "10"},
-                             {"GET", "p"}, {"GET", "missing"}, {"LRANGE", "none", "0", "-1"}});
+  auto replies = c.pipeline({{"SET", "p", "1"},
+                             {"INCR", "p"},
+                             {"INCRBY", "p", "10"},
+                             {"GET", "p"},
+                             {"GET", "missing"},
+                             {"LRANGE", "none", "0", "-1"}});
   ASSERT_EQ(replies.size(), 6u);
   EXPECT_EQ(replies[0].as_string(), "OK");
   EXPECT_EQ(replies[1].as_integer(), 2);
