@@ -25,7 +25,8 @@ namespace mxguard::common::redis {
 
 class Pool {
  public:
-  // A borrowed connection, returned to the pool (or dropped if broken) on destruction.
+  // A borrowed connection, returned to the pool (or dropped if broken) on destruction. The pool
+  // must outlive its leases.
   class Lease {
    public:
     Lease(Lease&& other) noexcept;
