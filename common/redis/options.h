@@ -1,0 +1,23 @@
+// Client settings shared by every Redis user (--redis-url, --redis-timeout, --redis-prefix).
+// The in-class defaults are the only place these defaults live. Must never allow an infinite
+// timeout: a hung Redis must end in an IoError, not in a stuck mail transaction.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <string>
+
+namespace mxguard::common::redis {
+
+struct ClientOptions {
+  std::string url = "redis://127.0.0.1:6379/0";
+  std::chrono::milliseconds connect_timeout{500};
+  std::chrono::milliseconds command_timeout{500};  // also the longest wait for a free connection
+  std::size_t pool_size = 8;
+  // While Redis is down the pool tries one connect per backoff interval, doubling from min to max.
+  std::chrono::milliseconds reconnect_backoff_min{100};
+  std::chrono::milliseconds reconnect_backoff_max{5000};
+  std::string prefix = "mxg:";  // namespace of every key we write (DESIGN.md §6)
+};
+
+}  // namespace mxguard::common::redis
