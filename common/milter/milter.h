@@ -1,0 +1,118 @@
+// C++ wrapper over libmilter: one Session object per SMTP connection with virtual callbacks,
+// a Context for macros and message modifications, and one exception barrier per callback that
+// turns any std::exception into the configured failure reply plus a log line and a metric.
+// libmilter keeps global state (one smfi_register per process), so there is one Milter per
+// process. Must never let an exception cross into libmilter, and never turn a failure into an
+// accept unless the daemon's configuration says so.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+struct smfi_str;
+
+namespace mxguard::common::milter {
+
+// What a callback tells the MTA. kSkip (skip the rest of the body) is sent only if the MTA
+// offered it, otherwise it degrades to kContinue.
+enum class Status { kContinue, kAccept, kReject, kDiscard, kTempfail, kSkip };
+
+// Parses "accept|tempfail|reject|discard" (configuration values); throws std::invalid_argument.
+Status parse_failure_status(std::string_view text);
+std::string_view status_name(Status s);
+
+// Access to the MTA during one callback. Only valid inside that callback.
+class Context {
+ public:
+  explicit Context(smfi_str* ctx) : ctx_(ctx) {}
+
+  // A macro such as "i" (queue id), "{auth_authen}", "{client_addr}", "{daemon_name}".
+  std::optional<std::string> macro(const std::string& name) const;
+  // The Postfix queue id, or empty (then log lines say NOQUEUE).
+  std::string queue_id() const;
+
+  // SMTP reply for a reject or tempfail: rcode "550", xcode "5.7.1", one-line text.
+  void set_reply(const std::string& rcode, const std::string& xcode, const std::string& text);
+
+  // Modifications, allowed at end of message only (libmilter's rule). Throw on failure.
+  void add_header(const std::string& name, const std::string& value);
+  void insert_header(int index, const std::string& name, const std::string& value);
+  // Replaces the index-th (1-based) header of that name; an empty value deletes it.
+  void change_header(const std::string& name, int index, const std::string& value);
+  void delete_header(const std::string& name, int index) { change_header(name, index, ""); }
+  void quarantine(const std::string& reason);
+  void progress();  // keeps the MTA from timing out during a long operation
+
+ private:
+  smfi_str* ctx_;
+};
+
+struct ConnectInfo {
+  std::string hostname;      // as the MTA resolved it, "[1.2.3.4]" when unknown
+  std::string address;       // literal IP, empty for non-IP (e.g. local submission)
+  int port = 0;
+};
+
+class Session {
+ public:
+  virtual ~Session() = default;
+  virtual Status on_connect(Context&, const ConnectInfo&) { return Status::kContinue; }
+  virtual Status on_helo(Context&, std::string_view /*helo*/) { return Status::kContinue; }
+  // args[0] is the address in angle brackets as sent; the rest are ESMTP parameters.
+  virtual Status on_mail_from(Context&, const std::vector<std::string>& /*args*/) {
+    return Status::kContinue;
+  }
+  virtual Status on_rcpt(Context&, const std::vector<std::string>& /*args*/) {
+    return Status::kContinue;
+  }
+  virtual Status on_header(Context&, std::string_view /*name*/, std::string_view /*value*/) {
+    return Status::kContinue;
+  }
+  virtual Status on_eoh(Context&) { return Status::kContinue; }
+  virtual Status on_body(Context&, std::string_view /*chunk*/) { return Status::kContinue; }
+  virtual Status on_eom(Context&) { return Status::kContinue; }
+  // The current message was aborted (RSET, lost client); reset per-message state.
+  virtual void on_abort(Context&) {}
+  virtual void on_close(Context&) {}
+};
+
+struct MilterOptions {
+  std::string name = "mxguard";
+  std::string listen;  // Postfix syntax; converted to libmilter's
+  // What we may do (SMFIF_*) and which protocol steps we want (SMFIP_* "no"/"leading space").
+  unsigned long actions = 0;
+  unsigned long protocol = 0;
+  int timeout_seconds = 300;  // libmilter's I/O timeout towards the MTA
+  int backlog = 64;
+  unsigned socket_mode = 0660;
+  // The outcome when a callback throws: tempfail ("451 4.3.0") unless configured otherwise.
+  Status on_internal_error = Status::kTempfail;
+  std::string error_text = "Temporary internal error, try again later";
+};
+
+class Milter {
+ public:
+  using Factory = std::function<std::unique_ptr<Session>(void)>;
+  Milter(MilterOptions options, Factory factory);
+  ~Milter();
+  Milter(const Milter&) = delete;
+  Milter& operator=(const Milter&) = delete;
+
+  void open();   // registers with libmilter and creates the socket (as root); throws
+  void serve();  // smfi_main(); returns after SIGTERM/SIGINT or stop()
+  void stop();   // smfi_stop()
+
+  const MilterOptions& options() const { return options_; }
+  std::unique_ptr<Session> new_session() const;  // for the libmilter callbacks
+
+ private:
+  MilterOptions options_;
+  Factory factory_;
+};
+
+}  // namespace mxguard::common::milter
