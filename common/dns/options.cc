@@ -10,8 +10,8 @@ namespace mxguard::common::dns {
 namespace {
 
 [[noreturn]] void fail(std::string_view entry, std::string_view why) {
-  throw std::invalid_argument("invalid DNS server \"" + std::string(entry) + "\": " +
-                              std::string(why));
+  throw std::invalid_argument("invalid DNS server \"" + std::string(entry) +
+                              "\": " + std::string(why));
 }
 
 bool is_ip(const std::string& text) {
@@ -30,19 +30,31 @@ ServerSpec parse_server_spec(std::string_view entry) {
   if (auto at = entry.find('@'); at != std::string_view::npos) {
     host = entry.substr(0, at);
     std::string_view port = entry.substr(at + 1);
-    if (port.empty() || port.size() > 5) fail(entry, "port must be 1-65535");
+    if (port.empty() || port.size() > 5) {
+      fail(entry, "port must be 1-65535");
+    }
     unsigned value = 0;
     for (char c : port) {
-      if (c < '0' || c > '9') fail(entry, "port must be a decimal number");
+      if (c < '0' || c > '9') {
+        fail(entry, "port must be a decimal number");
+      }
       value = value * 10 + static_cast<unsigned>(c - '0');
     }
-    if (value == 0 || value > 65535) fail(entry, "port must be 1-65535");
+    if (value == 0 || value > 65535) {
+      fail(entry, "port must be 1-65535");
+    }
     spec.port = static_cast<std::uint16_t>(value);
   }
-  if (host.empty()) fail(entry, "missing address");
-  if (host.front() == '[') fail(entry, "write IPv6 addresses without brackets (ip@port)");
+  if (host.empty()) {
+    fail(entry, "missing address");
+  }
+  if (host.front() == '[') {
+    fail(entry, "write IPv6 addresses without brackets (ip@port)");
+  }
   spec.address = std::string(host);
-  if (!is_ip(spec.address)) fail(entry, "not an IPv4 or IPv6 address");
+  if (!is_ip(spec.address)) {
+    fail(entry, "not an IPv4 or IPv6 address");
+  }
   return spec;
 }
 
@@ -51,7 +63,9 @@ std::vector<ServerSpec> validate(const ResolverOptions& options) {
     throw std::invalid_argument("DNS timeout must be positive");
   }
   std::vector<ServerSpec> specs;
-  for (const auto& entry : options.servers) specs.push_back(parse_server_spec(entry));
+  for (const auto& entry : options.servers) {
+    specs.push_back(parse_server_spec(entry));
+  }
   return specs;
 }
 

@@ -40,7 +40,9 @@ using UbResultPtr = std::unique_ptr<ub_result, UbResultDeleter>;
 class EventFd {
  public:
   EventFd() : fd_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {
-    if (fd_ < 0) throw std::runtime_error(std::string("eventfd: ") + std::strerror(errno));
+    if (fd_ < 0) {
+      throw std::runtime_error(std::string("eventfd: ") + std::strerror(errno));
+    }
   }
   ~EventFd() { ::close(fd_); }
   EventFd(const EventFd&) = delete;
@@ -61,7 +63,9 @@ class EventFd {
 };
 
 void check(int err, const std::string& what) {
-  if (err != 0) throw std::runtime_error("unbound: " + what + ": " + ub_strerror(err));
+  if (err != 0) {
+    throw std::runtime_error("unbound: " + what + ": " + ub_strerror(err));
+  }
 }
 
 constexpr int kRcodeServFail = 2;
@@ -111,12 +115,18 @@ Answer make_answer(int err, const ub_result* result) {
 
 std::string_view status_name(Status status) {
   switch (status) {
-    case Status::kOk: return "ok";
-    case Status::kNxDomain: return "nxdomain";
-    case Status::kNoData: return "nodata";
-    case Status::kServFail: return "servfail";
-    case Status::kTimeout: return "timeout";
-    case Status::kError: return "error";
+    case Status::kOk:
+      return "ok";
+    case Status::kNxDomain:
+      return "nxdomain";
+    case Status::kNoData:
+      return "nodata";
+    case Status::kServFail:
+      return "servfail";
+    case Status::kTimeout:
+      return "timeout";
+    case Status::kError:
+      return "error";
   }
   return "error";
 }
@@ -125,12 +135,15 @@ MxAnswer to_mx(const Answer& answer) {
   MxAnswer mx{answer.status, {}, answer.ttl};
   for (const auto& text : answer.records) {
     auto space = text.find(' ');
-    if (space == std::string::npos) continue;  // not from rdata_to_text; cannot happen
-    mx.records.push_back({static_cast<std::uint16_t>(std::stoul(text.substr(0, space))),
-                          text.substr(space + 1)});
+    if (space == std::string::npos) {
+      continue;  // not from rdata_to_text; cannot happen
+    }
+    mx.records.push_back(
+        {static_cast<std::uint16_t>(std::stoul(text.substr(0, space))), text.substr(space + 1)});
   }
-  std::stable_sort(mx.records.begin(), mx.records.end(),
-                   [](const MxRecord& a, const MxRecord& b) { return a.preference < b.preference; });
+  std::stable_sort(mx.records.begin(), mx.records.end(), [](const MxRecord& a, const MxRecord& b) {
+    return a.preference < b.preference;
+  });
   return mx;
 }
 
@@ -187,7 +200,9 @@ thread_local Resolver::Impl* Resolver::Impl::loop_owner_ = nullptr;
 Resolver::Impl::Impl(ResolverOptions options) : options_(std::move(options)) {
   auto servers = validate(options_);
   ctx_.reset(ub_ctx_create());
-  if (!ctx_) throw std::runtime_error("unbound: cannot create a context");
+  if (!ctx_) {
+    throw std::runtime_error("unbound: cannot create a context");
+  }
   // A thread, not the default forked process: daemons are multi-threaded and drop privileges.
   check(ub_ctx_async(ctx_.get(), 1), "async mode");
   auto set_option = [this](const char* name, const char* value) {
@@ -204,8 +219,8 @@ Resolver::Impl::Impl(ResolverOptions options) : options_(std::move(options)) {
     check(ub_ctx_resolvconf(ctx_.get(), nullptr), "reading /etc/resolv.conf");
   }
   for (const auto& server : servers) {
-    check(ub_ctx_set_fwd(ctx_.get(), server.unbound_form().c_str()), "forwarder " +
-                                                                          server.unbound_form());
+    check(ub_ctx_set_fwd(ctx_.get(), server.unbound_form().c_str()),
+          "forwarder " + server.unbound_form());
   }
   // unbound serves the special-use test. zone itself (NXDOMAIN) unless removed. Removing it
   // finalizes the context, so it must come after every option and forwarder.
@@ -246,14 +261,16 @@ void Resolver::Impl::run() {
     if (!deadlines_.empty()) {
       auto left = deadlines_.begin()->first - Clock::now();
       // Round up so we do not wake a hair early and spin until the deadline.
-      wait_ms = static_cast<int>(std::max<std::int64_t>(
-          0, std::chrono::ceil<std::chrono::milliseconds>(left).count()));
+      wait_ms = static_cast<int>(
+          std::max<std::int64_t>(0, std::chrono::ceil<std::chrono::milliseconds>(left).count()));
     }
     int n = ::poll(fds, 2, wait_ms);
     if (n < 0 && errno != EINTR) {
       log::error(std::string("dns: poll: ") + std::strerror(errno));
     }
-    if (n > 0 && (fds[1].revents & POLLIN)) wakeup_.drain();
+    if (n > 0 && (fds[1].revents & POLLIN)) {
+      wakeup_.drain();
+    }
     if (n > 0 && fds[0].revents != 0) {
       if (int err = ub_process(ctx_.get()); err != 0) {
         log::error(std::string("dns: ub_process: ") + ub_strerror(err));
@@ -283,9 +300,11 @@ bool Resolver::Impl::start_queued() {
       continue;
     }
     auto serial = next_serial_++;
-    int err = ub_resolve_async(ctx_.get(), query.name.c_str(), query.rrtype, 1 /* IN */,
-                               reinterpret_cast<void*>(static_cast<std::uintptr_t>(serial)),
-                               &Impl::on_result, &query.async_id);
+    int err = ub_resolve_async(
+        ctx_.get(), query.name.c_str(), query.rrtype, 1 /* IN */,
+        // NOLINTNEXTLINE(performance-no-int-to-ptr): a serial number, never dereferenced
+        reinterpret_cast<void*>(static_cast<std::uintptr_t>(serial)), &Impl::on_result,
+        &query.async_id);
     if (err != 0) {  // e.g. a syntactically bad name
       log::warning("dns: cannot query " + query.name + ": " + ub_strerror(err));
       deliver(query, Answer{Status::kError, {}, 0});
@@ -315,7 +334,9 @@ void Resolver::Impl::on_result(void* mydata, int err, ub_result* result) {
 
 void Resolver::Impl::finish(std::uint64_t serial, Answer answer) {
   auto it = in_flight_.find(serial);
-  if (it == in_flight_.end()) return;  // already timed out or cancelled
+  if (it == in_flight_.end()) {
+    return;  // already timed out or cancelled
+  }
   Query query = std::move(it->second);
   in_flight_.erase(it);
   deadlines_.erase({query.deadline, serial});

@@ -36,8 +36,8 @@ std::string type_name(std::uint16_t rrtype);
 std::optional<std::string> read_name(Bytes data, std::size_t& pos);
 
 // Whole-rdata parsers: the rdata must be exactly one well-formed record of that type.
-std::optional<std::string> parse_a(Bytes rdata);     // "192.0.2.1"
-std::optional<std::string> parse_aaaa(Bytes rdata);  // "2001:db8::1"
+std::optional<std::string> parse_a(Bytes rdata);           // "192.0.2.1"
+std::optional<std::string> parse_aaaa(Bytes rdata);        // "2001:db8::1"
 std::optional<std::string> parse_name_rdata(Bytes rdata);  // PTR, NS, CNAME
 struct MxRecord {
   std::uint16_t preference = 0;

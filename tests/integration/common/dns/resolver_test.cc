@@ -109,9 +109,9 @@ TEST_F(ResolverTest, MxSortedByPreference) {
   Resolver r(options());
   auto mx = r.lookup_mx("example.test");
   ASSERT_EQ(mx.status, Status::kOk);
-  EXPECT_THAT(mx.records, ElementsAre(MxRecord{10, "mx1.example.test"},
-                                      MxRecord{20, "mx2.example.test"},
-                                      MxRecord{30, "mx3.example.test"}));
+  EXPECT_THAT(mx.records,
+              ElementsAre(MxRecord{10, "mx1.example.test"}, MxRecord{20, "mx2.example.test"},
+                          MxRecord{30, "mx3.example.test"}));
 }
 
 TEST_F(ResolverTest, TxtStringsAreConcatenated) {
@@ -251,12 +251,19 @@ TEST_F(ResolverTest, ConcurrentLookupsFromEightThreads) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < 40; ++i) {
         switch ((t + i) % 4) {
-          case 0: wrong += r.lookup_a("host.example.test").records.size() != 2; break;
-          case 1: wrong += r.lookup_mx("example.test").records.size() != 3; break;
-          case 2: wrong += r.lookup_txt("nothing.example.test").status != Status::kNxDomain; break;
-          case 3: wrong += r.lookup_ptr("1.2.3.4").records != std::vector<std::string>{
-                                                                   "host.example.test"};
-                  break;
+          case 0:
+            wrong += r.lookup_a("host.example.test").records.size() != 2;
+            break;
+          case 1:
+            wrong += r.lookup_mx("example.test").records.size() != 3;
+            break;
+          case 2:
+            wrong += r.lookup_txt("nothing.example.test").status != Status::kNxDomain;
+            break;
+          case 3:
+            wrong +=
+                r.lookup_ptr("1.2.3.4").records != std::vector<std::string>{"host.example.test"};
+            break;
         }
       }
     });

@@ -49,11 +49,11 @@ TEST(ReadNameTest, EscapesDotsBackslashesAndBinary) {
 
 TEST(ReadNameTest, RejectsMalformedWithoutMovingPos) {
   std::vector<Buf> bad = {
-      {},                          // empty
-      {3, 'c', 'o', 'm'},          // no terminating root label
-      {5, 'a', 'b'},               // label runs past the end
-      {0xC0, 0x0C},                // compression pointer
-      {0x40},                      // reserved label type / label over 63
+      {},                  // empty
+      {3, 'c', 'o', 'm'},  // no terminating root label
+      {5, 'a', 'b'},       // label runs past the end
+      {0xC0, 0x0C},        // compression pointer
+      {0x40},              // reserved label type / label over 63
   };
   Buf long_label(1, 64);
   long_label.insert(long_label.end(), 64, 'x');
@@ -112,9 +112,9 @@ TEST(RdataTest, TxtConcatenatesStringsBinarySafe) {
     long_txt.insert(long_txt.end(), 255, static_cast<std::uint8_t>(c));
   }
   EXPECT_EQ(parse_txt(long_txt), std::string(255, 'x') + std::string(255, 'y'));
-  EXPECT_EQ(parse_txt(Buf{0}), "");       // one empty string
-  EXPECT_FALSE(parse_txt(Buf{}));         // no string at all
-  EXPECT_FALSE(parse_txt(Buf{4, 'a'}));   // string runs past the end
+  EXPECT_EQ(parse_txt(Buf{0}), "");      // one empty string
+  EXPECT_FALSE(parse_txt(Buf{}));        // no string at all
+  EXPECT_FALSE(parse_txt(Buf{4, 'a'}));  // string runs past the end
 }
 
 TEST(RdataTest, NamesAndUnknownTypes) {
@@ -139,8 +139,8 @@ TEST(PtrNameTest, Ipv6) {
 }
 
 TEST(PtrNameTest, RejectsNonAddresses) {
-  for (const char* bad : {"", "host.example.com", "192.0.2", "192.0.2.1.5", "2001:db8::g",
-                          "192.0.2.1/24"}) {
+  for (const char* bad :
+       {"", "host.example.com", "192.0.2", "192.0.2.1.5", "2001:db8::g", "192.0.2.1/24"}) {
     EXPECT_THROW(ptr_name(bad), std::invalid_argument) << bad;
   }
 }
