@@ -1,0 +1,37 @@
+// Resolver options and the parsing of `--dns-servers` entries ("ip[@port]").
+// Must never accept an entry it cannot forward to: a typo here would silently turn every SPF
+// lookup into a temperror, so bad input fails at start-up with std::invalid_argument.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace mxguard::common::dns {
+
+struct ResolverOptions {
+  // Empty: the system resolver (nameservers from /etc/resolv.conf). Else "ip[@port]" entries,
+  // IPv4 or IPv6, port 53 by default.
+  std::vector<std::string> servers;
+  // Deadline of every query, blocking or asynchronous. Must be positive: every timeout is finite.
+  std::chrono::milliseconds timeout{5000};
+  bool cache = true;
+};
+
+struct ServerSpec {
+  std::string address;  // as given, validated with inet_pton
+  std::uint16_t port = 53;
+
+  std::string unbound_form() const;  // "ip@port", what ub_ctx_set_fwd takes
+};
+
+// Parses "192.0.2.1", "192.0.2.1@5353", "2001:db8::1", "::1@5353".
+// Throws std::invalid_argument naming the entry and what is wrong with it.
+ServerSpec parse_server_spec(std::string_view entry);
+
+// Checks servers and timeout; throws std::invalid_argument on the first problem.
+std::vector<ServerSpec> validate(const ResolverOptions& options);
+
+}  // namespace mxguard::common::dns

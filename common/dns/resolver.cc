@@ -1,0 +1,390 @@
+// The libunbound-backed resolver (see resolver.h). All ub_* calls after set-up happen on one
+// background thread: callers only enqueue work and poke an eventfd, so libunbound's callbacks,
+// cancellations and our deadline bookkeeping never race each other.
+#include "common/dns/resolver.h"
+
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unbound.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <future>
+#include <mutex>
+#include <set>
+#include <stdexcept>
+#include <thread>
+#include <unordered_map>
+#include <utility>
+
+#include "common/log/log.h"
+#include "common/metrics/metrics.h"
+
+namespace mxguard::common::dns {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct UbCtxDeleter {
+  void operator()(ub_ctx* ctx) const { ub_ctx_delete(ctx); }
+};
+struct UbResultDeleter {
+  void operator()(ub_result* result) const { ub_resolve_free(result); }
+};
+using UbCtxPtr = std::unique_ptr<ub_ctx, UbCtxDeleter>;
+using UbResultPtr = std::unique_ptr<ub_result, UbResultDeleter>;
+
+class EventFd {
+ public:
+  EventFd() : fd_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {
+    if (fd_ < 0) {
+      throw std::runtime_error(std::string("eventfd: ") + std::strerror(errno));
+    }
+  }
+  ~EventFd() { ::close(fd_); }
+  EventFd(const EventFd&) = delete;
+  EventFd& operator=(const EventFd&) = delete;
+  int fd() const { return fd_; }
+  void notify() const {
+    std::uint64_t one = 1;
+    // Cannot fail short of a counter overflow, which still leaves the fd readable.
+    [[maybe_unused]] auto n = ::write(fd_, &one, sizeof one);
+  }
+  void drain() const {
+    std::uint64_t value = 0;
+    [[maybe_unused]] auto n = ::read(fd_, &value, sizeof value);
+  }
+
+ private:
+  int fd_;
+};
+
+void check(int err, const std::string& what) {
+  if (err != 0) {
+    throw std::runtime_error("unbound: " + what + ": " + ub_strerror(err));
+  }
+}
+
+constexpr int kRcodeServFail = 2;
+constexpr int kRcodeNxDomain = 3;
+
+Answer make_answer(int err, const ub_result* result) {
+  Answer answer;
+  if (err != 0 || result == nullptr) {
+    answer.status = err == UB_SERVFAIL ? Status::kServFail : Status::kError;
+    return answer;
+  }
+  answer.ttl = result->ttl;
+  if (result->rcode == kRcodeNxDomain || result->nxdomain) {
+    answer.status = Status::kNxDomain;
+  } else if (result->rcode == kRcodeServFail || result->bogus) {
+    answer.status = Status::kServFail;
+  } else if (result->rcode != 0) {
+    answer.status = Status::kError;
+  } else if (!result->havedata) {
+    answer.status = Status::kNoData;
+  } else {
+    std::size_t malformed = 0;
+    for (int i = 0; result->data[i] != nullptr; ++i) {
+      Bytes rdata(reinterpret_cast<const std::uint8_t*>(result->data[i]),
+                  static_cast<std::size_t>(result->len[i]));
+      if (auto text = rdata_to_text(static_cast<std::uint16_t>(result->qtype), rdata)) {
+        answer.records.push_back(std::move(*text));
+      } else {
+        ++malformed;
+      }
+    }
+    if (malformed > 0) {
+      metrics::Registry::global()
+          .counter("mxguard_dns_malformed_records_total", "DNS records skipped as malformed")
+          .inc(malformed);
+      log::warning("dns: skipped " + std::to_string(malformed) + " malformed " +
+                   type_name(static_cast<std::uint16_t>(result->qtype)) + " record(s) for " +
+                   result->qname);
+    }
+    // Data that was all garbage is not an answer a mail check may act on.
+    answer.status = answer.records.empty() ? Status::kError : Status::kOk;
+  }
+  return answer;
+}
+
+}  // namespace
+
+std::string_view status_name(Status status) {
+  switch (status) {
+    case Status::kOk:
+      return "ok";
+    case Status::kNxDomain:
+      return "nxdomain";
+    case Status::kNoData:
+      return "nodata";
+    case Status::kServFail:
+      return "servfail";
+    case Status::kTimeout:
+      return "timeout";
+    case Status::kError:
+      return "error";
+  }
+  return "error";
+}
+
+MxAnswer to_mx(const Answer& answer) {
+  MxAnswer mx{answer.status, {}, answer.ttl};
+  for (const auto& text : answer.records) {
+    auto space = text.find(' ');
+    if (space == std::string::npos) {
+      continue;  // not from rdata_to_text; cannot happen
+    }
+    mx.records.push_back(
+        {static_cast<std::uint16_t>(std::stoul(text.substr(0, space))), text.substr(space + 1)});
+  }
+  std::stable_sort(mx.records.begin(), mx.records.end(), [](const MxRecord& a, const MxRecord& b) {
+    return a.preference < b.preference;
+  });
+  return mx;
+}
+
+class Resolver::Impl {
+ public:
+  explicit Impl(ResolverOptions options);
+  ~Impl();
+  Impl(const Impl&) = delete;
+  Impl& operator=(const Impl&) = delete;
+
+  void submit(std::string name, std::uint16_t rrtype, Callback callback);
+  bool on_loop_thread() const { return std::this_thread::get_id() == thread_.get_id(); }
+  std::chrono::milliseconds timeout() const { return options_.timeout; }
+
+ private:
+  struct Query {
+    std::string name;
+    std::uint16_t rrtype = 0;
+    Callback callback;
+    Clock::time_point started;
+    Clock::time_point deadline;
+    int async_id = 0;
+  };
+
+  void run();
+  bool start_queued();  // false once stopping
+  void expire(Clock::time_point now);
+  void finish(std::uint64_t serial, Answer answer);
+  void deliver(Query& query, Answer answer);
+  static void on_result(void* mydata, int err, ub_result* result);
+
+  // The Impl whose loop runs on this thread, for on_result: the query's serial is all we hand
+  // unbound as mydata, so a late callback for a query we already timed out finds nothing.
+  static thread_local Impl* loop_owner_;
+
+  ResolverOptions options_;
+  UbCtxPtr ctx_;
+  EventFd wakeup_;
+
+  std::mutex mutex_;
+  std::vector<Query> queued_;  // guarded by mutex_
+  bool stopping_ = false;      // guarded by mutex_
+
+  // Loop thread only.
+  std::uint64_t next_serial_ = 1;
+  std::unordered_map<std::uint64_t, Query> in_flight_;
+  std::set<std::pair<Clock::time_point, std::uint64_t>> deadlines_;
+
+  std::thread thread_;  // last: starts after everything above exists
+};
+
+thread_local Resolver::Impl* Resolver::Impl::loop_owner_ = nullptr;
+
+Resolver::Impl::Impl(ResolverOptions options) : options_(std::move(options)) {
+  auto servers = validate(options_);
+  ctx_.reset(ub_ctx_create());
+  if (!ctx_) {
+    throw std::runtime_error("unbound: cannot create a context");
+  }
+  // A thread, not the default forked process: daemons are multi-threaded and drop privileges.
+  check(ub_ctx_async(ctx_.get(), 1), "async mode");
+  auto set_option = [this](const char* name, const char* value) {
+    check(ub_ctx_set_option(ctx_.get(), name, value), std::string("option ") + name);
+  };
+  // Local forwarders (systemd-resolved, a test server) are refused without this.
+  set_option("do-not-query-localhost:", "no");
+  if (!options_.cache) {
+    // unbound has no switch to turn its cache off; a zero TTL cap expires every entry at once.
+    set_option("cache-max-ttl:", "0");
+    set_option("cache-max-negative-ttl:", "0");
+  }
+  if (servers.empty()) {
+    check(ub_ctx_resolvconf(ctx_.get(), nullptr), "reading /etc/resolv.conf");
+  }
+  for (const auto& server : servers) {
+    check(ub_ctx_set_fwd(ctx_.get(), server.unbound_form().c_str()),
+          "forwarder " + server.unbound_form());
+  }
+  // unbound serves the special-use test. zone itself (NXDOMAIN) unless removed. Removing it
+  // finalizes the context, so it must come after every option and forwarder.
+  check(ub_ctx_zone_remove(ctx_.get(), "test."), "removing local zone test.");
+  thread_ = std::thread([this] { run(); });
+}
+
+Resolver::Impl::~Impl() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  wakeup_.notify();
+  thread_.join();
+  // ctx_ goes last (member order): ub_ctx_delete stops unbound's own worker thread.
+}
+
+void Resolver::Impl::submit(std::string name, std::uint16_t rrtype, Callback callback) {
+  auto now = Clock::now();
+  Query query{std::move(name), rrtype, std::move(callback), now, now + options_.timeout, 0};
+  {
+    std::unique_lock lock(mutex_);
+    if (!stopping_) {
+      queued_.push_back(std::move(query));
+      lock.unlock();
+      wakeup_.notify();
+      return;
+    }
+  }
+  deliver(query, Answer{Status::kError, {}, 0});
+}
+
+void Resolver::Impl::run() {
+  loop_owner_ = this;
+  pollfd fds[2] = {{ub_fd(ctx_.get()), POLLIN, 0}, {wakeup_.fd(), POLLIN, 0}};
+  while (start_queued()) {
+    int wait_ms = -1;
+    if (!deadlines_.empty()) {
+      auto left = deadlines_.begin()->first - Clock::now();
+      // Round up so we do not wake a hair early and spin until the deadline.
+      wait_ms = static_cast<int>(
+          std::max<std::int64_t>(0, std::chrono::ceil<std::chrono::milliseconds>(left).count()));
+    }
+    int n = ::poll(fds, 2, wait_ms);
+    if (n < 0 && errno != EINTR) {
+      log::error(std::string("dns: poll: ") + std::strerror(errno));
+    }
+    if (n > 0 && (fds[1].revents & POLLIN)) {
+      wakeup_.drain();
+    }
+    if (n > 0 && fds[0].revents != 0) {
+      if (int err = ub_process(ctx_.get()); err != 0) {
+        log::error(std::string("dns: ub_process: ") + ub_strerror(err));
+      }
+    }
+    expire(Clock::now());
+  }
+  // Shutting down: every query still in flight gets its one callback now.
+  while (!in_flight_.empty()) {
+    auto serial = in_flight_.begin()->first;
+    ub_cancel(ctx_.get(), in_flight_.begin()->second.async_id);
+    finish(serial, Answer{Status::kError, {}, 0});
+  }
+}
+
+bool Resolver::Impl::start_queued() {
+  std::vector<Query> batch;
+  bool stopping;
+  {
+    std::lock_guard lock(mutex_);
+    batch.swap(queued_);
+    stopping = stopping_;
+  }
+  for (auto& query : batch) {
+    if (stopping) {
+      deliver(query, Answer{Status::kError, {}, 0});
+      continue;
+    }
+    auto serial = next_serial_++;
+    int err = ub_resolve_async(
+        ctx_.get(), query.name.c_str(), query.rrtype, 1 /* IN */,
+        // NOLINTNEXTLINE(performance-no-int-to-ptr): a serial number, never dereferenced
+        reinterpret_cast<void*>(static_cast<std::uintptr_t>(serial)), &Impl::on_result,
+        &query.async_id);
+    if (err != 0) {  // e.g. a syntactically bad name
+      log::warning("dns: cannot query " + query.name + ": " + ub_strerror(err));
+      deliver(query, Answer{Status::kError, {}, 0});
+      continue;
+    }
+    deadlines_.emplace(query.deadline, serial);
+    in_flight_.emplace(serial, std::move(query));
+  }
+  return !stopping;
+}
+
+void Resolver::Impl::expire(Clock::time_point now) {
+  while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
+    auto serial = deadlines_.begin()->second;
+    if (auto it = in_flight_.find(serial); it != in_flight_.end()) {
+      ub_cancel(ctx_.get(), it->second.async_id);
+    }
+    finish(serial, Answer{Status::kTimeout, {}, 0});
+  }
+}
+
+void Resolver::Impl::on_result(void* mydata, int err, ub_result* result) {
+  UbResultPtr owned(result);
+  auto serial = static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(mydata));
+  loop_owner_->finish(serial, make_answer(err, owned.get()));
+}
+
+void Resolver::Impl::finish(std::uint64_t serial, Answer answer) {
+  auto it = in_flight_.find(serial);
+  if (it == in_flight_.end()) {
+    return;  // already timed out or cancelled
+  }
+  Query query = std::move(it->second);
+  in_flight_.erase(it);
+  deadlines_.erase({query.deadline, serial});
+  deliver(query, std::move(answer));
+}
+
+void Resolver::Impl::deliver(Query& query, Answer answer) {
+  auto& registry = metrics::Registry::global();
+  auto type = type_name(query.rrtype);
+  registry
+      .counter("mxguard_dns_lookups_total", "DNS lookups by type and outcome",
+               {{"type", type}, {"status", std::string(status_name(answer.status))}})
+      .inc();
+  registry
+      .histogram("mxguard_dns_lookup_duration_seconds", "DNS lookup latency",
+                 metrics::latency_buckets(), {{"type", type}})
+      .observe(std::chrono::duration<double>(Clock::now() - query.started).count());
+  try {
+    query.callback(std::move(answer));
+  } catch (const std::exception& e) {
+    // The resolver thread must survive a caller's bug; the caller's own barrier owns the outcome.
+    log::error("dns: callback for " + query.name + " threw: " + e.what());
+  }
+}
+
+Resolver::Resolver(ResolverOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
+
+Resolver::~Resolver() = default;
+
+void Resolver::resolve_async(std::string name, std::uint16_t rrtype, Callback callback) {
+  impl_->submit(std::move(name), rrtype, std::move(callback));
+}
+
+Answer Resolver::lookup(std::string_view name, std::uint16_t rrtype) {
+  if (impl_->on_loop_thread()) {
+    throw std::logic_error("dns: blocking lookup from a resolver callback would deadlock");
+  }
+  // Shared, not on our stack: the resolver thread may still be inside set_value when we return.
+  auto promise = std::make_shared<std::promise<Answer>>();
+  auto future = promise->get_future();
+  resolve_async(std::string(name), rrtype,
+                [promise](Answer answer) { promise->set_value(std::move(answer)); });
+  // The loop enforces the deadline; the grace period only guards against a bug there turning
+  // into a hung SMTP session.
+  if (future.wait_for(impl_->timeout() + std::chrono::seconds(1)) != std::future_status::ready) {
+    return Answer{Status::kTimeout, {}, 0};
+  }
+  return future.get();
+}
+
+}  // namespace mxguard::common::dns
