@@ -72,6 +72,9 @@ void parse_value(std::string_view text, double& out) {
 
 void parse_value(std::string_view text, Duration& out) { out = parse_duration(text); }
 void parse_value(std::string_view text, Size& out) { out = parse_size(text); }
+void parse_value(std::string_view text, std::chrono::milliseconds& out) {
+  out = parse_duration(text).value;
+}
 
 std::string format_value(const std::string& v) { return v; }
 std::string format_value(bool v) { return v ? "yes" : "no"; }
@@ -85,6 +88,7 @@ std::string format_value(double v) {
 }
 std::string format_value(Duration v) { return format_duration(v); }
 std::string format_value(Size v) { return format_size(v); }
+std::string format_value(std::chrono::milliseconds v) { return format_duration(Duration(v)); }
 
 std::vector<std::string> split_list(std::string_view text) {
   std::vector<std::string> out;

@@ -5,6 +5,7 @@
 // Must never accept a value it cannot parse, and never silently ignore an unknown name.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -44,6 +45,7 @@ void parse_value(std::string_view text, std::uint64_t& out);
 void parse_value(std::string_view text, double& out);
 void parse_value(std::string_view text, Duration& out);
 void parse_value(std::string_view text, Size& out);
+void parse_value(std::string_view text, std::chrono::milliseconds& out);  // units as Duration
 std::string format_value(const std::string& v);
 std::string format_value(bool v);
 std::string format_value(int v);
@@ -52,6 +54,7 @@ std::string format_value(std::uint64_t v);
 std::string format_value(double v);
 std::string format_value(Duration v);
 std::string format_value(Size v);
+std::string format_value(std::chrono::milliseconds v);
 
 // Splits a list value on commas and white space ("a, b c" → a, b, c).
 std::vector<std::string> split_list(std::string_view text);

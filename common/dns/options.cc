@@ -70,3 +70,23 @@ std::vector<ServerSpec> validate(const ResolverOptions& options) {
 }
 
 }  // namespace mxguard::common::dns
+
+#include "common/config/config.h"
+
+namespace mxguard::common::dns {
+
+void bind_options(config::Binder& b, ResolverOptions& o) {
+  b.add("dns-servers", o.servers,
+        "DNS servers to forward to, ip[@port] (empty: the system resolver)");
+  b.add("dns-timeout", o.timeout, "deadline of every DNS query");
+}
+
+void validate_options(const ResolverOptions& o) {
+  try {
+    validate(o);
+  } catch (const std::invalid_argument& ex) {
+    throw config::OptionError(o.timeout.count() <= 0 ? "dns-timeout" : "dns-servers", ex.what());
+  }
+}
+
+}  // namespace mxguard::common::dns

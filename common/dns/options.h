@@ -35,3 +35,16 @@ ServerSpec parse_server_spec(std::string_view entry);
 std::vector<ServerSpec> validate(const ResolverOptions& options);
 
 }  // namespace mxguard::common::dns
+
+namespace mxguard::common::config {
+class Binder;
+}
+
+namespace mxguard::common::dns {
+
+// Binds --dns-servers and --dns-timeout to the fields of `o`.
+void bind_options(config::Binder& b, ResolverOptions& o);
+// Throws config::OptionError naming the option.
+void validate_options(const ResolverOptions& o);
+
+}  // namespace mxguard::common::dns

@@ -21,3 +21,17 @@ struct ClientOptions {
 };
 
 }  // namespace mxguard::common::redis
+
+namespace mxguard::common::config {
+class Binder;
+}
+
+namespace mxguard::common::redis {
+
+// Binds --redis-url, --redis-timeout, --redis-connect-timeout, --redis-prefix and
+// --redis-pool-size to the fields of `o` (their defaults are the in-class ones above).
+void bind_options(config::Binder& b, ClientOptions& o);
+// Throws config::OptionError naming the option.
+void validate_options(const ClientOptions& o);
+
+}  // namespace mxguard::common::redis

@@ -1,0 +1,39 @@
+// Binding and validation of mxguard-policyd's options (see options.h).
+#include "policyd/options.h"
+
+#include "common/net/ip.h"
+
+namespace mxguard::policyd {
+
+void Options::bind(common::config::Binder& b) {
+  daemon.bind(b);
+  common::redis::bind_options(b, redis);
+  b.add("trusted-networks", trusted_networks,
+        "clients that are never checked (internal relays, localhost)");
+  b.add("checks", checks, "checks to run at RCPT time, in order: greylist");
+  b.add("threads", threads, "worker threads answering policy requests");
+  b.add("max-connections", max_connections, "most concurrent Postfix connections");
+  b.add("idle-timeout", idle_timeout, "close a policy connection idle this long");
+  greylist.bind(b);
+}
+
+void Options::validate() const {
+  using common::config::OptionError;
+  daemon.validate();
+  common::redis::validate_options(redis);
+  try {
+    common::net::NetworkList n(trusted_networks);
+  } catch (const std::invalid_argument& ex) {
+    throw OptionError("trusted-networks", ex.what());
+  }
+  if (checks.empty()) throw OptionError("checks", "name at least one check");
+  for (const auto& c : checks) {
+    if (c != "greylist") throw OptionError("checks", "unknown check '" + c + "' (known: greylist)");
+  }
+  if (threads < 1 || threads > 256) throw OptionError("threads", "1 to 256");
+  if (max_connections < 1) throw OptionError("max-connections", "must be at least 1");
+  if (idle_timeout.value.count() < 1000) throw OptionError("idle-timeout", "at least 1s");
+  greylist.validate();
+}
+
+}  // namespace mxguard::policyd

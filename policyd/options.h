@@ -1,0 +1,29 @@
+// mxguard-policyd's options: the only place their defaults live (docs/mxguard-policyd.md is
+// checked against --dump-config). Must never accept a configuration it cannot serve with.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "common/config/config.h"
+#include "common/daemon/daemon.h"
+#include "common/redis/options.h"
+#include "policyd/greylist.h"
+
+namespace mxguard::policyd {
+
+struct Options {
+  common::daemon::DaemonOptions daemon{.listen = "inet:127.0.0.1:10040"};
+  common::redis::ClientOptions redis;
+  std::vector<std::string> trusted_networks{"127.0.0.0/8", "::1"};
+  std::vector<std::string> checks{"greylist"};
+  unsigned threads = 4;
+  unsigned max_connections = 200;
+  common::config::Duration idle_timeout{std::chrono::seconds(300)};
+  GreylistOptions greylist;
+
+  void bind(common::config::Binder& b);
+  void validate() const;
+};
+
+}  // namespace mxguard::policyd

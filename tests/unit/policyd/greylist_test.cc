@@ -1,0 +1,73 @@
+// Pure logic of greylisting: sender normalisation (postgrey's rules plus SRS), triplets and the
+// Redis key layout.
+#include "policyd/greylist.h"
+
+#include <gtest/gtest.h>
+
+#include "common/config/config.h"
+
+namespace mxguard::policyd {
+namespace {
+
+TEST(NormalizeSenderTest, FollowsPostgrey) {
+  EXPECT_EQ(normalize_sender("user+ext@example.com"), "user@example.com");
+  EXPECT_EQ(normalize_sender("bounce-12345-678@lists.example.org"), "bounce-#-#@lists.example.org");
+  EXPECT_EQ(normalize_sender("abc123@example.com"), "abc123@example.com");  // not a whole word
+  EXPECT_EQ(normalize_sender("123abc@example.com"), "123abc@example.com");
+  EXPECT_EQ(normalize_sender("x_1@example.com"), "x_1@example.com");  // '_' is a word char
+  EXPECT_EQ(normalize_sender("prvs=1234abcdef=alice@example.com"), "alice@example.com");
+  EXPECT_EQ(normalize_sender("prvs=alice=1234abcdef@example.com"), "alice@example.com");
+  EXPECT_EQ(normalize_sender(""), "");
+  EXPECT_EQ(normalize_sender("MAILER-DAEMON"), "MAILER-DAEMON");
+}
+
+TEST(NormalizeSenderTest, MapsSrsToTheOriginalSender) {
+  EXPECT_EQ(normalize_sender("SRS0=HHH=TT=example.com=alice@forwarder.example"),
+            "alice@example.com");
+  EXPECT_EQ(normalize_sender("SRS0=a1b2=Q7=example.com=bob+list@fwd.example"), "bob@example.com");
+  // Not enough fields: treated as an ordinary address.
+  EXPECT_EQ(normalize_sender("SRS0=broken@fwd.example"), "SRS0=broken@fwd.example");
+}
+
+TEST(TripletTest, BySubnetByDefaultAndByHostOnRequest) {
+  GreylistOptions o;
+  auto v4 = *common::net::IpAddress::parse("198.51.100.77");
+  auto t = make_triplet(v4, "User+x@Example.COM", "Rcpt@Example.NET", o);
+  EXPECT_EQ(t.client_net, "198.51.100.0");
+  EXPECT_EQ(t.client_ip, "198.51.100.77");
+  EXPECT_EQ(t.postgrey_key(), "198.51.100.0/user@example.com/rcpt@example.net");
+  o.ipv4_prefix = 32;
+  EXPECT_EQ(make_triplet(v4, "a@b", "c@d", o).client_net, "198.51.100.77");
+  auto v6 = *common::net::IpAddress::parse("2001:db8:1:2:3::9");
+  EXPECT_EQ(make_triplet(v6, "a@b", "c@d", GreylistOptions{}).client_net, "2001:db8:1:2::");
+}
+
+TEST(TripletTest, KeysShareAHashTagPerNetwork) {
+  GreylistOptions o;
+  auto t = make_triplet(*common::net::IpAddress::parse("198.51.100.77"), "a@b.example",
+                        "c@d.example", o);
+  auto k = make_keys(t, "mxg:", false);
+  EXPECT_EQ(k.triplet, "mxg:gl:{198.51.100.0}:t:198.51.100.0/a@b.example/c@d.example");
+  EXPECT_EQ(k.awl, "mxg:gl:{198.51.100.0}:awl:198.51.100.77");
+  auto p = make_keys(t, "mxg:", true);
+  EXPECT_EQ(p.triplet.find("198.51"), std::string::npos) << "privacy mode leaks the address";
+  EXPECT_EQ(p.triplet.find("b.example"), std::string::npos);
+  auto tag = p.triplet.substr(0, p.triplet.find('}') + 1);
+  EXPECT_EQ(p.awl.substr(0, tag.size()), tag);
+}
+
+TEST(GreylistOptionsTest, RejectsInconsistentSettings) {
+  GreylistOptions o;
+  EXPECT_NO_THROW(o.validate());
+  o.retry_window = o.delay;
+  EXPECT_THROW(o.validate(), common::config::OptionError);
+  o = GreylistOptions{};
+  o.on_store_error = "reject";
+  EXPECT_THROW(o.validate(), common::config::OptionError);
+  o = GreylistOptions{};
+  o.ipv4_prefix = 33;
+  EXPECT_THROW(o.validate(), common::config::OptionError);
+}
+
+}  // namespace
+}  // namespace mxguard::policyd
