@@ -169,6 +169,19 @@ void GreylistOptions::validate() const {
   if (text.find_first_of("\r\n") != std::string::npos) {
     throw OptionError("greylist-text", "must be one line");
   }
+  // Load the whitelists now, so --check-config reports a bad line as file:line.
+  try {
+    ClientWhitelist c;
+    for (const auto& f : whitelist_clients) c.load(f);
+  } catch (const std::runtime_error& ex) {
+    throw OptionError("greylist-whitelist-clients", ex.what());
+  }
+  try {
+    RecipientWhitelist r;
+    for (const auto& f : whitelist_recipients) r.load(f);
+  } catch (const std::runtime_error& ex) {
+    throw OptionError("greylist-whitelist-recipients", ex.what());
+  }
 }
 
 std::string normalize_sender(std::string_view sender) {

@@ -56,16 +56,26 @@ TEST(TripletTest, KeysShareAHashTagPerNetwork) {
   EXPECT_EQ(p.awl.substr(0, tag.size()), tag);
 }
 
-TEST(GreylistOptionsTest, RejectsInconsistentSettings) {
+GreylistOptions no_files() {
   GreylistOptions o;
+  o.whitelist_clients.clear();
+  o.whitelist_recipients.clear();
+  return o;
+}
+
+TEST(GreylistOptionsTest, RejectsInconsistentSettings) {
+  GreylistOptions o = no_files();
   EXPECT_NO_THROW(o.validate());
   o.retry_window = o.delay;
   EXPECT_THROW(o.validate(), common::config::OptionError);
-  o = GreylistOptions{};
+  o = no_files();
   o.on_store_error = "reject";
   EXPECT_THROW(o.validate(), common::config::OptionError);
-  o = GreylistOptions{};
+  o = no_files();
   o.ipv4_prefix = 33;
+  EXPECT_THROW(o.validate(), common::config::OptionError);
+  o = no_files();
+  o.whitelist_clients = {"/nonexistent/whitelist_clients"};
   EXPECT_THROW(o.validate(), common::config::OptionError);
 }
 
