@@ -11,7 +11,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev
   # test peers
   redis-server postfix swaks python3-dnslib python3-dkim python3-yaml miltertest
-  postgrey procps iproute2
+  postgrey db5.3-util procps iproute2
 )
 
 missing=()
