@@ -13,6 +13,7 @@
 #include <boost/program_options.hpp>
 #include <cctype>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <fstream>
@@ -23,6 +24,7 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/net/socket_spec.h"
@@ -66,9 +68,11 @@ struct Triplet {
 // database left over from an earlier run.
 class Workload {
  public:
-  Workload(const Options& opts) : opts_(opts), rng_(opts.seed), nonce_(make_nonce()) {
+  explicit Workload(const Options& opts) : opts_(opts), rng_(opts.seed), nonce_(make_nonce()) {
     pool_.reserve(opts.pool);
-    for (std::uint64_t i = 0; i < opts.pool; ++i) pool_.push_back(known(i));
+    for (std::uint64_t i = 0; i < opts.pool; ++i) {
+      pool_.push_back(known(i));
+    }
   }
 
   std::uint64_t pool_size() const { return pool_.size(); }
@@ -76,7 +80,9 @@ class Workload {
   // A request for pool triplet `index` (priming) or a random mix per --new-ratio.
   std::string request_for_pool(std::uint64_t index) { return format(pool_[index]); }
   std::string next_request() {
-    if (pool_.empty() || uniform_(rng_) < opts_.new_ratio) return format(fresh(next_new_++));
+    if (pool_.empty() || uniform_(rng_) < opts_.new_ratio) {
+      return format(fresh(next_new_++));
+    }
     std::uniform_int_distribution<std::uint64_t> pick(0, pool_.size() - 1);
     return format(pool_[pick(rng_)]);
   }
@@ -109,7 +115,8 @@ class Workload {
 
   Triplet fresh(std::uint64_t n) const {
     Triplet t;
-    t.client_address = dotted(0xac100001u + static_cast<std::uint32_t>((n % 0xfffff) << 8));
+    t.client_address =
+        dotted(0xac100001u + static_cast<std::uint32_t>((n % 4095) << 8));  // 172.16/12
     t.client_name = "unknown";
     t.helo_name = "h" + std::to_string(n) + ".spam.example";
     t.sender = "n" + nonce_ + "-" + std::to_string(n) + "@bulk.example";
@@ -120,7 +127,9 @@ class Workload {
   std::string queue_id() {
     static constexpr char kHex[] = "0123456789ABCDEF";
     std::string id(10, '0');
-    for (auto& c : id) c = kHex[rng_() & 15];
+    for (auto& c : id) {
+      c = kHex[rng_() & 15];
+    }
     return id;
   }
 
@@ -164,7 +173,9 @@ struct Stats {
   std::map<std::string, std::uint64_t> errors;
   std::uint64_t error_count() const {
     std::uint64_t n = 0;
-    for (const auto& [_, c] : errors) n += c;
+    for (const auto& [_, c] : errors) {
+      n += c;
+    }
     return n;
   }
 };
@@ -179,8 +190,12 @@ struct Phase {
   Clock::time_point last_done{};
 
   bool take(Clock::time_point now) {
-    if (limit != 0 && issued >= limit) return false;
-    if (deadline && now >= *deadline) return false;
+    if (limit != 0 && issued >= limit) {
+      return false;
+    }
+    if (deadline && now >= *deadline) {
+      return false;
+    }
     ++issued;
     return true;
   }
@@ -190,8 +205,12 @@ struct Phase {
 // SMTP code for "450 4.7.1 …". Returns empty when the reply is not one well-formed action line.
 std::string classify(std::string_view reply) {
   constexpr std::string_view kPrefix = "action=";
-  if (reply.size() < kPrefix.size() + 2 || reply.substr(0, kPrefix.size()) != kPrefix) return {};
-  if (reply.substr(reply.size() - 2) != "\n\n") return {};
+  if (reply.size() < kPrefix.size() + 2 || reply.substr(0, kPrefix.size()) != kPrefix) {
+    return {};
+  }
+  if (reply.substr(reply.size() - 2) != "\n\n") {
+    return {};
+  }
   std::string_view action = reply.substr(kPrefix.size(), reply.size() - kPrefix.size() - 2);
   // Exactly one line, non-empty, no control characters.
   if (action.empty() || std::any_of(action.begin(), action.end(), [](char c) {
@@ -224,7 +243,12 @@ class Client : public std::enable_shared_from_this<Client> {
  public:
   Client(asio::io_context& io, asio::generic::stream_protocol::endpoint endpoint,
          Workload& workload, const Options& opts)
-      : io_(io), socket_(io), timer_(io), endpoint_(endpoint), workload_(workload), opts_(opts) {}
+      : io_(io),
+        socket_(io),
+        timer_(io),
+        endpoint_(std::move(endpoint)),
+        workload_(workload),
+        opts_(opts) {}
 
   void start(Phase& phase) {
     phase_ = &phase;
@@ -234,7 +258,9 @@ class Client : public std::enable_shared_from_this<Client> {
  private:
   void next() {
     auto now = Clock::now();
-    if (!phase_->take(now)) return;  // idle: io_context::run returns once all clients are
+    if (!phase_->take(now)) {
+      return;  // idle: io_context::run returns once all clients are
+    }
     request_ = phase_->from_pool ? workload_.request_for_pool(phase_->issued - 1)
                                  : workload_.next_request();
     ++seq_;
@@ -245,7 +271,9 @@ class Client : public std::enable_shared_from_this<Client> {
     }
     socket_ = asio::generic::stream_protocol::socket(io_);
     socket_.async_connect(endpoint_, [self = shared_from_this()](boost::system::error_code ec) {
-      if (ec) return self->fail("connect", ec, true);
+      if (ec) {
+        return self->fail("connect", ec, true);
+      }
       if (self->endpoint_.protocol().family() != AF_UNIX) {
         int one = 1;  // one small write per request; never wait for Nagle
         ::setsockopt(self->socket_.native_handle(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -271,7 +299,9 @@ class Client : public std::enable_shared_from_this<Client> {
     buffer_.clear();
     asio::async_write(socket_, asio::buffer(request_),
                       [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
-                        if (ec) return self->fail("write", ec, false);
+                        if (ec) {
+                          return self->fail("write", ec, false);
+                        }
                         self->receive();
                       });
   }
@@ -280,7 +310,9 @@ class Client : public std::enable_shared_from_this<Client> {
     asio::async_read_until(
         socket_, asio::dynamic_buffer(buffer_), "\n\n",
         [self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
-          if (ec) return self->fail("read", ec, false);
+          if (ec) {
+            return self->fail("read", ec, false);
+          }
           self->done(n);
         });
   }
@@ -320,7 +352,9 @@ class Client : public std::enable_shared_from_this<Client> {
     timed_out_ = false;
     boost::system::error_code ignored;
     socket_.close(ignored);
-    if (!backoff) return next();
+    if (!backoff) {
+      return next();
+    }
     // A refused connect fails instantly; pause so a dead server is not a busy loop.
     timer_.expires_after(std::chrono::milliseconds(100));
     timer_.async_wait([self = shared_from_this()](boost::system::error_code) { self->next(); });
@@ -360,8 +394,12 @@ Memory read_memory(const std::vector<int>& pids) {
       std::string key;
       std::uint64_t kb = 0;
       fields >> key >> kb;
-      if (key == "VmHWM:") m.hwm_kb += kb;
-      if (key == "VmRSS:") m.rss_kb += kb;
+      if (key == "VmHWM:") {
+        m.hwm_kb += kb;
+      }
+      if (key == "VmRSS:") {
+        m.rss_kb += kb;
+      }
     }
   }
   return m;
@@ -375,13 +413,19 @@ double read_cpu_s(const std::vector<int>& pids) {
     std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
     std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     auto paren = stat.rfind(')');  // comm may contain spaces
-    if (paren == std::string::npos) continue;
+    if (paren == std::string::npos) {
+      continue;
+    }
     std::istringstream fields(stat.substr(paren + 2));
     std::string field;
     unsigned long long utime = 0, stime = 0;
     for (int i = 3; i <= 15 && fields >> field; ++i) {
-      if (i == 14) utime = std::stoull(field);
-      if (i == 15) stime = std::stoull(field);
+      if (i == 14) {
+        utime = std::stoull(field);
+      }
+      if (i == 15) {
+        stime = std::stoull(field);
+      }
     }
     total += static_cast<double>(utime + stime) / static_cast<double>(ticks);
   }
@@ -396,8 +440,10 @@ double self_cpu_s() {
 }
 
 std::uint32_t percentile(const std::vector<std::uint32_t>& sorted, double p) {
-  if (sorted.empty()) return 0;
-  auto rank = static_cast<std::size_t>(p * static_cast<double>(sorted.size() - 1) + 0.5);
+  if (sorted.empty()) {
+    return 0;
+  }
+  auto rank = static_cast<std::size_t>(std::lround(p * static_cast<double>(sorted.size() - 1)));
   return sorted[std::min(rank, sorted.size() - 1)];
 }
 
@@ -453,11 +499,21 @@ std::optional<Options> parse_options(int argc, char** argv) {
     return std::nullopt;
   }
   po::notify(vm);
-  if (o.connections < 1) throw std::invalid_argument("--connections must be at least 1");
-  if (o.new_ratio < 0 || o.new_ratio > 1) throw std::invalid_argument("--new-ratio is 0..1");
-  if (o.new_ratio < 1 && o.pool == 0) throw std::invalid_argument("--pool must be > 0");
-  if (o.timeout_ms < 1) throw std::invalid_argument("--timeout-ms must be positive");
-  if (o.requests == 0 && o.duration_s <= 0) o.requests = 20000;
+  if (o.connections < 1) {
+    throw std::invalid_argument("--connections must be at least 1");
+  }
+  if (o.new_ratio < 0 || o.new_ratio > 1) {
+    throw std::invalid_argument("--new-ratio is 0..1");
+  }
+  if (o.new_ratio < 1 && o.pool == 0) {
+    throw std::invalid_argument("--pool must be > 0");
+  }
+  if (o.timeout_ms < 1) {
+    throw std::invalid_argument("--timeout-ms must be positive");
+  }
+  if (o.requests == 0 && o.duration_s <= 0) {
+    o.requests = 20000;
+  }
   return o;
 }
 
@@ -467,11 +523,14 @@ int run(const Options& opts) {
   Workload workload(opts);
   asio::io_context io(1);  // single-threaded: the generator uses one core, the server the rest
   std::vector<std::shared_ptr<Client>> clients;
+  clients.reserve(opts.connections);
   for (int i = 0; i < opts.connections; ++i) {
     clients.push_back(std::make_shared<Client>(io, endpoint, workload, opts));
   }
   auto run_phase = [&](Phase& phase) {
-    for (auto& c : clients) c->start(phase);
+    for (auto& c : clients) {
+      c->start(phase);
+    }
     io.run();
     io.restart();
   };
@@ -511,8 +570,12 @@ int run(const Options& opts) {
   std::uint64_t ok = lat.size();
   double rps = elapsed > 0 ? static_cast<double>(ok) / elapsed : 0;
   double mean = 0;
-  for (auto v : lat) mean += v;
-  if (ok) mean /= static_cast<double>(ok);
+  for (auto v : lat) {
+    mean += v;
+  }
+  if (ok) {
+    mean /= static_cast<double>(ok);
+  }
 
   if (opts.json) {
     std::ostringstream o;
@@ -582,7 +645,9 @@ int run(const Options& opts) {
 int main(int argc, char** argv) {
   try {
     auto opts = mxguard::bench::parse_options(argc, argv);
-    if (!opts) return 0;
+    if (!opts) {
+      return 0;
+    }
     return mxguard::bench::run(*opts);
   } catch (const std::exception& e) {
     std::cerr << "mxguard-policy-load: " << e.what() << "\n";
