@@ -600,6 +600,7 @@ int run(const Options& opts) {
       o << sep << "\"" << json_escape(e) << "\":" << n;
       sep = ",";
     }
+    o.precision(3);  // CPU seconds: enough digits for microseconds per request
     o << "},\"generator_cpu_s\":" << self_cpu;
     if (!opts.pids.empty()) {
       o << ",\"server_cpu_s\":" << server_cpu << ",\"server_rss_kb\":" << mem.rss_kb

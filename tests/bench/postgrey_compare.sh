@@ -99,6 +99,7 @@ run_load() {
   rows+=("$(jq -r --arg tool "$label" --arg note "$rss_note" '
     "| \($tool) | \(.requests_per_s | floor) | \(.latency_us.p50) | \(.latency_us.p99)"
     + " | \(.latency_us.max) | \(.errors) | "
+    + (if .server_cpu_s then "\(.server_cpu_s * 1e6 / .requests | floor)" else "n/a" end) + " | "
     + (if .server_hwm_kb then "\(.server_rss_kb / 1024 | floor) MiB"
        + " (peak \(.server_hwm_kb / 1024 | floor) MiB)\($note)" else "n/a" end)
     + " | \(.actions | to_entries | map("\(.key) \(.value)") | join(", ")) |"' "$out")")
@@ -153,7 +154,7 @@ if [[ $SKIP_REDIS != 1 ]]; then
   fi
   if [[ -z $template ]]; then
     log "mxguard-policyd: SKIPPED ($policyd_bin does not exist and MXGUARD_POLICYD_CMD is unset)"
-    rows+=("| mxguard-policyd | skipped: not built yet | | | | | | |")
+    rows+=("| mxguard-policyd | skipped: not built yet | | | | | | | |")
   else
     md_port=$(free_port)
     md_cmd=${template//@LISTEN@/inet:127.0.0.1:$md_port}
@@ -184,7 +185,7 @@ if [[ $SKIP_REDIS != 1 ]]; then
     rss=$(awk '/VmRSS/ {r=$2} /VmHWM/ {h=$2} END {printf "%d MiB (peak %d MiB)", r/1024, h/1024}' \
           "/proc/$redis_pid/status")
     tail -n +2 "$file" | tr -d '"' | awk -F, -v label="$label" -v rss="$rss" \
-      '{ split($1, w, " "); printf "| %s %s | %.0f | %.0f | %.0f | %.0f | | %s | |\n", label, w[1], $2, $5 * 1000, $7 * 1000, $8 * 1000, rss }'
+      '{ split($1, w, " "); printf "| %s %s | %.0f | %.0f | %.0f | %.0f | | | %s | |\n", label, w[1], $2, $5 * 1000, $7 * 1000, $8 * 1000, rss }'
   }
   rb_eval=("${rb_common[@]}" EVALSHA "$sha" 1 "gl:__rand_int__" 1700000000)
   record "${rb_eval[@]}"
@@ -207,10 +208,11 @@ cat <<EOF
 
 Load: $CONNECTIONS connections, $REQUESTS measured requests after $WARMUP warm-up, new-triplet
 ratio $NEW_RATIO, pool of $POOL known triplets primed and aged past a ${DELAY}s greylist delay.
-Latencies in µs. RSS is VmRSS at the end (peak = VmHWM).
+Latencies in µs. Server CPU is utime+stime over the measured requests (prime and warm-up
+excluded); for mxguard-policyd it includes Redis. RSS is VmRSS at the end (peak = VmHWM).
 
-| tool | req/s | p50 µs | p99 µs | max µs | errors | RSS | actions |
-|---|---|---|---|---|---|---|---|
+| tool | req/s | p50 µs | p99 µs | max µs | errors | server CPU µs/req | RSS | actions |
+|---|---|---|---|---|---|---|---|---|
 EOF
 printf '%s\n' "${rows[@]}"
 printf '\nCommands:\n\n```\n'
