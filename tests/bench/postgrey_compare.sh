@@ -16,7 +16,7 @@
 #                      @HOSTPORT@ (127.0.0.1:P), @REDIS_URL@ (redis://127.0.0.1:P),
 #                      @REDIS_PORT@, @DELAY@, @TMP@.
 #                      Unset: "$BUILD_DIR/policyd/mxguard-policyd --listen=@LISTEN@
-#                      --redis=@REDIS_URL@ --greylist-delay=@DELAY@" if that binary exists,
+#                      --redis-url=@REDIS_URL@ --greylist-delay=@DELAY@ --foreground --log-target=stderr --greylist-whitelist-clients=/dev/null --greylist-whitelist-recipients=/dev/null" if that binary exists,
 #                      else this part is skipped. It must stay in the foreground.
 #   SKIP_POSTGREY=1, SKIP_REDIS=1   leave out parts.
 #   REDIS_BENCH_N [100000]  requests per redis-benchmark test.
@@ -150,7 +150,7 @@ if [[ $SKIP_REDIS != 1 ]]; then
   template=${MXGUARD_POLICYD_CMD:-}
   if [[ -z $template && -x $policyd_bin ]]; then
     # The daemon's flags are not settled yet; override with MXGUARD_POLICYD_CMD if these differ.
-    template="$policyd_bin --listen=@LISTEN@ --redis=@REDIS_URL@ --greylist-delay=@DELAY@"
+    template="$policyd_bin --listen=@LISTEN@ --redis-url=@REDIS_URL@ --greylist-delay=@DELAY@ --foreground --log-target=stderr --greylist-whitelist-clients=/dev/null --greylist-whitelist-recipients=/dev/null"
   fi
   if [[ -z $template ]]; then
     log "mxguard-policyd: SKIPPED ($policyd_bin does not exist and MXGUARD_POLICYD_CMD is unset)"
