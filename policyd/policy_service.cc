@@ -126,10 +126,9 @@ std::string PolicyService::handle(const common::policy::Request& req) {
   }
   for (const auto& name : checks->order) {
     if (name == "greylist") {
+      // A store error is not logged here again: the Redis pool logs the outage once, and
+      // the decision line below carries result=error with the reason.
       Decision d = checks->greylist->check(req, *client);
-      if (d.kind == Decision::Kind::kError) {
-        common::log::warning("greylist: " + d.reason);
-      }
       return finish("greylist", kind_name(d.kind), d.action, d.reason, d.age);
     }
   }
