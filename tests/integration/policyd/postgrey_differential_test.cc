@@ -174,11 +174,15 @@ class PostgreyDifferentialTest : public ::testing::Test {
       std::string p = postgrey.ask(s.attrs, s.time);
       std::string m = mxguard.ask(s.attrs, s.time);
       ++kinds_[kind(p)];
+      auto get = [&s](const std::string& name) {
+        auto it = s.attrs.find(name);
+        return it == s.attrs.end() ? std::string("(absent)") : it->second;
+      };
       std::ostringstream where;
-      where << "#" << i << " t=+" << (s.time - kStart) << " " << s.what << " client="
-            << s.attrs.at("client_address") << " name=" << s.attrs.at("client_name")
-            << " sender=<" << s.attrs.at("sender") << "> recipient=<" << s.attrs.at("recipient")
-            << "> instance=" << s.attrs.at("instance");
+      where << "#" << i << " t=+" << (s.time - kStart) << " " << s.what
+            << " client=" << get("client_address") << " name=" << get("client_name")
+            << " sender=<" << get("sender") << "> recipient=<" << get("recipient")
+            << "> instance=" << get("instance");
       if (comparable(p) != comparable(m)) {
         diffs.push_back(where.str() + "\n    postgrey: " + p + "\n    mxguard:  " + m);
       }
