@@ -5,6 +5,7 @@
 #include <cctype>
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
 #include <ctime>
 #include <memory>
 #include <mutex>
@@ -79,6 +80,25 @@ bool is_subdomain_or_equal(std::string_view name, std::string_view domain) {
   return n == d || (n.size() > d.size() && n.ends_with("." + d));
 }
 
+// A name as unbound's string API expects it: expanded SPF targets may hold any octet (§7.1
+// allows spaces through %_), so special characters are escaped as \DDD.
+std::string presentation(std::string_view name) {
+  std::string out;
+  for (char c : name) {
+    auto u = static_cast<unsigned char>(c);
+    bool plain = u > 0x20 && u < 0x7f && c != '"' && c != '(' && c != ')' && c != ';' &&
+                 c != '\\' && c != '@' && c != '$';
+    if (plain) {
+      out.push_back(c);
+    } else {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\%03u", static_cast<unsigned>(u));
+      out += buf;
+    }
+  }
+  return out;
+}
+
 // The resolver's callback resumes the coroutine; the answer lands in the awaiter first.
 struct LookupAwaiter {
   dns::Resolver& resolver;
@@ -108,7 +128,7 @@ struct Context {
 
   LookupAwaiter lookup(std::string name, std::uint16_t type) {
     if (Clock::now() >= deadline) throw Abort{Result::kTemperror, "SPF time budget exhausted"};
-    return LookupAwaiter{resolver, std::move(name), type, {}};
+    return LookupAwaiter{resolver, presentation(name), type, {}};
   }
 
   void count_dns_term() {
@@ -158,7 +178,8 @@ struct Context {
       case 'i': {
         if (req.ip.is_v4()) return req.ip.to_string();
         std::string out;
-        static constexpr char kHex[] = "0123456789abcdef";
+        // Upper-case nibbles, as the reference implementation (pyspf) writes them.
+        static constexpr char kHex[] = "0123456789ABCDEF";
         for (int i = 0; i < 16; ++i) {
           if (i) out.push_back('.');
           out.push_back(kHex[req.ip.bytes()[i] >> 4]);
@@ -207,13 +228,14 @@ struct Context {
     return out;
   }
 
-  Task<std::string> target(const std::optional<MacroString>& spec, const std::string& domain) {
+  // The expanded target of a mechanism or redirect; nullopt when the expansion is not a name
+  // that can be queried (an empty or over-long label): such a mechanism does not match.
+  Task<std::optional<std::string>> target(const std::optional<MacroString>& spec,
+                                          const std::string& domain) {
     if (!spec) co_return domain;
     co_await prepare_ptr(*spec, domain);
     std::string name = truncate_domain(expand(*spec, domain));
-    if (!valid_domain(name)) {
-      throw Abort{Result::kPermerror, "invalid target name '" + name + "'"};
-    }
+    if (!valid_dns_name(name)) co_return std::nullopt;
     co_return name;
   }
 
@@ -257,7 +279,7 @@ struct Context {
       try {
         co_await prepare_ptr(*rec.exp, domain);
         std::string name = truncate_domain(expand(*rec.exp, domain));
-        if (valid_domain(name)) {
+        if (valid_dns_name(name)) {
           dns::Answer txt = co_await lookup(name, dns::kTypeTxt);
           if (txt.status == dns::Status::kOk && txt.records.size() == 1) {
             auto ms = parse_macro_string(txt.records[0], false, true, nullptr);
@@ -297,7 +319,9 @@ struct Context {
       case K::kIp4:
       case K::kIp6: co_return m.network->contains(req.ip);
       case K::kA: {
-        std::string name = co_await target(m.domain, domain);
+        auto t = co_await target(m.domain, domain);
+        if (!t) co_return false;
+        const std::string& name = *t;
         dns::Answer a = co_await lookup(name, address_type());
         require_ok_or_empty(a, name);
         count_void(a);
@@ -307,7 +331,9 @@ struct Context {
         co_return false;
       }
       case K::kMx: {
-        std::string name = co_await target(m.domain, domain);
+        auto t = co_await target(m.domain, domain);
+        if (!t) co_return false;
+        const std::string& name = *t;
         dns::Answer mx = co_await lookup(name, dns::kTypeMx);
         require_ok_or_empty(mx, name);
         count_void(mx);
@@ -326,7 +352,9 @@ struct Context {
         co_return false;
       }
       case K::kPtr: {
-        std::string name = co_await target(m.domain, domain);
+        auto t = co_await target(m.domain, domain);
+        if (!t) co_return false;
+        const std::string& name = *t;
         dns::Answer ptr = co_await lookup(req.ip.reverse_name(), dns::kTypePtr);
         if (ptr.status != dns::Status::kOk) {
           count_void(ptr);
@@ -344,14 +372,17 @@ struct Context {
         co_return false;
       }
       case K::kExists: {
-        std::string name = co_await target(m.domain, domain);
+        auto t = co_await target(m.domain, domain);
+        if (!t) co_return false;
+        const std::string& name = *t;
         dns::Answer a = co_await lookup(name, dns::kTypeA);  // A even for IPv6 clients (§5.7)
         require_ok_or_empty(a, name);
         count_void(a);
         co_return a.status == dns::Status::kOk && !a.records.empty();
       }
       case K::kInclude: {
-        std::string name = co_await target(m.domain, domain);
+        auto t = co_await target(m.domain, domain);
+        std::string name = t.value_or("");
         Outcome inner = co_await check(name, /*redirected=*/false);
         switch (inner.result) {
           case Result::kPass: co_return true;
@@ -397,8 +428,8 @@ struct Context {
     }
     if (rec->redirect) {
       count_dns_term();
-      std::string name = co_await target(rec->redirect, domain);
-      co_return co_await check(name, /*redirected=*/true);
+      auto name = co_await target(rec->redirect, domain);
+      co_return co_await check(name.value_or(""), /*redirected=*/true);
     }
     out.result = Result::kNeutral;
     out.mechanism = "default";

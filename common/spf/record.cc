@@ -184,24 +184,30 @@ bool is_spf_record(std::string_view text) {
   return text.size() == 6 || text[6] == ' ';
 }
 
-bool valid_domain(std::string_view d) {
+bool valid_dns_name(std::string_view d) {
   if (!d.empty() && d.back() == '.') d.remove_suffix(1);
   if (d.empty() || d.size() > 253) return false;
-  int labels = 0;
   std::size_t start = 0;
   while (true) {
     auto dot = d.find('.', start);
     std::string_view label = d.substr(start, dot == std::string_view::npos ? d.npos : dot - start);
     if (label.empty() || label.size() > 63) return false;
-    for (char c : label) {
-      auto u = static_cast<unsigned char>(c);
-      if (u <= 0x20 || u >= 0x7f) return false;
-    }
-    ++labels;
     if (dot == std::string_view::npos) break;
     start = dot + 1;
   }
-  return labels >= 2;
+  return true;
+}
+
+bool valid_domain(std::string_view d) {
+  if (!valid_dns_name(d)) return false;
+  if (d.back() == '.') d.remove_suffix(1);
+  auto dot = d.rfind('.');
+  if (dot == std::string_view::npos) return false;  // not multi-label
+  for (char c : d) {
+    auto u = static_cast<unsigned char>(c);
+    if (u <= 0x20 || u >= 0x7f) return false;
+  }
+  return is_toplabel(d.substr(dot + 1));
 }
 
 std::optional<Record> parse_record(std::string_view text, std::string* problem) {
@@ -285,6 +291,9 @@ std::optional<Record> parse_record(std::string_view text, std::string* problem) 
       if (!domain_arg(false)) return std::nullopt;
     } else if (name == "ptr") {
       m.kind = Mechanism::Kind::kPtr;
+      if (!arg.empty() && arg.front() != ':') {
+        return fail(problem, "'ptr' takes no cidr length"), std::nullopt;
+      }
       if (!domain_arg(false)) return std::nullopt;
     } else if (name == "ip4" || name == "ip6") {
       bool v4 = name == "ip4";

@@ -61,8 +61,11 @@ std::optional<Record> parse_record(std::string_view text, std::string* problem);
 // True when `text` is an SPF record by §4.5: "v=spf1" (any case) then a space or the end.
 bool is_spf_record(std::string_view text);
 
-// §4.3: a domain check_host can work with: ASCII, multi-label, labels of 1..63 octets,
-// at most 253 octets (a trailing dot allowed).
+// §4.3: a domain check_host can work with: ASCII, multi-label, labels of 1..63 octets, at
+// most 253 octets (a trailing dot allowed), ending in a valid top label.
 bool valid_domain(std::string_view domain);
+// A name that can be queried at all (expanded targets may hold any octets): labels of 1..63
+// octets, at most 253 octets.
+bool valid_dns_name(std::string_view name);
 
 }  // namespace mxguard::common::spf
