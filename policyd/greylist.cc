@@ -92,6 +92,7 @@ bool all_lower_alnum10(std::string_view s) {
   return true;
 }
 
+// Perl's split: trailing empty fields are dropped (postgrey relies on that for BATV).
 std::vector<std::string_view> split(std::string_view s, char sep) {
   std::vector<std::string_view> out;
   std::size_t start = 0;
@@ -101,6 +102,7 @@ std::vector<std::string_view> split(std::string_view s, char sep) {
     if (p == std::string_view::npos) break;
     start = p + 1;
   }
+  while (!out.empty() && out.back().empty()) out.pop_back();
   return out;
 }
 
@@ -329,23 +331,18 @@ bool Greylister::dynamic_whitelisted(const common::net::IpAddress& client,
 }
 
 std::string Greylister::format_text(long wait, std::string_view recipient, bool etrn) const {
+  // postgrey's rules exactly: the 4.2.0 prefix is decided on the configured text (Exchange
+  // workaround; Postfix >= 2.3 always sends etrn_domain), and only the first %s and the
+  // first %r are replaced.
   std::string msg = options_.text;
+  if (etrn && (msg.empty() || !std::isdigit(static_cast<unsigned char>(msg[0])))) {
+    msg = "4.2.0 " + msg;
+  }
+  if (auto p = msg.find("%s"); p != std::string::npos) msg.replace(p, 2, std::to_string(wait));
   auto at = recipient.rfind('@');
   std::string domain(at == std::string_view::npos ? recipient : recipient.substr(at + 1));
-  std::string out;
-  for (std::size_t i = 0; i < msg.size(); ++i) {
-    if (msg[i] == '%' && i + 1 < msg.size() && (msg[i + 1] == 's' || msg[i + 1] == 'r')) {
-      out += msg[i + 1] == 's' ? std::to_string(wait) : domain;
-      ++i;
-    } else {
-      out.push_back(msg[i]);
-    }
-  }
-  // postgrey's workaround for Exchange: a 4.2.0 status (Postfix ≥2.3 always sends etrn_domain).
-  if (etrn && (out.empty() || !std::isdigit(static_cast<unsigned char>(out[0])))) {
-    out = "4.2.0 " + out;
-  }
-  return out;
+  if (auto p = msg.find("%r"); p != std::string::npos) msg.replace(p, 2, domain);
+  return msg;
 }
 
 std::string Greylister::header_value(long delay) const {

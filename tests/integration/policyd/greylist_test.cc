@@ -274,3 +274,20 @@ TEST_F(GreylistIntegrationTest, EtrnDomainGivesPostgreysExchangeWorkaround) {
 
 }  // namespace
 }  // namespace mxguard::policyd
+
+namespace mxguard::policyd {
+namespace {
+
+// Found by the postgrey differential test: the 4.2.0 prefix is decided on the configured text,
+// and only the first %s / %r are replaced, as postgrey does.
+TEST_F(GreylistIntegrationTest, TextStartingWithAMacroStillGetsTheExchangeWorkaround) {
+  auto o = options();
+  o.greylist.text = "%s s, %s s (%r)";
+  auto svc = service(o);
+  auto r = request("198.51.100.7", "a@s.example", "b@r.example");
+  r.set("etrn_domain", "");
+  EXPECT_EQ(svc->handle(r), "DEFER_IF_PERMIT 4.2.0 300 s, %s s (r.example)");
+}
+
+}  // namespace
+}  // namespace mxguard::policyd

@@ -81,3 +81,15 @@ TEST(GreylistOptionsTest, RejectsInconsistentSettings) {
 
 }  // namespace
 }  // namespace mxguard::policyd
+
+namespace mxguard::policyd {
+namespace {
+
+// Found by the postgrey differential test: Perl's split drops a trailing empty field, so
+// "prvs=TAG=@domain" is not BATV-stripped by postgrey.
+TEST(NormalizeSenderTest, BatvWithEmptyUserIsKeptAsPostgreyDoes) {
+  EXPECT_EQ(normalize_sender("prvs=0123abcdef=@s.example"), "prvs=0123abcdef=@s.example");
+}
+
+}  // namespace
+}  // namespace mxguard::policyd
