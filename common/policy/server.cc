@@ -50,14 +50,13 @@ class ConnectionBase {
  public:
   virtual ~ConnectionBase() = default;
   virtual void close() = 0;
-  virtual bool idle() const = 0;
 };
 
 }  // namespace
 
 struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
   ServerOptions options;
-  Handler handler;
+  AsyncHandler handler;
   asio::io_context io;
   std::vector<std::unique_ptr<tcp::acceptor>> tcp_acceptors;
   std::vector<std::unique_ptr<ulocal::acceptor>> unix_acceptors;
@@ -66,7 +65,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
   std::set<std::shared_ptr<ConnectionBase>> connections;
   std::atomic<bool> stopping{false};
 
-  Impl(ServerOptions o, Handler h) : options(std::move(o)), handler(std::move(h)) {}
+  Impl(ServerOptions o, AsyncHandler h) : options(std::move(o)), handler(std::move(h)) {}
 
   template <class Socket>
   class Connection : public ConnectionBase,
@@ -81,15 +80,18 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
 
     void start() { read(); }
 
+    // Closes the connection if it is idle between requests; a connection with a request in
+    // flight closes itself after the reply (read() checks server_.stopping).
     void close() override {
-      asio::post(strand_, [self = this->shared_from_this()] { self->shutdown(); });
+      asio::post(strand_, [self = this->shared_from_this()] {
+        if (self->reading_ && self->parser_.idle() && self->pending_.empty()) self->shutdown();
+      });
     }
-    bool idle() const override { return idle_.load(); }
 
    private:
     void read() {
       if (server_.stopping && parser_.idle()) return shutdown();
-      idle_ = parser_.idle();
+      reading_ = true;
       timer_.expires_after(server_.options.idle_timeout);
       timer_.async_wait(asio::bind_executor(
           strand_, [self = this->shared_from_this()](boost::system::error_code ec) {
@@ -103,13 +105,15 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
           asio::bind_executor(strand_, [self = this->shared_from_this()](
                                            boost::system::error_code ec, std::size_t n) {
             self->timer_.cancel();
+            self->reading_ = false;
             if (ec) return self->shutdown();
             self->pending_.assign(self->buf_.data(), n);
             self->process();
           }));
     }
 
-    // Parses what is pending; answers each complete request in order, then reads more.
+    // Parses what is pending; answers each complete request in order, then reads more. While
+    // a request's answer is outstanding, nothing else is parsed (replies stay in order).
     void process() {
       while (!pending_.empty()) {
         std::size_t used = 0;
@@ -120,9 +124,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
           log::warning("policy: closing connection: " + parser_.error());
           return shutdown();
         }
-        if (status == Parser::Status::kComplete) {
-          reply_ += format_reply(answer(parser_.take()));
-        }
+        if (status == Parser::Status::kComplete) return answer(parser_.take());
       }
       if (reply_.empty()) return read();
       asio::async_write(socket_, asio::buffer(reply_),
@@ -134,15 +136,22 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
                         }));
     }
 
-    std::string answer(const Request& req) {
+    void answer(const Request& req) {
       Metrics::get().requests.inc();
+      auto self = this->shared_from_this();
+      auto done = [self](std::string action) {
+        asio::post(self->strand_, [self, action = std::move(action)] {
+          self->reply_ += format_reply(action);
+          self->process();
+        });
+      };
       try {
-        return server_.handler(req);
+        server_.handler(req, done);
       } catch (const std::exception& ex) {
         Metrics::get().handler_errors.inc();
         log::error(log::format_decision(req.queue_id(), {{"action", "error"},
                                                          {"reason", ex.what()}}));
-        return server_.options.error_action;
+        done(server_.options.error_action);
       }
     }
 
@@ -165,7 +174,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
     std::string pending_;
     std::string reply_;
     bool closed_ = false;
-    std::atomic<bool> idle_{true};
+    bool reading_ = false;  // an async_read_some is outstanding (strand only)
   };
 
   void forget(ConnectionBase* c) {
@@ -213,8 +222,14 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
   }
 };
 
-Server::Server(ServerOptions options, Handler handler)
+Server::Server(ServerOptions options, AsyncHandler handler)
     : impl_(std::make_shared<Impl>(std::move(options), std::move(handler))) {}
+
+Server::Server(ServerOptions options, Handler handler)
+    : Server(std::move(options), AsyncHandler([handler = std::move(handler)](
+                                                 const Request& req, Reply reply) {
+        reply(handler(req));
+      })) {}
 
 Server::~Server() {
   for (const auto& path : impl_->unix_paths) ::unlink(path.c_str());
@@ -266,15 +281,13 @@ void Server::stop() {
     boost::system::error_code ignored;
     for (auto& a : impl->tcp_acceptors) a->close(ignored);
     for (auto& a : impl->unix_acceptors) a->close(ignored);
-    std::vector<std::shared_ptr<ConnectionBase>> idle;
+    std::vector<std::shared_ptr<ConnectionBase>> all;
     {
       std::lock_guard lock(impl->mutex);
-      for (const auto& c : impl->connections) {
-        if (c->idle()) idle.push_back(c);
-      }
+      all.assign(impl->connections.begin(), impl->connections.end());
     }
-    // Busy connections close themselves after their current reply (see read()).
-    for (auto& c : idle) c->close();
+    // Idle connections close now; busy ones after their current reply (see read()).
+    for (auto& c : all) c->close();
   });
 }
 

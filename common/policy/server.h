@@ -30,10 +30,16 @@ struct ServerOptions {
 // Returns the action for one request (without "action="). Runs on a server thread; may block
 // for a bounded time (its dependencies have finite timeouts).
 using Handler = std::function<std::string(const Request&)>;
+// The asynchronous form: calls `reply` exactly once, from any thread, with the action. Lets a
+// check wait for DNS without holding a server thread. The connection reads nothing more until
+// the reply came, so replies stay in request order.
+using Reply = std::function<void(std::string action)>;
+using AsyncHandler = std::function<void(const Request&, Reply reply)>;
 
 class Server {
  public:
   Server(ServerOptions options, Handler handler);
+  Server(ServerOptions options, AsyncHandler handler);
   ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;

@@ -69,7 +69,8 @@ class Client {
 
 class PolicyServerTest : public ::testing::Test {
  protected:
-  void start(ServerOptions o, Handler h) {
+  template <class H>
+  void start(ServerOptions o, H h) {
     server_ = std::make_unique<Server>(std::move(o), std::move(h));
     server_->open();
     thread_ = std::thread([this] { server_->serve(); });
@@ -200,6 +201,35 @@ TEST_F(PolicyServerTest, StopAnswersInFlightRequestThenReturns) {
   EXPECT_EQ(busy.read_replies(1), "action=DUNNO\n\n");
   EXPECT_TRUE(idle.closed_by_peer());
   thread_.join();  // serve() returned
+}
+
+TEST_F(PolicyServerTest, AsyncRepliesFromOtherThreadsKeepRequestOrder) {
+  auto o = tcp_options();
+  o.threads = 1;  // one server thread: the async handler must not hold it
+  std::vector<std::thread> workers;
+  std::mutex m;
+  start(o, AsyncHandler([&](const Request& r, Reply reply) {
+          std::string sender(r.sender());
+          auto delay = sender == "slow@x" ? 400 : 10;
+          std::lock_guard lock(m);
+          workers.emplace_back([reply, sender, delay] {
+            std::this_thread::sleep_for(std::chrono::milliseconds(delay));
+            reply("DUNNO " + sender);
+          });
+        }));
+  Client a(server_->tcp_port());
+  Client b(server_->tcp_port());
+  a.send("sender=slow@x\n\nsender=fast@x\n\n");  // pipelined: answers in request order
+  std::this_thread::sleep_for(50ms);
+  auto t0 = std::chrono::steady_clock::now();
+  b.send("sender=other@x\n\n");
+  EXPECT_EQ(b.read_replies(1), "action=DUNNO other@x\n\n");
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 300ms) << "a slow async check blocked others";
+  EXPECT_EQ(a.read_replies(2), "action=DUNNO slow@x\n\naction=DUNNO fast@x\n\n");
+  server_->stop();
+  thread_.join();
+  std::lock_guard lock(m);
+  for (auto& w : workers) w.join();
 }
 
 }  // namespace
