@@ -756,8 +756,7 @@ std::string grey_usage() {
          "  whitelist list [--json]\n"
          "  purge --older-than DURATION\n"
          "  stats [--json]\n"
-         "  import-postgrey DIR [--dry-run]\n"
-         "Run mxguard-grey --help for every option.\n";
+         "  import-postgrey DIR [--dry-run]\n";
 }
 
 namespace {
@@ -1076,7 +1075,8 @@ int run_grey_command(const GreyOptions& o, const std::vector<std::string>& args,
     if (cmd == "import-postgrey") return cmd_import(admin, o, args, out, err);
     throw UsageError("unknown command '" + cmd + "'");
   } catch (const UsageError& ex) {
-    err << "mxguard-grey: " << ex.what() << "\nUsage: " << grey_usage();
+    err << "mxguard-grey: " << ex.what() << "\nUsage: " << grey_usage()
+        << "Run mxguard-grey --help for every option.\n";
     return kExitUsage;
   } catch (const common::redis::IoError& ex) {
     // Not the URL: it may carry a password.
