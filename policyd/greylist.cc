@@ -147,6 +147,9 @@ void GreylistOptions::bind(common::config::Binder& b) {
   b.add("greylist-on-store-error", on_store_error,
         "when Redis fails: dunno (mail flows ungreylisted) or defer");
   b.add("greylist-hostname", hostname, "host name in the X-Greylist header (empty: this host)");
+  b.add("greylist-spf-pass-by-domain", spf_pass_by_domain,
+        "key the triplet by the sender domain when the client passes SPF for it, so retries "
+        "from another address of the sender's pool pass (needs the spf check before greylist)");
 }
 
 void GreylistOptions::validate() const {
@@ -241,10 +244,14 @@ std::string Triplet::postgrey_key() const {
 }
 
 Triplet make_triplet(const common::net::IpAddress& client, std::string_view sender,
-                     std::string_view recipient, const GreylistOptions& o) {
+                     std::string_view recipient, const GreylistOptions& o,
+                     std::string_view spf_passed_domain) {
   Triplet t;
   int prefix = client.is_v4() ? static_cast<int>(o.ipv4_prefix) : static_cast<int>(o.ipv6_prefix);
   t.client_net = client.truncated(prefix).to_string();
+  if (o.spf_pass_by_domain && !spf_passed_domain.empty()) {
+    t.client_net = "spf:" + to_lower(spf_passed_domain);
+  }
   t.client_ip = client.to_string();
   t.sender = to_lower(normalize_sender(sender));
   t.recipient = to_lower(recipient);
@@ -356,7 +363,8 @@ std::string Greylister::header_value(long delay) const {
 }
 
 Decision Greylister::check(const common::policy::Request& req,
-                           const common::net::IpAddress& client) {
+                           const common::net::IpAddress& client,
+                           std::string_view spf_passed_domain) {
   if (clients_.matches(req.get("client_name"), client)) {
     return Decision{Decision::Kind::kWhitelisted, "DUNNO", "client whitelist", -1};
   }
@@ -366,7 +374,7 @@ Decision Greylister::check(const common::policy::Request& req,
   if (dynamic_whitelisted(client, req.sender())) {
     return Decision{Decision::Kind::kWhitelisted, "DUNNO", "admin whitelist", -1};
   }
-  Triplet t = make_triplet(client, req.sender(), req.recipient(), options_);
+  Triplet t = make_triplet(client, req.sender(), req.recipient(), options_, spf_passed_domain);
   GreylistKeys keys = make_keys(t, redis_.options().prefix, options_.privacy);
   std::int64_t now = clock_();
   common::redis::Reply reply;

@@ -49,6 +49,10 @@ struct GreylistOptions {
                                                 "/etc/mxguard/whitelist_recipients.local"};
   std::string on_store_error = "dunno";  // dunno | defer
   std::string hostname;                   // for the header; empty: this host's name
+  // Pool-tolerant greylisting: when the client passes SPF for the sender's domain, the triplet
+  // uses that domain instead of the client network, so a retry from another address of the
+  // sender's pool is not greylisted again.
+  bool spf_pass_by_domain = false;
 
   void bind(common::config::Binder& b);
   void validate() const;  // throws config::OptionError
@@ -70,7 +74,8 @@ struct Triplet {
 };
 
 Triplet make_triplet(const common::net::IpAddress& client, std::string_view sender,
-                     std::string_view recipient, const GreylistOptions& o);
+                     std::string_view recipient, const GreylistOptions& o,
+                     std::string_view spf_passed_domain = {});
 
 // Redis key layout (docs/ARCHITECTURE.md): one hash tag per client network so a decision's
 // keys share a Cluster slot.
@@ -95,7 +100,9 @@ std::int64_t system_clock_seconds();
 class Greylister {
  public:
   Greylister(GreylistOptions options, common::redis::Pool& redis, Clock clock);
-  Decision check(const common::policy::Request& req, const common::net::IpAddress& client);
+  // spf_passed_domain: the sender domain the client passed SPF for (empty: none/unknown).
+  Decision check(const common::policy::Request& req, const common::net::IpAddress& client,
+                 std::string_view spf_passed_domain = {});
   const GreylistOptions& options() const { return options_; }
   // Manual whitelist entries from Redis (mxguard-grey whitelist add) are re-read at most this
   // often, so every MX honours a change within seconds without a Redis call per request.

@@ -1,6 +1,8 @@
 // Binding and validation of mxguard-policyd's options (see options.h).
 #include "policyd/options.h"
 
+#include <algorithm>
+
 #include "common/net/ip.h"
 
 namespace mxguard::policyd {
@@ -10,11 +12,13 @@ void Options::bind(common::config::Binder& b) {
   common::redis::bind_options(b, redis);
   b.add("trusted-networks", trusted_networks,
         "clients that are never checked (internal relays, localhost)");
-  b.add("checks", checks, "checks to run at RCPT time, in order: greylist");
+  b.add("checks", checks, "checks to run at RCPT time, in order: spf, greylist");
   b.add("threads", threads, "worker threads answering policy requests");
   b.add("max-connections", max_connections, "most concurrent Postfix connections");
   b.add("idle-timeout", idle_timeout, "close a policy connection idle this long");
+  common::dns::bind_options(b, dns);
   greylist.bind(b);
+  spf.bind(b);
 }
 
 void Options::validate() const {
@@ -28,12 +32,23 @@ void Options::validate() const {
   }
   if (checks.empty()) throw OptionError("checks", "name at least one check");
   for (const auto& c : checks) {
-    if (c != "greylist") throw OptionError("checks", "unknown check '" + c + "' (known: greylist)");
+    if (c != "greylist" && c != "spf") {
+      throw OptionError("checks", "unknown check '" + c + "' (known: spf, greylist)");
+    }
+  }
+  if (greylist.spf_pass_by_domain) {
+    auto spf_at = std::find(checks.begin(), checks.end(), "spf");
+    auto gl_at = std::find(checks.begin(), checks.end(), "greylist");
+    if (spf_at == checks.end() || spf_at > gl_at) {
+      throw OptionError("greylist-spf-pass-by-domain", "needs checks = spf, greylist");
+    }
   }
   if (threads < 1 || threads > 256) throw OptionError("threads", "1 to 256");
   if (max_connections < 1) throw OptionError("max-connections", "must be at least 1");
   if (idle_timeout.value.count() < 1000) throw OptionError("idle-timeout", "at least 1s");
+  common::dns::validate_options(dns);
   greylist.validate();
+  spf.validate();
 }
 
 }  // namespace mxguard::policyd

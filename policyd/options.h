@@ -7,8 +7,10 @@
 
 #include "common/config/config.h"
 #include "common/daemon/daemon.h"
+#include "common/dns/options.h"
 #include "common/redis/options.h"
 #include "policyd/greylist.h"
+#include "policyd/spf_policy.h"
 
 namespace mxguard::policyd {
 
@@ -20,7 +22,9 @@ struct Options {
   unsigned threads = 4;
   unsigned max_connections = 200;
   common::config::Duration idle_timeout{std::chrono::seconds(300)};
+  common::dns::ResolverOptions dns;
   GreylistOptions greylist;
+  SpfOptions spf;
 
   void bind(common::config::Binder& b);
   void validate() const;

@@ -1,6 +1,10 @@
 // Implementation of mxguard-policyd's service (see policy_service.h).
 #include "policyd/policy_service.h"
 
+#include <unistd.h>
+
+#include <future>
+
 #include "common/log/log.h"
 #include "common/metrics/metrics.h"
 
@@ -9,10 +13,18 @@ namespace {
 
 namespace metrics = common::metrics;
 
+constexpr std::size_t kMaxMessages = 20000;  // per-message states kept (oldest dropped first)
+
 metrics::Counter& decisions(const std::string& check, const std::string& result) {
   return metrics::Registry::global().counter("mxguard_policyd_decisions_total",
                                              "Policy decisions by check and result",
                                              {{"check", check}, {"result", result}});
+}
+
+metrics::Counter& spf_results(const std::string& identity, const std::string& result) {
+  return metrics::Registry::global().counter("mxguard_spf_results_total",
+                                             "SPF results by identity",
+                                             {{"identity", identity}, {"result", result}});
 }
 
 metrics::Histogram& latency() {
@@ -37,7 +49,33 @@ std::string kind_name(Decision::Kind k) {
   return "error";
 }
 
+std::string host_name() {
+  char buf[256] = {};
+  if (::gethostname(buf, sizeof buf - 1) != 0) return "localhost";
+  return buf;
+}
+
+// An SPF identity is checked only when it is a usable domain: a HELO that is an address
+// literal or a single label gives "none" without DNS (RFC 7208 §2.3, §4.3).
+bool checkable_helo(const std::string& helo) {
+  return !helo.empty() && helo.front() != '[' && helo.find('.') != std::string::npos;
+}
+
 }  // namespace
+
+// One request on its way through the checks.
+struct PolicyService::Run {
+  common::policy::Request req;
+  common::policy::Reply reply;
+  std::shared_ptr<const Checks> checks;
+  common::net::IpAddress client;
+  std::chrono::steady_clock::time_point started;
+  std::size_t next = 0;      // index into checks->options.checks
+  std::string spf_summary;   // for the log line
+  std::string spf_domain;    // MAIL FROM domain that passed SPF
+  bool first_rcpt = true;    // first request of this message
+  std::string check_label;   // the log's check= when no configured check decided
+};
 
 PolicyService::PolicyService(const Options& o, Clock clock)
     : options_(o), clock_(std::move(clock)) {
@@ -53,14 +91,29 @@ PolicyService::PolicyService(const Options& o, Clock clock)
                         ? "DEFER_IF_PERMIT 4.3.0 Service temporarily unavailable"
                         : "DUNNO";
   server_ = std::make_unique<common::policy::Server>(
-      so, [this](const common::policy::Request& r) { return handle(r); });
+      so, common::policy::AsyncHandler(
+              [this](const common::policy::Request& r, common::policy::Reply reply) {
+                handle_async(r, std::move(reply));
+              }));
+}
+
+PolicyService::~PolicyService() {
+  // Outstanding SPF checks call back into us: stop the resolver (it runs their callbacks with
+  // kError) before the workers those callbacks post to.
+  evaluator_.reset();
+  resolver_.reset();
+  if (workers_) workers_->join();
 }
 
 std::shared_ptr<const Checks> PolicyService::build(const Options& o) {
   auto c = std::make_shared<Checks>();
+  c->options = o;
   c->trusted = common::net::NetworkList(o.trusted_networks);
-  c->order = o.checks;
+  std::vector<std::string> skip = o.spf.skip_addresses;
+  skip.insert(skip.end(), o.spf.whitelist.begin(), o.spf.whitelist.end());
+  c->spf_skip = common::net::NetworkList(skip);
   c->greylist = std::make_unique<Greylister>(o.greylist, *redis_, clock_);
+  c->receiver = o.spf.authserv_id.empty() ? host_name() : o.spf.authserv_id;
   return c;
 }
 
@@ -69,70 +122,284 @@ std::shared_ptr<const Checks> PolicyService::current() const {
   return checks_;
 }
 
+common::spf::Evaluator& PolicyService::evaluator() {
+  std::call_once(lazy_once_, [this] {
+    resolver_ = std::make_unique<common::dns::Resolver>(options_.dns);
+    common::spf::Limits limits;
+    limits.timeout = options_.spf.timeout.value;
+    evaluator_ = std::make_unique<common::spf::Evaluator>(*resolver_, limits);
+    workers_ = std::make_unique<boost::asio::thread_pool>(2);
+  });
+  return *evaluator_;
+}
+
+boost::asio::thread_pool& PolicyService::workers() {
+  evaluator();
+  return *workers_;
+}
+
 void PolicyService::open() { server_->open(); }
 void PolicyService::serve() { server_->serve(); }
 void PolicyService::stop() { server_->stop(); }
 
 void PolicyService::reload(const Options& fresh) {
-  if (fresh.daemon.listen != options_.daemon.listen || fresh.redis.url != options_.redis.url) {
-    common::log::warning("reload: listen and redis-url changes need a restart; kept the old ones");
+  if (fresh.daemon.listen != options_.daemon.listen || fresh.redis.url != options_.redis.url ||
+      fresh.dns.servers != options_.dns.servers) {
+    common::log::warning(
+        "reload: listen, redis-url and dns-servers changes need a restart; kept the old ones");
   }
   Options next = options_;
   next.trusted_networks = fresh.trusted_networks;
   next.checks = fresh.checks;
   next.greylist = fresh.greylist;
+  next.spf = fresh.spf;
   auto checks = build(next);  // throws on a bad whitelist: the old checks stay in force
   std::lock_guard lock(mutex_);
   checks_ = std::move(checks);
   options_ = std::move(next);
 }
 
-std::string PolicyService::handle(const common::policy::Request& req) {
-  auto started = std::chrono::steady_clock::now();
-  auto checks = current();
-  auto finish = [&](const std::string& check, const std::string& result,
-                    const std::string& action, const std::string& reason, long age) {
-    decisions(check, result).inc();
-    latency().observe(
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
-    std::string age_text = age >= 0 ? std::to_string(age) : "-";
-    common::log::decision(req.queue_id(),
-                          {{"check", check},
-                           {"result", result},
-                           {"action", action},
-                           {"client", client_field(req)},
-                           {"sender", "<" + std::string(req.sender()) + ">"},
-                           {"recipient", "<" + std::string(req.recipient()) + ">"},
-                           {"reason", reason},
-                           {"age", age_text}});
-    return action;
+std::string PolicyService::pop_header(const std::string& instance) {
+  std::lock_guard lock(messages_mutex_);
+  auto it = messages_.find(instance);
+  if (it == messages_.end() || it->second.headers.empty()) return "";
+  std::string h = std::move(it->second.headers.front());
+  it->second.headers.pop_front();
+  return h;
+}
+
+void PolicyService::push_headers(const std::string& instance,
+                                 const std::vector<std::string>& headers) {
+  std::lock_guard lock(messages_mutex_);
+  auto& st = messages_[instance];
+  for (const auto& h : headers) st.headers.push_back(h);
+}
+
+void PolicyService::finish(const std::shared_ptr<Run>& run, const std::string& action,
+                           const std::string& result, const std::string& reason, long age) {
+  const auto& req = run->req;
+  std::string check = !run->check_label.empty() ? run->check_label
+                      : run->next < run->checks->options.checks.size()
+                          ? run->checks->options.checks[run->next]
+                          : "all";
+  decisions(check, result).inc();
+  latency().observe(
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - run->started).count());
+  common::log::decision(req.queue_id(), {{"check", check},
+                                         {"result", result},
+                                         {"action", action},
+                                         {"client", client_field(req)},
+                                         {"sender", "<" + std::string(req.sender()) + ">"},
+                                         {"recipient", "<" + std::string(req.recipient()) + ">"},
+                                         {"helo", req.get("helo_name")},
+                                         {"spf", run->spf_summary.empty() ? "-" : run->spf_summary},
+                                         {"reason", reason},
+                                         {"age", age >= 0 ? std::to_string(age) : "-"}});
+  run->reply(action);
+}
+
+void PolicyService::handle_async(const common::policy::Request& req,
+                                 common::policy::Reply reply) {
+  auto run = std::make_shared<Run>();
+  run->req = req;
+  run->reply = std::move(reply);
+  run->checks = current();
+  run->started = std::chrono::steady_clock::now();
+  auto simple = [&](const std::string& check, const std::string& result,
+                    const std::string& reason) {
+    run->check_label = check;
+    finish(run, "DUNNO", result, reason, -1);
   };
 
-  if (req.protocol_state() != "RCPT") return "DUNNO";
+  std::string state(req.protocol_state());
+  std::string instance(req.instance());
+  if (state == "DATA") {
+    // A policy reply carries one PREPEND; headers left over from RCPT time go out here.
+    std::string h = instance.empty() ? "" : pop_header(instance);
+    run->reply(h.empty() ? "DUNNO" : "PREPEND " + h);
+    return;
+  }
+  if (state != "RCPT") {
+    run->reply("DUNNO");
+    return;
+  }
   if (!req.has("client_address") || !req.has("sender") || !req.has("recipient")) {
     common::log::warning(std::string(req.queue_id().empty() ? "NOQUEUE" : req.queue_id()) +
                          ": policy request without client_address, sender or recipient");
-    return finish("request", "invalid", "DUNNO", "missing attribute", -1);
+    return simple("request", "invalid", "missing attribute");
   }
   auto client = common::net::IpAddress::parse(req.client_address());
-  if (!client) {
-    return finish("request", "invalid", "DUNNO", "client_address is not an IP address", -1);
-  }
-  if (checks->trusted.contains(*client)) {
-    return finish("skip", "trusted", "DUNNO", "trusted network", -1);
-  }
+  if (!client) return simple("request", "invalid", "client_address is not an IP address");
+  run->client = *client;
+  if (run->checks->trusted.contains(*client)) return simple("skip", "trusted", "trusted network");
   if (!req.get("sasl_username").empty()) {
-    return finish("skip", "authenticated", "DUNNO", "SASL authenticated", -1);
+    return simple("skip", "authenticated", "SASL authenticated");
   }
-  for (const auto& name : checks->order) {
-    if (name == "greylist") {
-      // A store error is not logged here again: the Redis pool logs the outage once, and
-      // the decision line below carries result=error with the reason.
-      Decision d = checks->greylist->check(req, *client);
-      return finish("greylist", kind_name(d.kind), d.action, d.reason, d.age);
+  next_check(run);
+}
+
+void PolicyService::next_check(std::shared_ptr<Run> run) {
+  const auto& names = run->checks->options.checks;
+  std::string instance(run->req.instance());
+  while (run->next < names.size()) {
+    const std::string& name = names[run->next];
+    if (name == "spf") {
+      if (run->checks->spf_skip.contains(run->client)) {
+        run->spf_summary = "skipped";
+        ++run->next;
+        continue;
+      }
+      bool cached = false;
+      if (!instance.empty()) {
+        std::lock_guard lock(messages_mutex_);
+        auto it = messages_.find(instance);
+        if (it != messages_.end() && it->second.spf_done) {
+          cached = true;
+          run->first_rcpt = false;
+          run->spf_summary = it->second.spf.summary;
+          run->spf_domain = it->second.spf.passed_domain;
+          if (!it->second.spf.action.empty()) {
+            std::string action = it->second.spf.action;
+            // Same verdict for every recipient of a rejected message.
+            return finish(run, action, "reject", "SPF (cached for this message)", -1);
+          }
+        }
+      }
+      if (cached) {
+        ++run->next;
+        continue;
+      }
+      return run_spf(run);  // continues in next_check() once the checks are done
     }
+    if (name == "greylist") {
+      Decision d = run->checks->greylist->check(run->req, run->client, run->spf_domain);
+      if (d.kind == Decision::Kind::kGreylist ||
+          (d.kind == Decision::Kind::kError && d.action != "DUNNO")) {
+        return finish(run, d.action, kind_name(d.kind), d.reason, d.age);
+      }
+      if (d.action.rfind("PREPEND ", 0) == 0 && !instance.empty()) {
+        push_headers(instance, {d.action.substr(8)});
+      }
+      ++run->next;
+      if (run->next == names.size()) {
+        std::string action = d.action;
+        if (!instance.empty()) {
+          std::string h = pop_header(instance);
+          action = h.empty() ? "DUNNO" : "PREPEND " + h;
+        }
+        --run->next;  // log under the last check
+        return finish(run, action, kind_name(d.kind), d.reason, d.age);
+      }
+      continue;
+    }
+    ++run->next;
   }
-  return finish("none", "pass", "DUNNO", "no check decided", -1);
+  std::string h = instance.empty() ? "" : pop_header(instance);
+  if (!names.empty()) run->next = names.size() - 1;
+  finish(run, h.empty() ? "DUNNO" : "PREPEND " + h, "pass", "all checks passed", -1);
+}
+
+void PolicyService::run_spf(std::shared_ptr<Run> run) {
+  auto results = std::make_shared<SpfResults>();
+  results->client = run->client;
+  results->helo_name = std::string(run->req.get("helo_name"));
+  results->sender = std::string(run->req.sender());
+  const SpfOptions& o = run->checks->options.spf;
+  bool null_sender = results->sender.empty();
+  bool want_helo = o.helo_reject != "no-check" || null_sender;
+  bool want_mail_from = !null_sender && o.mail_from_reject != "no-check";
+
+  auto& ev = evaluator();
+  auto base = [&] {
+    common::spf::Request r;
+    r.ip = run->client;
+    r.helo = results->helo_name;
+    r.receiver = run->checks->receiver;
+    return r;
+  };
+  // The continuation runs on a worker (never on the resolver's thread: greylisting blocks on
+  // Redis there).
+  auto done = [this, run, results] {
+    boost::asio::post(workers(), [this, run, results] {
+      try {
+        SpfVerdict v = decide(run->checks->options.spf, *results, run->checks->receiver);
+        if (results->helo) spf_results("helo", std::string(common::spf::result_name(results->helo->result))).inc();
+        if (results->mail_from) {
+          spf_results("mailfrom", std::string(common::spf::result_name(results->mail_from->result))).inc();
+        }
+        run->spf_summary = v.summary;
+        run->spf_domain = v.passed_domain;
+        std::string instance(run->req.instance());
+        if (!instance.empty()) {
+          std::lock_guard lock(messages_mutex_);
+          if (messages_.find(instance) == messages_.end()) {
+            message_order_.push_back(instance);
+            if (message_order_.size() > kMaxMessages) {
+              messages_.erase(message_order_.front());
+              message_order_.pop_front();
+            }
+          }
+          auto& st = messages_[instance];
+          st.spf_done = true;
+          st.spf = v;
+          st.created = clock_();
+          if (v.action.empty()) {
+            for (const auto& h : v.headers) st.headers.push_back(h);
+          }
+        }
+        if (!v.action.empty()) return finish(run, v.action, "reject", "SPF", -1);
+        ++run->next;
+        next_check(run);
+      } catch (const std::exception& ex) {
+        common::log::error(std::string("spf: internal error: ") + ex.what());
+        run->reply(run->checks->options.greylist.on_store_error == "defer"
+                       ? "DEFER_IF_PERMIT 4.3.0 Service temporarily unavailable"
+                       : "DUNNO");
+      }
+    });
+  };
+  auto mail_from_step = [this, results, want_mail_from, base, done]() {
+    if (!want_mail_from) return done();
+    common::spf::Request r = base();
+    r.sender = results->sender;
+    r.domain = domain_of(results->sender);
+    if (r.domain.empty()) {
+      common::spf::Outcome none;
+      none.result = common::spf::Result::kNone;
+      none.problem = "sender without a domain";
+      results->mail_from = none;
+      return done();
+    }
+    evaluator().check_host_async(std::move(r), [results, done](common::spf::Outcome o) {
+      results->mail_from = std::move(o);
+      done();
+    });
+  };
+  if (want_helo) {
+    if (!checkable_helo(results->helo_name)) {
+      common::spf::Outcome none;
+      none.result = common::spf::Result::kNone;
+      none.problem = "HELO is not a domain name";
+      results->helo = none;
+      return mail_from_step();
+    }
+    common::spf::Request r = base();
+    r.sender = "postmaster@" + results->helo_name;
+    r.domain = results->helo_name;
+    ev.check_host_async(std::move(r), [results, mail_from_step](common::spf::Outcome o) {
+      results->helo = std::move(o);
+      mail_from_step();
+    });
+    return;
+  }
+  mail_from_step();
+}
+
+std::string PolicyService::handle(const common::policy::Request& req) {
+  auto promise = std::make_shared<std::promise<std::string>>();
+  auto future = promise->get_future();
+  handle_async(req, [promise](std::string action) { promise->set_value(std::move(action)); });
+  return future.get();
 }
 
 }  // namespace mxguard::policyd

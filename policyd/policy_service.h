@@ -1,43 +1,75 @@
-// mxguard-policyd's service: the policy server, the checks run in the configured order, and
-// one decision log line per request with the queue id. Trusted and SASL-authenticated clients
+// mxguard-policyd's service: the policy server, the checks run in the configured order (SPF
+// asynchronously on the shared resolver, greylisting on Redis), one decision log line per
+// request with the queue id, and the per-message state (SPF results, headers still to
+// prepend) keyed by Postfix's `instance` attribute. Trusted and SASL-authenticated clients
 // are never checked. Must never answer anything but a valid action, and never let a failed
-// dependency reject mail (store errors follow --greylist-on-store-error).
+// dependency reject mail (store errors follow --greylist-on-store-error, DNS errors are SPF
+// temperror results).
 #pragma once
 
+#include <deque>
 #include <memory>
 #include <mutex>
+#include <unordered_map>
 
 #include "common/daemon/daemon.h"
+#include "common/dns/resolver.h"
 #include "common/net/ip.h"
 #include "common/policy/server.h"
 #include "common/redis/pool.h"
+#include "common/spf/spf.h"
+#include "common/util/asio.h"
 #include "policyd/greylist.h"
 #include "policyd/options.h"
+#include "policyd/spf_policy.h"
 
 namespace mxguard::policyd {
 
 // What a request needs besides the request itself; replaced as a whole on reload.
 struct Checks {
+  Options options;
   common::net::NetworkList trusted;
-  std::vector<std::string> order;
+  common::net::NetworkList spf_skip;
   std::unique_ptr<Greylister> greylist;
+  std::string receiver;  // authserv-id / Received-SPF receiver
+};
+
+// Per-message state, keyed by `instance`: SPF is evaluated once per message, and headers are
+// handed out one per reply (a policy reply carries one PREPEND), on later RCPTs or at DATA.
+struct MessageState {
+  bool spf_done = false;
+  SpfVerdict spf;
+  std::deque<std::string> headers;
+  std::int64_t created = 0;
 };
 
 class PolicyService : public common::daemon::Service<Options> {
  public:
   explicit PolicyService(const Options& o, Clock clock = system_clock_seconds);
+  ~PolicyService() override;
   void open() override;
   void serve() override;
   void stop() override;
   void reload(const Options& fresh) override;
 
-  // The whole decision for one request (public for tests and the fuzz target).
+  // The whole decision for one request; `reply` is called exactly once, from any thread.
+  void handle_async(const common::policy::Request& req, common::policy::Reply reply);
+  // Blocking form for tests and the fuzz target.
   std::string handle(const common::policy::Request& req);
   int tcp_port() const { return server_->tcp_port(); }
 
  private:
+  struct Run;
   std::shared_ptr<const Checks> build(const Options& o);
   std::shared_ptr<const Checks> current() const;
+  common::spf::Evaluator& evaluator();
+  boost::asio::thread_pool& workers();
+  void next_check(std::shared_ptr<Run> run);
+  void run_spf(std::shared_ptr<Run> run);
+  void finish(const std::shared_ptr<Run>& run, const std::string& action,
+              const std::string& result, const std::string& reason, long age);
+  std::string pop_header(const std::string& instance);
+  void push_headers(const std::string& instance, const std::vector<std::string>& headers);
 
   Options options_;
   Clock clock_;
@@ -45,6 +77,16 @@ class PolicyService : public common::daemon::Service<Options> {
   mutable std::mutex mutex_;
   std::shared_ptr<const Checks> checks_;
   std::unique_ptr<common::policy::Server> server_;
+
+  // Created on first use, after the daemon has forked: both start threads.
+  std::once_flag lazy_once_;
+  std::unique_ptr<common::dns::Resolver> resolver_;
+  std::unique_ptr<common::spf::Evaluator> evaluator_;
+  std::unique_ptr<boost::asio::thread_pool> workers_;
+
+  std::mutex messages_mutex_;
+  std::unordered_map<std::string, MessageState> messages_;
+  std::deque<std::string> message_order_;
 };
 
 }  // namespace mxguard::policyd

@@ -291,6 +291,8 @@ void Server::stop() {
   });
 }
 
+void Server::post(std::function<void()> fn) { asio::post(impl_->io, std::move(fn)); }
+
 int Server::tcp_port() const {
   if (impl_->tcp_acceptors.empty()) return 0;
   return impl_->tcp_acceptors.front()->local_endpoint().port();

@@ -47,6 +47,8 @@ class Server {
   void open();   // binds every listener; throws std::runtime_error naming the listener
   void serve();  // runs the threads; returns after stop() once connections have drained
   void stop();   // thread-safe; in-flight requests are answered, idle connections closed
+  // Runs fn on one of the server's threads (e.g. to continue a request after DNS answered).
+  void post(std::function<void()> fn);
   // Bound TCP port of the first inet listener (for tests that listen on port 0).
   int tcp_port() const;
 

@@ -62,7 +62,7 @@ TEST_F(PolicydDaemonTest, GreylistsOverTheSocketAndPassesAfterTheDelay) {
   std::string log = daemon.log();
   EXPECT_NE(log.find("NOQUEUE: check=greylist result=greylist"), std::string::npos) << log;
   EXPECT_NE(log.find("client=unknown[198.51.100.7] sender=<alice@sender.example> "
-                     "recipient=<bob@rcpt.example> reason=new age=0"),
+                     "recipient=<bob@rcpt.example> helo=client.example spf=- reason=new age=0"),
             std::string::npos)
       << log;
 }

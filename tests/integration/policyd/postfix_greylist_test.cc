@@ -253,7 +253,7 @@ TEST_F(PostfixGreylistTest, LogsOneDecisionLinePerRcptWithTheQueueId) {
       "action=\"DEFER_IF_PERMIT 4\\.2\\.0 Greylisted, see https://postgrey\\.schweikert\\.ch/help/"
       "rcpt\\.example\\.html\" client=unknown\\[127\\.0\\.0\\.2\\] "
       "sender=<log-format@sender\\.example> recipient=<(one|two)@rcpt\\.example> "
-      "reason=new age=0");
+      "helo=client\\.example\\.org spf=- reason=new age=0");
   auto lines = decision_lines("sender=<" + from + ">");
   ASSERT_EQ(lines.size(), 2u) << read_file(dir_ / "policyd.log");
   for (const auto& line : lines) EXPECT_TRUE(std::regex_match(line, greylisted)) << line;
