@@ -98,11 +98,13 @@ PolicyService::PolicyService(const Options& o, Clock clock)
 }
 
 PolicyService::~PolicyService() {
-  // Outstanding SPF checks call back into us: stop the resolver (it runs their callbacks with
-  // kError) before the workers those callbacks post to.
-  evaluator_.reset();
+  // Outstanding SPF checks call back into us. With stopping_ set they start no new lookup and
+  // answer at once; destroying the resolver runs the callbacks of lookups in flight (kError),
+  // then the workers they posted to drain, and only then does the evaluator go.
+  stopping_ = true;
   resolver_.reset();
   if (workers_) workers_->join();
+  evaluator_.reset();
 }
 
 std::shared_ptr<const Checks> PolicyService::build(const Options& o) {
@@ -309,8 +311,9 @@ void PolicyService::run_spf(std::shared_ptr<Run> run) {
   bool want_helo = o.helo_reject != "no-check" || null_sender;
   bool want_mail_from = !null_sender && o.mail_from_reject != "no-check";
 
-  auto& ev = evaluator();
-  auto base = [&] {
+  evaluator();  // creates the resolver on first use
+  // Captures by value: the steps below run after run_spf() has returned.
+  auto base = [run, results] {
     common::spf::Request r;
     r.ip = run->client;
     r.helo = results->helo_name;
@@ -321,6 +324,10 @@ void PolicyService::run_spf(std::shared_ptr<Run> run) {
   // Redis there).
   auto done = [this, run, results] {
     boost::asio::post(workers(), [this, run, results] {
+      if (stopping_) {
+        run->reply("DUNNO");  // shutting down: Postfix has (or will have) an answer anyway
+        return;
+      }
       try {
         SpfVerdict v = decide(run->checks->options.spf, *results, run->checks->receiver);
         if (results->helo) spf_results("helo", std::string(common::spf::result_name(results->helo->result))).inc();
@@ -359,7 +366,7 @@ void PolicyService::run_spf(std::shared_ptr<Run> run) {
     });
   };
   auto mail_from_step = [this, results, want_mail_from, base, done]() {
-    if (!want_mail_from) return done();
+    if (!want_mail_from || stopping_) return done();
     common::spf::Request r = base();
     r.sender = results->sender;
     r.domain = domain_of(results->sender);
@@ -386,7 +393,7 @@ void PolicyService::run_spf(std::shared_ptr<Run> run) {
     common::spf::Request r = base();
     r.sender = "postmaster@" + results->helo_name;
     r.domain = results->helo_name;
-    ev.check_host_async(std::move(r), [results, mail_from_step](common::spf::Outcome o) {
+    evaluator().check_host_async(std::move(r), [results, mail_from_step](common::spf::Outcome o) {
       results->helo = std::move(o);
       mail_from_step();
     });

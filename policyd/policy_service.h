@@ -7,6 +7,7 @@
 // temperror results).
 #pragma once
 
+#include <atomic>
 #include <deque>
 #include <memory>
 #include <mutex>
@@ -83,6 +84,8 @@ class PolicyService : public common::daemon::Service<Options> {
   std::unique_ptr<common::dns::Resolver> resolver_;
   std::unique_ptr<common::spf::Evaluator> evaluator_;
   std::unique_ptr<boost::asio::thread_pool> workers_;
+
+  std::atomic<bool> stopping_{false};  // set by the destructor: finish checks at once
 
   std::mutex messages_mutex_;
   std::unordered_map<std::string, MessageState> messages_;
