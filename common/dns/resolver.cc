@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -155,6 +156,7 @@ class Resolver::Impl {
   Impl& operator=(const Impl&) = delete;
 
   void submit(std::string name, std::uint16_t rrtype, Callback callback);
+  std::optional<Answer> cached(std::string_view name, std::uint16_t rrtype);
   bool on_loop_thread() const { return std::this_thread::get_id() == thread_.get_id(); }
   std::chrono::milliseconds timeout() const { return options_.timeout; }
 
@@ -182,6 +184,18 @@ class Resolver::Impl {
   ResolverOptions options_;
   UbCtxPtr ctx_;
   EventFd wakeup_;
+
+  // Answers by "type/lower-case name", until their TTL runs out: the warm path of an SPF check
+  // then needs no thread hop at all. Bounded; cleared of expired entries when full.
+  struct Cached {
+    Answer answer;
+    Clock::time_point expires;
+  };
+  static constexpr std::size_t kMaxCached = 50000;
+  static std::string cache_key(std::string_view name, std::uint16_t rrtype);
+  void remember(const Query& query, const Answer& answer);
+  std::mutex cache_mutex_;
+  std::unordered_map<std::string, Cached> cache_;
 
   std::mutex mutex_;
   std::vector<Query> queued_;  // guarded by mutex_
@@ -248,6 +262,44 @@ Resolver::Impl::~Impl() {
   wakeup_.notify();
   thread_.join();
   // ctx_ goes last (member order): ub_ctx_delete stops unbound's own worker thread.
+}
+
+std::string Resolver::Impl::cache_key(std::string_view name, std::uint16_t rrtype) {
+  std::string key = std::to_string(rrtype) + "/";
+  for (char c : name) key.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+  if (key.size() > 1 && key.back() == '.') key.pop_back();
+  return key;
+}
+
+std::optional<Answer> Resolver::Impl::cached(std::string_view name, std::uint16_t rrtype) {
+  if (!options_.cache) return std::nullopt;
+  std::string key = cache_key(name, rrtype);
+  std::lock_guard lock(cache_mutex_);
+  auto it = cache_.find(key);
+  if (it == cache_.end()) return std::nullopt;
+  if (it->second.expires <= Clock::now()) {
+    cache_.erase(it);
+    return std::nullopt;
+  }
+  static metrics::Counter& hits = metrics::Registry::global().counter(
+      "mxguard_dns_cache_hits_total", "DNS answers served from mxguard's own cache");
+  hits.inc();
+  return it->second.answer;
+}
+
+void Resolver::Impl::remember(const Query& query, const Answer& answer) {
+  // Only real answers, and only for as long as DNS says: never failures or timeouts.
+  bool cacheable = answer.status == Status::kOk || answer.status == Status::kNxDomain ||
+                   answer.status == Status::kNoData;
+  if (!options_.cache || !cacheable || answer.ttl <= 0) return;
+  auto now = Clock::now();
+  std::lock_guard lock(cache_mutex_);
+  if (cache_.size() >= kMaxCached) {
+    std::erase_if(cache_, [now](const auto& kv) { return kv.second.expires <= now; });
+    if (cache_.size() >= kMaxCached) cache_.clear();
+  }
+  cache_[cache_key(query.name, query.rrtype)] =
+      Cached{answer, now + std::chrono::seconds(std::min(answer.ttl, 86400))};
 }
 
 void Resolver::Impl::submit(std::string name, std::uint16_t rrtype, Callback callback) {
@@ -356,6 +408,7 @@ void Resolver::Impl::finish(std::uint64_t serial, Answer answer) {
 }
 
 void Resolver::Impl::deliver(Query& query, Answer answer) {
+  remember(query, answer);
   auto& registry = metrics::Registry::global();
   auto type = type_name(query.rrtype);
   registry
@@ -382,7 +435,12 @@ void Resolver::resolve_async(std::string name, std::uint16_t rrtype, Callback ca
   impl_->submit(std::move(name), rrtype, std::move(callback));
 }
 
+std::optional<Answer> Resolver::cached(std::string_view name, std::uint16_t rrtype) {
+  return impl_->cached(name, rrtype);
+}
+
 Answer Resolver::lookup(std::string_view name, std::uint16_t rrtype) {
+  if (auto hit = impl_->cached(name, rrtype)) return *hit;
   if (impl_->on_loop_thread()) {
     throw std::logic_error("dns: blocking lookup from a resolver callback would deadlock");
   }

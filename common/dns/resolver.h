@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -61,6 +62,11 @@ class Resolver {
   // Starts a query; callback runs exactly once, on the resolver's thread, with the outcome or
   // kTimeout at the deadline. While the destructor runs, it runs at once with kError.
   void resolve_async(std::string name, std::uint16_t rrtype, Callback callback);
+
+  // An answer still fresh in our own cache (in front of unbound's), or nullopt. Lets callers
+  // (the SPF evaluator) skip the trip to the resolver thread for warm names. Empty when the
+  // cache is off.
+  std::optional<Answer> cached(std::string_view name, std::uint16_t rrtype);
 
   // Blocking lookups; each waits at most ResolverOptions::timeout. Calling them from a
   // callback would deadlock the resolver's thread and throws std::logic_error instead.

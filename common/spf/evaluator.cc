@@ -106,7 +106,14 @@ struct LookupAwaiter {
   std::uint16_t type;
   dns::Answer answer;
 
-  bool await_ready() const noexcept { return false; }
+  // A fresh answer from the resolver's own cache: no suspension, no thread hop.
+  bool await_ready() {
+    if (auto hit = resolver.cached(name, type)) {
+      answer = std::move(*hit);
+      return true;
+    }
+    return false;
+  }
   void await_suspend(std::coroutine_handle<> h) {
     resolver.resolve_async(name, type, [this, h](dns::Answer a) {
       answer = std::move(a);
