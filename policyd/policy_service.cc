@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <future>
+#include <map>
 
 #include "common/log/log.h"
 #include "common/metrics/metrics.h"
@@ -15,10 +16,19 @@ namespace metrics = common::metrics;
 
 constexpr std::size_t kMaxMessages = 20000;  // per-message states kept (oldest dropped first)
 
+// Looked up once per (check, result) pair: the registry's own lookup takes a lock and renders
+// labels, which is too much for every request.
 metrics::Counter& decisions(const std::string& check, const std::string& result) {
-  return metrics::Registry::global().counter("mxguard_policyd_decisions_total",
-                                             "Policy decisions by check and result",
-                                             {{"check", check}, {"result", result}});
+  static std::mutex mutex;
+  static std::map<std::pair<std::string, std::string>, metrics::Counter*> cache;
+  std::lock_guard lock(mutex);
+  auto& slot = cache[{check, result}];
+  if (slot == nullptr) {
+    slot = &metrics::Registry::global().counter("mxguard_policyd_decisions_total",
+                                                "Policy decisions by check and result",
+                                                {{"check", check}, {"result", result}});
+  }
+  return *slot;
 }
 
 metrics::Counter& spf_results(const std::string& identity, const std::string& result) {
@@ -92,8 +102,8 @@ PolicyService::PolicyService(const Options& o, Clock clock)
                         : "DUNNO";
   server_ = std::make_unique<common::policy::Server>(
       so, common::policy::AsyncHandler(
-              [this](const common::policy::Request& r, common::policy::Reply reply) {
-                handle_async(r, std::move(reply));
+              [this](common::policy::Request r, common::policy::Reply reply) {
+                handle_async(std::move(r), std::move(reply));
               }));
 }
 
@@ -200,10 +210,11 @@ void PolicyService::finish(const std::shared_ptr<Run>& run, const std::string& a
   run->reply(action);
 }
 
-void PolicyService::handle_async(const common::policy::Request& req,
+void PolicyService::handle_async(common::policy::Request request,
                                  common::policy::Reply reply) {
   auto run = std::make_shared<Run>();
-  run->req = req;
+  run->req = std::move(request);
+  const common::policy::Request& req = run->req;
   run->reply = std::move(reply);
   run->checks = current();
   run->started = std::chrono::steady_clock::now();

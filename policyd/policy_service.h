@@ -54,7 +54,7 @@ class PolicyService : public common::daemon::Service<Options> {
   void reload(const Options& fresh) override;
 
   // The whole decision for one request; `reply` is called exactly once, from any thread.
-  void handle_async(const common::policy::Request& req, common::policy::Reply reply);
+  void handle_async(common::policy::Request req, common::policy::Reply reply);
   // Blocking form for tests and the fuzz target.
   std::string handle(const common::policy::Request& req);
   int tcp_port() const { return server_->tcp_port(); }

@@ -124,7 +124,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
           log::warning("policy: closing connection: " + parser_.error());
           return shutdown();
         }
-        if (status == Parser::Status::kComplete) return answer(parser_.take());
+        if (status == Parser::Status::kComplete) return answer(parser_.take());  // moved
       }
       if (reply_.empty()) return read();
       asio::async_write(socket_, asio::buffer(reply_),
@@ -136,7 +136,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
                         }));
     }
 
-    void answer(const Request& req) {
+    void answer(Request req) {
       Metrics::get().requests.inc();
       auto self = this->shared_from_this();
       auto done = [self](std::string action) {
@@ -145,12 +145,12 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
           self->process();
         });
       };
+      std::string queue_id(req.queue_id());
       try {
-        server_.handler(req, done);
+        server_.handler(std::move(req), done);
       } catch (const std::exception& ex) {
         Metrics::get().handler_errors.inc();
-        log::error(log::format_decision(req.queue_id(), {{"action", "error"},
-                                                         {"reason", ex.what()}}));
+        log::error(log::format_decision(queue_id, {{"action", "error"}, {"reason", ex.what()}}));
         done(server_.options.error_action);
       }
     }
@@ -227,7 +227,7 @@ Server::Server(ServerOptions options, AsyncHandler handler)
 
 Server::Server(ServerOptions options, Handler handler)
     : Server(std::move(options), AsyncHandler([handler = std::move(handler)](
-                                                 const Request& req, Reply reply) {
+                                                 Request req, Reply reply) {
         reply(handler(req));
       })) {}
 

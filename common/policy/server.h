@@ -34,7 +34,7 @@ using Handler = std::function<std::string(const Request&)>;
 // check wait for DNS without holding a server thread. The connection reads nothing more until
 // the reply came, so replies stay in request order.
 using Reply = std::function<void(std::string action)>;
-using AsyncHandler = std::function<void(const Request&, Reply reply)>;
+using AsyncHandler = std::function<void(Request request, Reply reply)>;  // request is moved in
 
 class Server {
  public:

@@ -208,7 +208,7 @@ TEST_F(PolicyServerTest, AsyncRepliesFromOtherThreadsKeepRequestOrder) {
   o.threads = 1;  // one server thread: the async handler must not hold it
   std::vector<std::thread> workers;
   std::mutex m;
-  start(o, AsyncHandler([&](const Request& r, Reply reply) {
+  start(o, AsyncHandler([&](Request r, Reply reply) {
           std::string sender(r.sender());
           auto delay = sender == "slow@x" ? 400 : 10;
           std::lock_guard lock(m);
