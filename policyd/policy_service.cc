@@ -180,10 +180,25 @@ std::string PolicyService::pop_header(const std::string& instance) {
   return h;
 }
 
+MessageState& PolicyService::message_state(const std::string& instance) {
+  auto [it, inserted] = messages_.try_emplace(instance);
+  if (inserted) {
+    it->second.created = clock_();
+    message_order_.push_back(instance);
+    // Bounded: the oldest messages' state goes first (deferred or rejected messages never
+    // come back for their headers).
+    while (message_order_.size() > kMaxMessages) {
+      if (message_order_.front() != instance) messages_.erase(message_order_.front());
+      message_order_.pop_front();
+    }
+  }
+  return it->second;
+}
+
 void PolicyService::push_headers(const std::string& instance,
                                  const std::vector<std::string>& headers) {
   std::lock_guard lock(messages_mutex_);
-  auto& st = messages_[instance];
+  auto& st = message_state(instance);
   for (const auto& h : headers) st.headers.push_back(h);
 }
 
@@ -350,17 +365,9 @@ void PolicyService::run_spf(std::shared_ptr<Run> run) {
         std::string instance(run->req.instance());
         if (!instance.empty()) {
           std::lock_guard lock(messages_mutex_);
-          if (messages_.find(instance) == messages_.end()) {
-            message_order_.push_back(instance);
-            if (message_order_.size() > kMaxMessages) {
-              messages_.erase(message_order_.front());
-              message_order_.pop_front();
-            }
-          }
-          auto& st = messages_[instance];
+          auto& st = message_state(instance);
           st.spf_done = true;
           st.spf = v;
-          st.created = clock_();
           if (v.action.empty()) {
             for (const auto& h : v.headers) st.headers.push_back(h);
           }

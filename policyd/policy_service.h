@@ -70,6 +70,9 @@ class PolicyService : public common::daemon::Service<Options> {
   void finish(const std::shared_ptr<Run>& run, const std::string& action,
               const std::string& result, const std::string& reason, long age);
   std::string pop_header(const std::string& instance);
+  // The state of one message, created (and the oldest evicted) on first use. Caller holds
+  // messages_mutex_.
+  MessageState& message_state(const std::string& instance);
   void push_headers(const std::string& instance, const std::vector<std::string>& headers);
 
   Options options_;
