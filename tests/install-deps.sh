@@ -10,7 +10,7 @@ packages=(
   libboost-program-options-dev libboost-dev
   libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev
   # test peers
-  redis-server postfix swaks python3-dnslib python3-dkim python3-yaml python3-spf miltertest
+  redis-server postfix swaks python3-dnslib python3-dkim python3-yaml python3-spf postfix-policyd-spf-python miltertest
   postgrey db5.3-util procps iproute2
 )
 
