@@ -26,10 +26,11 @@ work=$(cd "$out" && pwd)/work
 rm -rf "$work"
 src=$work/mxguard-$cmake_version
 mkdir -p "$src"
-# Tracked and new (not ignored) files: the tree as it is, without build directories.
+# Tracked and new (not ignored) files: the tree as it is, without build directories (files
+# deleted but not yet committed are skipped).
 if git -C "$root" rev-parse --git-dir >/dev/null 2>&1; then
   (cd "$root" && git ls-files -z --cached --others --exclude-standard |
-    xargs -0 -I{} sh -c '[ -e "{}" ] && printf "%s\0" "{}"' |
+    while IFS= read -r -d '' f; do if [ -e "$f" ]; then printf '%s\0' "$f"; fi; done |
     tar --null -T - -cf -) | tar -C "$src" -xf -
 else
   tar -C "$root" --exclude=./build --exclude=./.git -cf - . | tar -C "$src" -xf -
