@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command (README.md, .ci/run): installs dependencies on Debian bookworm, builds,
-# runs every unit and integration test with ctest, then builds the fuzz targets with clang-14
-# and runs each for a short smoke period. Exits non-zero on any failure.
+# runs every unit and integration test with ctest, builds and tests the Debian package
+# (packaging/test.sh), then builds the fuzz targets with clang-14 and runs each for a short
+# smoke period. Exits non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -25,6 +26,16 @@ ctest --test-dir "$build" --output-on-failure -j"$jobs" --timeout 300 2>&1 | tee
 ctest_rc=${PIPESTATUS[0]}
 set -e
 
+# The .deb: build, lintian, dpkg -i on this machine, run, purge (packaging/test.sh; root only).
+package_rc=0
+if [ "${MXGUARD_SKIP_PACKAGE:-0}" = 1 ]; then
+  echo "run.sh: package test skipped (MXGUARD_SKIP_PACKAGE=1)"
+elif [ "$(id -u)" != 0 ]; then
+  echo "run.sh: package test skipped (needs root for dpkg -i)"
+else
+  MXGUARD_JOBS=$jobs bash packaging/test.sh || package_rc=$?
+fi
+
 fuzz_rc=0
 if [ "${MXGUARD_SKIP_FUZZ:-0}" != 1 ]; then
   CC=clang-14 CXX=clang++-14 cmake -S . -B "$fuzz_build" -G Ninja -DMXGUARD_FUZZ=ON \
@@ -47,7 +58,7 @@ if [ "${MXGUARD_SKIP_FUZZ:-0}" != 1 ]; then
   done
 fi
 
-echo "run.sh: finished in $(( $(date +%s) - start ))s (ctest exit $ctest_rc, fuzz exit $fuzz_rc)"
+echo "run.sh: finished in $(( $(date +%s) - start ))s (ctest exit $ctest_rc, package exit $package_rc, fuzz exit $fuzz_rc)"
 # ctest's summary again as the closing line, e.g. "100% tests passed, 0 tests failed out of 40".
 summary=$(grep -E "tests passed, [0-9]+ tests failed out of [0-9]+" "$build/ctest.log" | tail -n 1)
 if [[ $summary =~ ([0-9]+)\ tests\ failed\ out\ of\ ([0-9]+) ]]; then
@@ -55,4 +66,4 @@ if [[ $summary =~ ([0-9]+)\ tests\ failed\ out\ of\ ([0-9]+) ]]; then
   echo "ctest: $summary"
   echo "tests: $((total - failed)) passed, $failed failed"
 fi
-[ "$ctest_rc" = 0 ] && [ "$fuzz_rc" = 0 ]
+[ "$ctest_rc" = 0 ] && [ "$package_rc" = 0 ] && [ "$fuzz_rc" = 0 ]

@@ -1,0 +1,207 @@
+#!/bin/bash
+# The package test (tests/run.sh runs it after ctest; MXGUARD_SKIP_PACKAGE=1 skips it there):
+# builds the .deb, runs lintian, installs it with dpkg -i ON THIS MACHINE (not in a chroot),
+# checks what the maintainer scripts made, runs the daemon from the shipped configuration as
+# user mxguard against a private redis-server and asks it a policy question as Postfix would,
+# runs mxguard-setup against a copy of Debian's stock main.cf, then removes and purges the
+# package and checks that nothing it created is left. Needs root. Must never touch
+# /etc/postfix or the system's Redis, and stops only the processes it started.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+out=${MXGUARD_DEB_DIR:-$root/build/deb}
+spool=/var/spool/postfix/mxguard
+unit=/lib/systemd/system/mxguard-policyd.service
+start=$(date +%s)
+
+[ "$(id -u)" = 0 ] || { echo "package test: needs root (dpkg -i)" >&2; exit 1; }
+
+failures=0
+pass() { echo "package test: ok: $*"; }
+fail() { echo "package test: FAILED: $*" >&2; failures=$((failures + 1)); }
+check() {  # check DESCRIPTION COMMAND...
+  local what=$1; shift
+  if "$@"; then pass "$what"; else fail "$what"; fi
+}
+
+tmp=$(mktemp -d /tmp/mxguard-pkgtest.XXXXXX)
+chmod 0755 "$tmp"
+redis_pid="" daemon_pid=""
+cleanup() {
+  # Only the processes this script started, by pid.
+  for pid in $daemon_pid $redis_pid; do
+    kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
+  done
+  if [ "${failures:-0}" != 0 ] || [ "${completed:-0}" != 1 ]; then
+    echo "package test: daemon log:"; cat "$tmp/daemon.log" 2>/dev/null | tail -n 20 || true
+  fi
+  # Leave no package from a failed run behind.
+  if dpkg-query -W -f='${Status}' mxguard 2>/dev/null | grep -qv "not-installed"; then
+    dpkg --purge mxguard >/dev/null 2>&1 || true
+  fi
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+if dpkg-query -W -f='${Status}' mxguard 2>/dev/null | grep -q "ok installed\|config-files"; then
+  echo "package test: mxguard is installed (an earlier run?); purging it first"
+  dpkg --purge mxguard >/dev/null
+fi
+spool_parent_existed=0; [ -d /var/spool/postfix ] && spool_parent_existed=1
+
+# --- build -------------------------------------------------------------------------------
+t0=$(date +%s)
+deb=$(MXGUARD_DEB_CCACHE=1 bash packaging/build-deb.sh "$out" | tail -n 1)
+changes=${deb%.deb}.changes
+echo "package test: built $(basename "$deb") in $(( $(date +%s) - t0 ))s"
+
+# --- lintian: errors fail; warnings are listed and justified in packaging/README.md ---------
+lintian --pedantic --display-info --fail-on error "$changes" >"$tmp/lintian.txt" 2>&1 &&
+  pass "lintian: no errors" || fail "lintian reports errors"
+grep -v "^running with root privileges" "$tmp/lintian.txt" | sed 's/^/  lintian: /' || true
+
+# --- install -------------------------------------------------------------------------------
+if ! dpkg -i "$deb" >"$tmp/dpkg-i.log" 2>&1; then
+  echo "package test: dpkg -i left dependencies missing; apt-get -f install"
+  DEBIAN_FRONTEND=noninteractive apt-get install -f -y -qq >/dev/null
+fi
+dpkg-query -W -f='${Status}' mxguard | grep -q "install ok installed" &&
+  pass "dpkg -i: installed" || { fail "dpkg -i"; cat "$tmp/dpkg-i.log"; exit 1; }
+dpkg -L mxguard >"$tmp/files"
+
+stat_is() { [ "$(stat -c '%U:%G %a' "$1")" = "$2" ] || { echo "  $1: $(stat -c '%U:%G %a' "$1"), want $2"; false; }; }
+check "user and group mxguard exist" getent passwd mxguard
+check "mxguard's shell is nologin" test "$(getent passwd mxguard | cut -d: -f7)" = /usr/sbin/nologin
+check "postfix is in group mxguard" bash -c "id -nG postfix | tr ' ' '\n' | grep -qx mxguard"
+check "$spool is mxguard:postfix 2750" stat_is "$spool" "mxguard:postfix 2750"
+check "/etc/mxguard/keys is mxguard:mxguard 750" stat_is /etc/mxguard/keys "mxguard:mxguard 750"
+check "policyd.conf is root:mxguard 640" stat_is /etc/mxguard/policyd.conf "root:mxguard 640"
+check "the unit is installed and not enabled" \
+  bash -c "test -f $unit && ! test -e /etc/systemd/system/multi-user.target.wants/mxguard-policyd.service"
+check "systemd-analyze verify accepts the unit" systemd-analyze verify "$unit"
+for page in mxguard-policyd.8 mxguard-grey.1 mxguard-setup.8 mxguard.conf.5; do
+  check "man page $page renders without warnings" bash -c \
+    "test -z \"\$(LC_ALL=C.UTF-8 MANWIDTH=80 man --warnings -l /usr/share/man/man${page##*.}/$page.gz 2>&1 >/dev/null)\""
+done
+check "shipped config: --check-config as root" /usr/sbin/mxguard-policyd --check-config
+check "shipped config: --check-config as mxguard" \
+  setpriv --reuid=mxguard --regid=mxguard --init-groups /usr/sbin/mxguard-policyd --check-config
+check "mxguard-grey reads the shipped config" /usr/bin/mxguard-grey --check-config
+check "every option is in policyd.conf" bash -c \
+  "diff <(mxguard-policyd -c /dev/null --dump-config | sed -n 's/^\([a-z0-9-]*\) =.*/\1/p') \
+        <(sed -n 's/^#\?\([a-z0-9-]*\) =.*/\1/p' /etc/mxguard/policyd.conf)"
+
+# --- run the daemon as the unit does: user mxguard, shipped config, private Redis -----------
+port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+mkdir "$tmp/redis"
+redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no --dir "$tmp/redis" \
+  >"$tmp/redis.log" 2>&1 &
+redis_pid=$!
+for _ in $(seq 50); do redis-cli -p "$port" ping 2>/dev/null | grep -q PONG && break; sleep 0.1; done
+check "private redis-server on 127.0.0.1:$port" bash -c "redis-cli -p $port ping | grep -q PONG"
+
+(umask 0027; exec setpriv --reuid=mxguard --regid=mxguard --init-groups \
+  /usr/sbin/mxguard-policyd --foreground --log-target stderr \
+  --redis-url "redis://127.0.0.1:$port/0") >"$tmp/daemon.log" 2>&1 &
+daemon_pid=$!
+for _ in $(seq 50); do [ -S "$spool/policyd.sock" ] && break; sleep 0.1; done
+check "the daemon listens on $spool/policyd.sock" test -S "$spool/policyd.sock"
+check "the socket has group postfix (setgid directory)" \
+  test "$(stat -c %G "$spool/policyd.sock")" = postfix
+
+cat >"$tmp/ask.py" <<'PY'
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.settimeout(5)
+try:
+    s.connect(sys.argv[1])
+except PermissionError:
+    print("permission denied")
+    sys.exit(13)
+s.sendall(b"request=smtpd_access_policy\nprotocol_state=RCPT\nclient_address=198.51.100.1\n"
+          b"client_name=x\nsender=a@b.example\nrecipient=c@d.example\n\n")
+reply = b""
+while not reply.endswith(b"\n\n"):
+    chunk = s.recv(4096)
+    if not chunk:
+        break
+    reply += chunk
+print(reply.decode().strip())
+PY
+chmod 0644 "$tmp/ask.py"
+# Postfix's smtpd runs as postfix with only its primary group (set_ugid()): do the same.
+ask() { setpriv --reuid="$1" --regid="$(id -g "$1")" --clear-groups /usr/bin/python3 "$tmp/ask.py" "$spool/policyd.sock"; }
+reply=$(ask postfix 2>&1) || true
+echo "  reply: $reply"
+check "a policy request from user postfix is greylisted" grep -q "^action=DEFER_IF_PERMIT" <<<"$reply"
+rc=0; ask nobody >/dev/null 2>&1 || rc=$?
+check "user nobody cannot reach the socket (permission denied)" test "$rc" = 13
+kill -HUP "$daemon_pid"; sleep 0.5
+reply=$(ask postfix 2>&1) || true
+check "after SIGHUP (reload) it still answers" grep -q "^action=DEFER_IF_PERMIT" <<<"$reply"
+kill "$daemon_pid"; wait "$daemon_pid" && rc=0 || rc=$?
+daemon_pid=""
+check "SIGTERM: exit 0 (was $rc)" test "$rc" = 0
+check "the socket is removed on exit" test ! -e "$spool/policyd.sock"
+kill "$redis_pid"; wait "$redis_pid" 2>/dev/null || true; redis_pid=""
+
+# --- mxguard-setup against a copy of Debian's stock main.cf --------------------------------
+pf=$tmp/postfix
+mkdir "$pf"
+cp /usr/share/postfix/main.cf.debian "$pf/main.cf"
+cp /usr/share/postfix/master.cf.dist "$pf/master.cf"
+cp "$pf/main.cf" "$tmp/main.cf.orig"
+mxguard-setup postfix --dry-run --config-directory "$pf" --milters dkim,dmarc,av >"$tmp/setup.out" 2>&1 &&
+  pass "mxguard-setup postfix --dry-run" || { fail "mxguard-setup --dry-run"; cat "$tmp/setup.out"; }
+sed 's/^/  setup: /' "$tmp/setup.out"
+check "--dry-run changes nothing" cmp -s "$pf/main.cf" "$tmp/main.cf.orig"
+check "--dry-run shows check_policy_service after reject_unauth_destination" \
+  grep -q "reject_unauth_destination, check_policy_service unix:mxguard/policyd.sock" "$tmp/setup.out"
+check "--dry-run shows the milters in order" \
+  grep -q "smtpd_milters = unix:mxguard/dkim.sock, unix:mxguard/dmarc.sock, unix:mxguard/av.sock" "$tmp/setup.out"
+check "--dry-run shows milter_default_action = tempfail" grep -q "^+milter_default_action = tempfail" "$tmp/setup.out"
+mxguard-setup postfix --config-directory "$pf" >/dev/null 2>&1
+check "applied: postconf reads back the policy service" \
+  bash -c "postconf -c $pf -h smtpd_recipient_restrictions | grep -q 'check_policy_service unix:mxguard/policyd.sock'"
+check "applied twice: nothing to do" bash -c "mxguard-setup postfix --config-directory $pf | grep -q 'nothing to do'"
+echo "broken line" >>"$pf/main.cf"
+check "refuses a broken main.cf (exit 1)" bash -c "mxguard-setup postfix --dry-run --config-directory $pf >/dev/null 2>&1; test \$? = 1"
+check "refuses a missing main.cf (exit 1)" bash -c "mxguard-setup postfix --dry-run --config-directory $tmp/none >/dev/null 2>&1; test \$? = 1"
+
+# --- remove, then purge ----------------------------------------------------------------------
+dpkg -r mxguard >/dev/null 2>&1
+check "remove keeps the conffiles" test -f /etc/mxguard/policyd.conf
+check "remove deletes the binaries and the unit" bash -c "test ! -e /usr/sbin/mxguard-policyd && test ! -e $unit"
+# An admin-made key and a local whitelist must survive purge, with a message.
+echo "fake key" >/etc/mxguard/keys/test.private
+echo "192.0.2.1" >/etc/mxguard/whitelist_clients.local
+dpkg --purge mxguard >"$tmp/purge.log" 2>&1
+sed 's/^/  purge: /' "$tmp/purge.log"
+check "purge keeps admin files: keys/test.private and whitelist_clients.local" \
+  bash -c "test -f /etc/mxguard/keys/test.private && test -f /etc/mxguard/whitelist_clients.local &&
+           test \"\$(ls -A /etc/mxguard | sort | tr '\n' ' ')\" = 'keys whitelist_clients.local '"
+check "purge says it kept the keys" grep -q "kept /etc/mxguard/keys" "$tmp/purge.log"
+rm -r /etc/mxguard   # the admin's own files, made by this test
+
+left=()
+while read -r f; do
+  case $f in /.|/etc|/lib|/lib/systemd|/lib/systemd/system|/usr|/usr/bin|/usr/sbin|/usr/share|\
+    /usr/share/doc|/usr/share/man|/usr/share/man/man?) continue ;; esac
+  [ -e "$f" ] && left+=("$f")
+done <"$tmp/files"
+check "every file of the package is gone (${left[*]:-none left})" test ${#left[@]} = 0
+check "$spool is gone" test ! -e "$spool"
+if [ "$spool_parent_existed" = 1 ]; then
+  check "/var/spool/postfix (Postfix's) is still there" test -d /var/spool/postfix
+fi
+check "/etc/mxguard is gone" test ! -e /etc/mxguard
+check "no systemd state for the unit is left" bash -c \
+  "! ls /var/lib/systemd/deb-systemd-helper-enabled /var/lib/systemd/deb-systemd-helper-masked 2>/dev/null | grep -q mxguard;
+   ! find /etc/systemd /var/lib/systemd -name '*mxguard*' 2>/dev/null | grep -q ."
+check "dpkg forgot the package" bash -c "! dpkg-query -W mxguard >/dev/null 2>&1 || dpkg-query -W -f='\${Status}' mxguard | grep -q not-installed"
+check "postfix is no longer in group mxguard" bash -c "! id -nG postfix | tr ' ' '\n' | grep -qx mxguard"
+echo "package test: kept on purge by design: user and group mxguard (packaging/README.md)"
+
+completed=1
+echo "package test: finished in $(( $(date +%s) - start ))s, $failures failure(s)"
+[ "$failures" = 0 ]
