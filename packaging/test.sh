@@ -160,6 +160,8 @@ check "--dry-run shows check_policy_service after reject_unauth_destination" \
 check "--dry-run shows the milters in order" \
   grep -q "smtpd_milters = unix:mxguard/dkim.sock, unix:mxguard/dmarc.sock, unix:mxguard/av.sock" "$tmp/setup.out"
 check "--dry-run shows milter_default_action = tempfail" grep -q "^+milter_default_action = tempfail" "$tmp/setup.out"
+check "--dry-run adds the policy service at DATA (a second header slot)" \
+  grep -q "^+smtpd_data_restrictions = check_policy_service unix:mxguard/policyd.sock" "$tmp/setup.out"
 mxguard-setup postfix --config-directory "$pf" >/dev/null 2>&1
 check "applied: postconf reads back the policy service" \
   bash -c "postconf -c $pf -h smtpd_recipient_restrictions | grep -q 'check_policy_service unix:mxguard/policyd.sock'"
