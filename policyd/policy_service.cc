@@ -400,24 +400,47 @@ void PolicyService::run_spf(std::shared_ptr<Run> run) {
       done();
     });
   };
-  if (want_helo) {
-    if (!checkable_helo(results->helo_name)) {
-      common::spf::Outcome none;
-      none.result = common::spf::Result::kNone;
-      none.problem = "HELO is not a domain name";
-      results->helo = none;
-      return mail_from_step();
+  auto helo_step = [this, results, want_helo, base, mail_from_step]() {
+    if (want_helo) {
+      if (!checkable_helo(results->helo_name)) {
+        common::spf::Outcome none;
+        none.result = common::spf::Result::kNone;
+        none.problem = "HELO is not a domain name";
+        results->helo = none;
+        return mail_from_step();
+      }
+      common::spf::Request r = base();
+      r.sender = "postmaster@" + results->helo_name;
+      r.domain = results->helo_name;
+      evaluator().check_host_async(std::move(r), [results, mail_from_step](common::spf::Outcome o) {
+        results->helo = std::move(o);
+        mail_from_step();
+      });
+      return;
     }
+    mail_from_step();
+  };
+  // --spf-domain-whitelist: a client that passes SPF for one of these domains is not checked
+  // further (pypolicyd-spf's Domain_Whitelist). Tried one after the other, asynchronously.
+  auto domains = std::make_shared<std::vector<std::string>>(o.domain_whitelist);
+  auto step = std::make_shared<std::function<void(std::size_t)>>();
+  std::weak_ptr<std::function<void(std::size_t)>> weak = step;
+  *step = [this, results, domains, base, helo_step, done, weak](std::size_t i) {
+    auto self = weak.lock();
+    if (stopping_ || i >= domains->size() || !self) return helo_step();
     common::spf::Request r = base();
-    r.sender = "postmaster@" + results->helo_name;
-    r.domain = results->helo_name;
-    evaluator().check_host_async(std::move(r), [results, mail_from_step](common::spf::Outcome o) {
-      results->helo = std::move(o);
-      mail_from_step();
+    r.domain = (*domains)[i];
+    r.sender = "postmaster@" + r.domain;
+    evaluator().check_host_async(std::move(r), [results, domains, i, self, done](
+                                                   common::spf::Outcome out) {
+      if (out.result == common::spf::Result::kPass) {
+        results->whitelisted_by = (*domains)[i];
+        return done();
+      }
+      (*self)(i + 1);
     });
-    return;
-  }
-  mail_from_step();
+  };
+  (*step)(0);
 }
 
 std::string PolicyService::handle(const common::policy::Request& req) {

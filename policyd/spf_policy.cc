@@ -143,6 +143,10 @@ std::string received_spf(const Outcome& o, const SpfResults& r, const std::strin
 
 SpfVerdict decide(const SpfOptions& o, const SpfResults& r, const std::string& receiver) {
   SpfVerdict v;
+  if (!r.whitelisted_by.empty()) {
+    v.summary = "whitelisted:" + r.whitelisted_by;
+    return v;
+  }
   bool null_sender = r.sender.empty();
   if (r.helo) v.summary += "helo=" + std::string(common::spf::result_name(r.helo->result));
   if (r.mail_from) {

@@ -46,6 +46,7 @@ struct SpfResults {
   std::string helo_name;
   std::string sender;  // the envelope sender as Postfix sent it (may be empty)
   common::net::IpAddress client;
+  std::string whitelisted_by;  // a --spf-domain-whitelist domain the client passed SPF for
 };
 
 struct SpfVerdict {

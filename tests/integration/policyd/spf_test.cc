@@ -25,6 +25,7 @@ soft       IN TXT "v=spf1 ~all"
 badhelo    IN TXT "v=spf1 -all"
 goodhelo   IN TXT "v=spf1 a -all"
 goodhelo   IN A   198.51.100.7
+partner    IN TXT "v=spf1 ip4:192.0.2.0/25 -all"
 !timeout slow.example.test.
 )";
 
@@ -210,6 +211,21 @@ TEST_F(SpfServiceTest, SkippedAndWhitelistedClientsAreNotChecked) {
   EXPECT_EQ(svc->handle(request("192.0.2.77", "badhelo.example.test", "a@fail.example.test",
                                 "b@r.example", "s2")),
             "DUNNO");
+}
+
+TEST_F(SpfServiceTest, DomainWhitelistSkipsClientsAuthorisedByAPartnerDomain) {
+  auto o = options();
+  o.spf.domain_whitelist = {"nothere.example.test", "partner.example.test"};
+  auto svc = service(o);
+  // Authorised by partner.example.test's SPF: not checked further, no header.
+  EXPECT_EQ(svc->handle(request("192.0.2.9", "badhelo.example.test", "a@fail.example.test",
+                                "b@r.example", "w1")),
+            "DUNNO");
+  // Not authorised by any listed domain: checked as usual.
+  EXPECT_EQ(svc->handle(request("192.0.2.200", "goodhelo.example.test", "a@fail.example.test",
+                                "b@r.example", "w2"))
+                .rfind("550 5.7.23", 0),
+            0u);
 }
 
 }  // namespace
