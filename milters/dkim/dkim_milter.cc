@@ -11,6 +11,7 @@
 #include "common/authres/authres.h"
 #include "common/log/log.h"
 #include "common/metrics/metrics.h"
+#include "milters/dkim/key_lookup.h"
 #include "milters/dkim/signer.h"
 
 namespace mxguard::milter::dkim {
@@ -371,23 +372,7 @@ std::shared_ptr<const Config> DkimService::config() const {
 KeyLookupResult DkimService::lookup_key(const std::string& name) {
   if (test_lookup_) return test_lookup_(name);
   if (!resolver_) return {KeyLookupResult::Kind::kTempError, "", "resolver not running"};
-  auto a = resolver_->lookup_txt(name);
-  using common::dns::Status;
-  switch (a.status) {
-    case Status::kOk: {
-      // Several TXT records at a key name: take the one that looks like a key.
-      for (const auto& r : a.records) {
-        if (r.find("p=") != std::string::npos) return {KeyLookupResult::Kind::kFound, r, "ok"};
-      }
-      return {KeyLookupResult::Kind::kFound, a.records.front(), "ok"};
-    }
-    case Status::kNxDomain:
-    case Status::kNoData:
-      return {KeyLookupResult::Kind::kNotFound, "", std::string(common::dns::status_name(a.status))};
-    default:
-      return {KeyLookupResult::Kind::kTempError, "",
-              std::string(common::dns::status_name(a.status))};
-  }
+  return lookup_key_record(*resolver_, name);
 }
 
 }  // namespace mxguard::milter::dkim
