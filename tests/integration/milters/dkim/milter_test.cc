@@ -241,5 +241,22 @@ TEST_F(DkimMilterTest, InternalMailWithoutOurDomainIsNotSigned) {
   EXPECT_EQ(between(r.output, "SIG0<<", ">>"), "") << r.output;
 }
 
+TEST_F(DkimMilterTest, InternalMailWithoutOrWithSeveralFromIsAcceptedUnsignedAndLogged) {
+  auto none = kHeaders;
+  none.erase(none.begin());
+  ::testing::internal::CaptureStderr();
+  auto r = testing::run_miltertest(script("127.0.0.1", "", none, "x\\r\\n"), socket());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(between(r.output, "SIG0<<", ">>"), "") << r.output;
+  auto several = kHeaders;
+  several.push_back({"From", " mallory@example.test"});
+  r = testing::run_miltertest(script("127.0.0.1", "", several, "x\\r\\n"), socket());
+  std::string log = ::testing::internal::GetCapturedStderr();
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(between(r.output, "SIG0<<", ">>"), "") << r.output;
+  EXPECT_NE(log.find("mode=sign action=none reason=no-from"), std::string::npos) << log;
+  EXPECT_NE(log.find("mode=sign action=none reason=several-from"), std::string::npos) << log;
+}
+
 }  // namespace
 }  // namespace mxguard::milter::dkim
