@@ -40,5 +40,22 @@ TEST(OptionsDocTest, DkimPageNamesEveryOption) {
   expect_documented("/milters/dkim/mxguard-dkim", "/docs/mxguard-dkim.md");
 }
 
+TEST(OptionsDocTest, KeygenPageNamesEveryOption) {
+  std::string out;
+  ASSERT_EQ(run_command({std::string(MXGUARD_BINARY_DIR) + "/milters/dkim/mxguard-keygen",
+                         "--dump-config"},
+                        &out),
+            0)
+      << out;
+  std::string text = read_file(std::string(MXGUARD_SOURCE_DIR) + "/docs/mxguard-keygen.md");
+  std::istringstream lines(out);
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    std::string name = line.substr(0, line.find(" = "));
+    EXPECT_NE(text.find("`" + name + "`"), std::string::npos) << name;
+  }
+}
+
 }  // namespace
 }  // namespace mxguard::testing
