@@ -37,6 +37,8 @@ Signer::Signer(const Library& lib, std::vector<SigningKey> keys, const std::stri
 }
 
 void Signer::header(std::string_view field) {
+  field = field.substr(0, field.find('\0'));  // see Verifier::header: libopendkim uses C strings
+  if (field.empty()) return;                   // libopendkim asserts on an empty header
   for (auto& h : handles_) {
     DKIM_STAT stat = dkim_header(h.get(), bytes(field), field.size());
     if (stat != DKIM_STAT_OK) {
