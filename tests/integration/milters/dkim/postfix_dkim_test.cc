@@ -55,10 +55,15 @@ class PostfixDkimTest : public ::testing::Test {
     write_file(dir_ / "keys.txt", "rsa._domainkey.example.test " + rsa_record_ +
                                       "\ned._domainkey.example.test " + ed_record_ +
                                       "\nr1._domainkey.remote.test " + remote_record_ + "\n");
+    auto txt = [](const std::string& name, const std::string& record) {
+      std::string out = name + " IN TXT";
+      for (std::size_t i = 0; i < record.size(); i += 200) out += " \"" + record.substr(i, 200) + "\"";
+      return out + "\n";
+    };
     dns_ = std::make_unique<DnsServer>(
         "$ORIGIN test.\n$TTL 60\n@ IN SOA ns1 hostmaster 1 3600 600 86400 60\n" +
-        std::string("r1._domainkey.remote IN TXT \"") + remote_record_.substr(0, 200) + "\" \"" +
-        remote_record_.substr(200) + "\"\n");
+        txt("r1._domainkey.remote", remote_record_) + txt("rsa._domainkey.example", rsa_record_) +
+        txt("ed._domainkey.example", ed_record_));
     port_ = free_tcp_port();
     write_file(dir_ / "dkim.conf",
                "listen = inet:127.0.0.1:" + std::to_string(port_) + "\n" +
@@ -170,6 +175,41 @@ TEST_F(PostfixDkimTest, ExternalMailSignedByPythonGetsDkimPass) {
   EXPECT_EQ(d->raw.find("forged.test"), std::string::npos) << d->headers();
   EXPECT_THAT(d->headers(), HasSubstr("other.example; dkim=pass"));
   EXPECT_TRUE(d->header("DKIM-Signature").size() == 1u) << "not re-signed";
+}
+
+TEST_F(PostfixDkimTest, HeaderAddedByALaterMilterKeepsTheSignatureValid) {
+  // A second mxguard-dkim after ours plays the later milter (as mxguard-av will): it treats
+  // every client as external, so it verifies what the first one signed and adds its own A-R.
+  int port2 = free_tcp_port();
+  write_file(dir_ / "later.conf", "listen = inet:127.0.0.1:" + std::to_string(port2) + "\n" +
+                                      "dns-servers = " + dns_->server_spec() + "\n" +
+                                      "authserv-id = later.mxguard.test\n"
+                                      "internal-hosts = 192.0.2.254\n");
+  Process later({kBinary, "--foreground", "--log-target", "stderr", "-c",
+                 (dir_ / "later.conf").string()},
+                dir_ / "later.log");
+  ASSERT_TRUE(wait_for_tcp("127.0.0.1", port2, seconds(10))) << later.log();
+  postfix_->postconf("smtpd_milters", "inet:127.0.0.1:" + std::to_string(port_) +
+                                          ", inet:127.0.0.1:" + std::to_string(port2));
+  postfix_->reload();
+  SwaksOptions m;
+  m.from = "alice@example.test";
+  m.to = {"bob@elsewhere.test"};
+  m.headers = {"From: Alice <alice@example.test>", "Subject: two milters"};
+  SwaksResult r = postfix_->send(m);
+  ASSERT_EQ(r.data_code, 250) << r.transcript;
+  auto d = delivered_with("two milters");
+  ASSERT_TRUE(d) << postfix_->maillog();
+  auto ars = d->header("Authentication-Results");
+  ASSERT_EQ(ars.size(), 1u) << d->headers();
+  // Postfix hands our DKIM-Signatures on to the later milter, which verifies them; the A-R it
+  // adds after signing must not break them.
+  EXPECT_THAT(ars[0], HasSubstr("later.mxguard.test;\tdkim=pass header.d=example.test"));
+  EXPECT_EQ(ars[0].find("dkim=fail"), std::string::npos) << ars[0];
+  EXPECT_EQ(d->header("DKIM-Signature").size(), 2u) << d->headers();
+  auto [rc, out] = python_verify(d->raw);
+  EXPECT_EQ(rc, 0) << out << "\n" << d->raw;
+  if (HasFailure()) std::cerr << "--- later milter log:\n" << later.log();
 }
 
 }  // namespace
