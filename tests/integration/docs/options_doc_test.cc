@@ -3,20 +3,19 @@
 #include <gtest/gtest.h>
 
 #include <sstream>
+#include <vector>
 
 #include "tests/fixtures/process.h"
 
 namespace mxguard::testing {
 namespace {
 
-void expect_documented(const std::string& binary, const std::string& doc) {
+void expect_documented(const std::string& binary, const std::string& doc,
+                       std::vector<std::string> extra = {}) {
   std::string out;
-  ASSERT_EQ(run_command({std::string(MXGUARD_BINARY_DIR) + binary, "--dump-config",
-                         "--greylist-whitelist-clients=/dev/null",
-                         "--greylist-whitelist-recipients=/dev/null"},
-                        &out),
-            0)
-      << out;
+  std::vector<std::string> argv{std::string(MXGUARD_BINARY_DIR) + binary, "--dump-config"};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  ASSERT_EQ(run_command(argv, &out), 0) << out;
   std::string text = read_file(std::string(MXGUARD_SOURCE_DIR) + doc);
   ASSERT_FALSE(text.empty()) << doc;
   std::istringstream lines(out);
@@ -32,7 +31,30 @@ void expect_documented(const std::string& binary, const std::string& doc) {
 }
 
 TEST(OptionsDocTest, PolicydPageNamesEveryOption) {
-  expect_documented("/policyd/mxguard-policyd", "/docs/mxguard-policyd.md");
+  expect_documented("/policyd/mxguard-policyd", "/docs/mxguard-policyd.md",
+                    {"--greylist-whitelist-clients=/dev/null",
+                     "--greylist-whitelist-recipients=/dev/null"});
+}
+
+TEST(OptionsDocTest, DkimPageNamesEveryOption) {
+  expect_documented("/milters/dkim/mxguard-dkim", "/docs/mxguard-dkim.md");
+}
+
+TEST(OptionsDocTest, KeygenPageNamesEveryOption) {
+  std::string out;
+  ASSERT_EQ(run_command({std::string(MXGUARD_BINARY_DIR) + "/milters/dkim/mxguard-keygen",
+                         "--dump-config"},
+                        &out),
+            0)
+      << out;
+  std::string text = read_file(std::string(MXGUARD_SOURCE_DIR) + "/docs/mxguard-keygen.md");
+  std::istringstream lines(out);
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    std::string name = line.substr(0, line.find(" = "));
+    EXPECT_NE(text.find("`" + name + "`"), std::string::npos) << name;
+  }
 }
 
 }  // namespace

@@ -1,0 +1,57 @@
+// mxguard-keygen's logic: DKIM key pairs (RSA 1024–4096 or Ed25519), the DNS TXT record to
+// publish (zone-file form split into 255-byte strings, and the one-line value for DNS web
+// forms), and the check that a published record matches a private key. Must never write a
+// private key readable by anyone but its owner, and never overwrite an existing key.
+#pragma once
+
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "common/config/config.h"
+#include "common/dns/options.h"
+#include "common/dns/resolver.h"
+#include "milters/dkim/keys.h"
+
+namespace mxguard::milter::dkim {
+
+struct KeygenOptions {
+  std::string domain;
+  std::string selector;
+  std::string type = "rsa";  // rsa | ed25519
+  unsigned bits = 2048;      // RSA only
+  std::string dir = ".";
+  std::string user;          // owner of the private key file (the daemon's user); empty: us
+  std::string key_file;      // for "test": the private key to check
+  common::dns::ResolverOptions dns;
+
+  void bind(common::config::Binder& b);
+  void validate() const;
+};
+
+// Generates a key; the PEM is PKCS#8. Throws KeyError.
+PrivateKey generate_key(KeyType type, unsigned bits);
+
+// "sel._domainkey IN TXT ( "v=DKIM1; k=rsa; " "p=…" ) ; DKIM key sel for domain": strings of
+// at most 255 bytes each (RFC 1035 character-strings).
+std::string zone_record(const std::string& selector, const std::string& domain,
+                        const std::string& record);
+std::vector<std::string> split_txt(const std::string& record, std::size_t max = 255);
+
+// Writes DIR/SELECTOR.private (0600, chowned to `user` if given) and DIR/SELECTOR.txt; refuses
+// to overwrite. Returns the private key's path. Throws KeyError.
+std::string write_key_files(const KeygenOptions& o, const PrivateKey& key);
+
+struct KeyCheck {
+  bool ok = false;
+  std::string message;  // what matched or what is wrong
+};
+// Looks up SELECTOR._domainkey.DOMAIN and compares its k= and p= with the private key's.
+KeyCheck check_published_key(common::dns::Resolver& resolver, const std::string& domain,
+                             const std::string& selector, const PrivateKey& key);
+
+// Runs "generate" (default) or "test"; returns the exit code.
+int run_keygen(const KeygenOptions& o, const std::vector<std::string>& args, std::ostream& out,
+               std::ostream& err);
+
+}  // namespace mxguard::milter::dkim

@@ -1,0 +1,109 @@
+// Binding and validation of mxguard-dkim's options (see options.h).
+#include "milters/dkim/options.h"
+
+#include "common/net/ip.h"
+#include "milters/dkim/keys.h"
+
+namespace mxguard::milter::dkim {
+
+FailureAction parse_failure_action(std::string_view text) {
+  if (text == "accept") return FailureAction::kAccept;
+  if (text == "tempfail") return FailureAction::kTempfail;
+  if (text == "reject") return FailureAction::kReject;
+  if (text == "quarantine") return FailureAction::kQuarantine;
+  throw std::invalid_argument("expected accept, tempfail, reject or quarantine");
+}
+
+std::string_view failure_action_name(FailureAction a) {
+  switch (a) {
+    case FailureAction::kAccept: return "accept";
+    case FailureAction::kTempfail: return "tempfail";
+    case FailureAction::kReject: return "reject";
+    case FailureAction::kQuarantine: return "quarantine";
+  }
+  return "tempfail";
+}
+
+void Options::bind(common::config::Binder& b) {
+  daemon.bind(b);
+  common::dns::bind_options(b, dns);
+  b.add("authserv-id", authserv_id, "authserv-id of Authentication-Results (empty: host name)");
+  b.add("domain", domain, "domains to sign for with every selector/key-file pair");
+  b.add("selector", selector, "selectors, one per key-file, used for every --domain");
+  b.add("key-file", key_file, "private keys (PEM, RSA 1024-4096 bits or Ed25519), one per selector");
+  b.add("signing-key", signing_key, "per-domain keys as domain:selector:/path/to/key");
+  b.add("key-table", key_table, "OpenDKIM KeyTable file (keyname domain:selector:/path)");
+  b.add("signing-table", signing_table, "OpenDKIM SigningTable file, refile:PATH for wildcards");
+  b.add("internal-hosts", internal_hosts, "clients whose mail is signed, not verified");
+  b.add("sign-headers", sign_headers, "headers to sign (empty: RFC 6376 5.4.1 default list)");
+  b.add("oversign-headers", oversign_headers,
+        "headers signed once more than present, so none can be added later");
+  b.add("sign-body-length", sign_body_length, "add l= (body length) to signatures");
+  b.add("signature-ttl", signature_ttl, "signature expiry x= after signing (0: none)");
+  b.add("max-signatures-to-verify", max_signatures_to_verify,
+        "DKIM-Signature headers verified per message; later ones are ignored");
+  b.add("minimum-key-bits", minimum_key_bits, "RSA keys shorter than this fail verification");
+  b.add("allow-sha1", allow_sha1, "accept rsa-sha1 signatures (RFC 8301 forbids them)");
+  b.add("on-dns-error", on_dns_error, "key lookup timeout/SERVFAIL: accept|tempfail|reject|quarantine");
+  b.add("on-bad-signature", on_bad_signature,
+        "failed or broken signature: accept|tempfail|reject|quarantine");
+  b.add("on-key-not-found", on_key_not_found,
+        "no key record for a signature: accept|tempfail|reject|quarantine");
+  b.add("on-signing-error", on_signing_error,
+        "a message we should sign but cannot: accept|tempfail|reject|quarantine");
+  b.add("on-internal-error", on_internal_error, "an internal error: accept|tempfail|reject");
+  b.add("milter-timeout", milter_timeout, "I/O timeout towards the MTA");
+}
+
+void Options::validate() const {
+  using common::config::OptionError;
+  daemon.validate();
+  common::dns::validate_options(dns);
+  try {
+    common::net::NetworkList n(internal_hosts);
+  } catch (const std::invalid_argument& ex) {
+    throw OptionError("internal-hosts", ex.what());
+  }
+  for (auto [name, value] : {std::pair{"on-dns-error", &on_dns_error},
+                             std::pair{"on-bad-signature", &on_bad_signature},
+                             std::pair{"on-key-not-found", &on_key_not_found},
+                             std::pair{"on-signing-error", &on_signing_error}}) {
+    try {
+      parse_failure_action(*value);
+    } catch (const std::invalid_argument& ex) {
+      throw OptionError(name, ex.what());
+    }
+  }
+  if (on_internal_error != "accept" && on_internal_error != "tempfail" &&
+      on_internal_error != "reject") {
+    throw OptionError("on-internal-error", "expected accept, tempfail or reject");
+  }
+  if (max_signatures_to_verify < 1 || max_signatures_to_verify > 100) {
+    throw OptionError("max-signatures-to-verify", "1 to 100");
+  }
+  if (minimum_key_bits < 512 || minimum_key_bits > 4096) {
+    throw OptionError("minimum-key-bits", "512 to 4096");
+  }
+  if (milter_timeout.value.count() < 1000) throw OptionError("milter-timeout", "at least 1s");
+  if (signature_ttl.value.count() != 0 && signature_ttl.value.count() < 60000) {
+    throw OptionError("signature-ttl", "0 (none) or at least 1m");
+  }
+  // Load every key and table now: a bad one is a configuration error, reported with its place.
+  try {
+    KeyStore store(*this);
+  } catch (const KeyError& ex) {
+    std::string what = ex.what();
+    std::string option = "key-table";
+    for (const char* o : {"selector", "domain", "key-file", "signing-key", "signing-table",
+                          "key-table"}) {
+      if (what.rfind(std::string(o) + ":", 0) == 0) {
+        option = o;
+        what = what.substr(option.size() + 2);
+        break;
+      }
+    }
+    throw OptionError(option, what);
+  }
+}
+
+}  // namespace mxguard::milter::dkim

@@ -1,0 +1,67 @@
+// mxguard-dkim's options: the only place their defaults live (docs/mxguard-dkim.md is checked
+// against --dump-config). Must never accept a configuration it cannot serve with: key files and
+// tables are loaded and checked by validate(), so --check-config catches a bad key.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "common/config/config.h"
+#include "common/daemon/daemon.h"
+#include "common/dns/options.h"
+
+namespace mxguard::milter::dkim {
+
+// What to do with a message when something goes wrong (OpenDKIM's On-* settings).
+enum class FailureAction { kAccept, kTempfail, kReject, kQuarantine };
+FailureAction parse_failure_action(std::string_view text);  // throws std::invalid_argument
+std::string_view failure_action_name(FailureAction a);
+
+struct Options {
+  common::daemon::DaemonOptions daemon{.listen = "inet:127.0.0.1:8891"};
+  common::dns::ResolverOptions dns;
+  std::string authserv_id;  // empty: this host's name
+
+  // Simple key selection: every (selector[i], key-file[i]) pair signs mail from every domain
+  // in `domain`; several pairs give several signatures (RSA + Ed25519 dual signing).
+  std::vector<std::string> domain;
+  std::vector<std::string> selector;
+  std::vector<std::string> key_file;
+  // Per-domain keys, "domain:selector:/path/to/key"; repeat a domain for dual signing.
+  std::vector<std::string> signing_key;
+  // OpenDKIM's KeyTable and SigningTable (a SigningTable may start with "refile:").
+  std::string key_table;
+  std::string signing_table;
+
+  std::vector<std::string> internal_hosts{"127.0.0.1", "::1"};
+  // Empty: libopendkim's RFC 6376 §5.4.1 list (every header but the ones it should not sign).
+  std::vector<std::string> sign_headers;
+  std::vector<std::string> oversign_headers{"from",     "to",         "cc",         "subject",
+                                            "date",     "reply-to",   "message-id", "in-reply-to",
+                                            "references", "sender",   "mime-version",
+                                            "content-type", "content-transfer-encoding"};
+  bool sign_body_length = false;  // l= (lets anyone append to the body: off unless asked)
+  common::config::Duration signature_ttl{std::chrono::milliseconds(0)};  // x=; 0: none
+
+  unsigned max_signatures_to_verify = 5;
+  unsigned minimum_key_bits = 1024;
+  bool allow_sha1 = false;
+
+  std::string on_dns_error = "accept";        // key lookup timed out / SERVFAIL (temperror)
+  std::string on_bad_signature = "accept";    // dkim=fail / permerror
+  std::string on_key_not_found = "accept";    // no key record for the selector
+  std::string on_signing_error = "tempfail";  // we should sign but cannot
+  std::string on_internal_error = "tempfail"; // an exception in a callback
+  common::config::Duration milter_timeout{std::chrono::seconds(300)};
+
+  void bind(common::config::Binder& b);
+  // Checks values and loads every key and table (throws config::OptionError naming the option).
+  void validate() const;
+
+  FailureAction dns_error_action() const { return parse_failure_action(on_dns_error); }
+  FailureAction bad_signature_action() const { return parse_failure_action(on_bad_signature); }
+  FailureAction key_not_found_action() const { return parse_failure_action(on_key_not_found); }
+  FailureAction signing_error_action() const { return parse_failure_action(on_signing_error); }
+};
+
+}  // namespace mxguard::milter::dkim
