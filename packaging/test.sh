@@ -3,7 +3,9 @@
 # builds the .deb, runs lintian, installs it with dpkg -i ON THIS MACHINE (not in a chroot),
 # checks what the maintainer scripts made, runs the daemon from the shipped configuration as
 # user mxguard against a private redis-server and asks it a policy question as Postfix would,
-# runs mxguard-setup against a copy of Debian's stock main.cf, then removes and purges the
+# runs mxguard-dkim the same way and has miltertest run a verify and a sign session on its
+# socket (with a key from mxguard-keygen), runs mxguard-setup against a copy of Debian's stock
+# main.cf, then removes and purges the
 # package and checks that nothing it created is left. Needs root. Must never touch
 # /etc/postfix or the system's Redis, and stops only the processes it started.
 set -euo pipefail
@@ -12,6 +14,7 @@ root=$PWD
 out=${MXGUARD_DEB_DIR:-$root/build/deb}
 spool=/var/spool/postfix/mxguard
 unit=/lib/systemd/system/mxguard-policyd.service
+dkim_unit=/lib/systemd/system/mxguard-dkim.service
 start=$(date +%s)
 
 [ "$(id -u)" = 0 ] || { echo "package test: needs root (dpkg -i)" >&2; exit 1; }
@@ -26,14 +29,15 @@ check() {  # check DESCRIPTION COMMAND...
 
 tmp=$(mktemp -d /tmp/mxguard-pkgtest.XXXXXX)
 chmod 0755 "$tmp"
-redis_pid="" daemon_pid=""
+redis_pid="" daemon_pid="" dkim_pid=""
 cleanup() {
   # Only the processes this script started, by pid.
-  for pid in $daemon_pid $redis_pid; do
+  for pid in $daemon_pid $dkim_pid $redis_pid; do
     kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
   done
   if [ "${failures:-0}" != 0 ] || [ "${completed:-0}" != 1 ]; then
     echo "package test: daemon log:"; cat "$tmp/daemon.log" 2>/dev/null | tail -n 20 || true
+    echo "package test: mxguard-dkim log:"; cat "$tmp/dkim.log" 2>/dev/null | tail -n 20 || true
   fi
   # Leave no package from a failed run behind.
   if dpkg-query -W -f='${Status}' mxguard 2>/dev/null | grep -qv "not-installed"; then
@@ -76,10 +80,16 @@ check "postfix is in group mxguard" bash -c "id -nG postfix | tr ' ' '\n' | grep
 check "$spool is mxguard:postfix 2750" stat_is "$spool" "mxguard:postfix 2750"
 check "/etc/mxguard/keys is mxguard:mxguard 750" stat_is /etc/mxguard/keys "mxguard:mxguard 750"
 check "policyd.conf is root:mxguard 640" stat_is /etc/mxguard/policyd.conf "root:mxguard 640"
-check "the unit is installed and not enabled" \
-  bash -c "test -f $unit && ! test -e /etc/systemd/system/multi-user.target.wants/mxguard-policyd.service"
-check "systemd-analyze verify accepts the unit" systemd-analyze verify "$unit"
-for page in mxguard-policyd.8 mxguard-grey.1 mxguard-setup.8 mxguard.conf.5; do
+check "dkim.conf is root:mxguard 640" stat_is /etc/mxguard/dkim.conf "root:mxguard 640"
+for u in "$unit" "$dkim_unit"; do
+  check "$(basename "$u") is installed and not enabled" \
+    bash -c "test -f $u && ! test -e /etc/systemd/system/multi-user.target.wants/$(basename "$u")"
+  check "systemd-analyze verify accepts $(basename "$u")" systemd-analyze verify "$u"
+done
+check "mxguard-dkim.service reloads with SIGUSR1 (libmilter owns SIGHUP)" \
+  grep -qx 'ExecReload=/bin/kill -USR1 $MAINPID' "$dkim_unit"
+for page in mxguard-policyd.8 mxguard-grey.1 mxguard-setup.8 mxguard.conf.5 mxguard-dkim.8 \
+            mxguard-keygen.1; do
   check "man page $page renders without warnings" bash -c \
     "test -z \"\$(LC_ALL=C.UTF-8 MANWIDTH=80 man --warnings -l /usr/share/man/man${page##*.}/$page.gz 2>&1 >/dev/null)\""
 done
@@ -90,6 +100,16 @@ check "mxguard-grey reads the shipped config" /usr/bin/mxguard-grey --check-conf
 check "every option is in policyd.conf" bash -c \
   "diff <(mxguard-policyd -c /dev/null --dump-config | sed -n 's/^\([a-z0-9-]*\) =.*/\1/p') \
         <(sed -n 's/^#\?\([a-z0-9-]*\) =.*/\1/p' /etc/mxguard/policyd.conf)"
+# dkim.conf names no key: mxguard-dkim starts verify-only until the admin adds one.
+check "dkim.conf: --check-config as root" /usr/sbin/mxguard-dkim --check-config
+check "dkim.conf: --check-config as mxguard" \
+  setpriv --reuid=mxguard --regid=mxguard --init-groups /usr/sbin/mxguard-dkim --check-config
+check "every option is in dkim.conf" bash -c \
+  "diff <(mxguard-dkim -c /dev/null --dump-config | sed -n 's/^\([a-z0-9-]*\) =.*/\1/p') \
+        <(sed -n 's/^#\?\([a-z0-9-]*\) =.*/\1/p' /etc/mxguard/dkim.conf)"
+check "dkim.conf: active lines are listen (unix socket in the spool) and user" \
+  test "$(grep -v '^#' /etc/mxguard/dkim.conf | grep . | tr '\n' ' ')" = \
+       "listen = unix:$spool/dkim.sock user = mxguard "
 
 # --- run the daemon as the unit does: user mxguard, shipped config, private Redis -----------
 port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -145,6 +165,103 @@ check "SIGTERM: exit 0 (was $rc)" test "$rc" = 0
 check "the socket is removed on exit" test ! -e "$spool/policyd.sock"
 kill "$redis_pid"; wait "$redis_pid" 2>/dev/null || true; redis_pid=""
 
+# --- mxguard-keygen: a key pair for the signing session below -------------------------------
+mkdir -m 0755 "$tmp/keys"
+mxguard-keygen --domain example.org --selector pkgtest --dir "$tmp/keys" --user mxguard \
+  >"$tmp/keygen.out" 2>&1 && pass "mxguard-keygen generate" ||
+  { fail "mxguard-keygen generate"; cat "$tmp/keygen.out"; }
+check "the private key is mxguard:mxguard 600" stat_is "$tmp/keys/pkgtest.private" "mxguard:mxguard 600"
+check "pkgtest.txt holds the zone-file TXT record" \
+  grep -q '^pkgtest\._domainkey[[:space:]]IN[[:space:]]TXT[[:space:]]( "v=DKIM1; k=rsa; p=' "$tmp/keys/pkgtest.txt"
+check "mxguard-keygen printed the one-line TXT value" grep -q '^v=DKIM1; k=rsa; p=[A-Za-z0-9+/=]*$' "$tmp/keygen.out"
+rc=0; mxguard-keygen --domain example.org --selector pkgtest --dir "$tmp/keys" >/dev/null 2>&1 || rc=$?
+check "mxguard-keygen never overwrites a key (exit 1, was $rc)" test "$rc" = 1
+
+# --- run mxguard-dkim as the unit does: user mxguard, shipped config --------------------------
+# The shipped config has no key (verify only); the generated key is added on the command line
+# so that one session verifies (external client) and one signs (internal client 127.0.0.1).
+(umask 0027; exec setpriv --reuid=mxguard --regid=mxguard --init-groups \
+  /usr/sbin/mxguard-dkim --foreground --log-target stderr \
+  --signing-key "example.org:pkgtest:$tmp/keys/pkgtest.private") >"$tmp/dkim.log" 2>&1 &
+dkim_pid=$!
+for _ in $(seq 50); do [ -S "$spool/dkim.sock" ] && break; sleep 0.1; done
+check "mxguard-dkim listens on $spool/dkim.sock" test -S "$spool/dkim.sock"
+check "the milter socket is mxguard:postfix 660 (setgid directory, socket_mode 0660)" \
+  stat_is "$spool/dkim.sock" "mxguard:postfix 660"
+
+cat >"$tmp/connect.py" <<'PY'
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+try:
+    s.connect(sys.argv[1])
+except PermissionError:
+    sys.exit(13)
+PY
+chmod 0644 "$tmp/connect.py"
+# miltertest cannot run as postfix with only its primary group; a bare connect() can, which
+# is all the permission check needs (smtpd runs so, see above).
+connect_as() { setpriv --reuid="$1" --regid="$(id -g "$1")" --clear-groups /usr/bin/python3 "$tmp/connect.py" "$spool/dkim.sock"; }
+check "user postfix (primary group only) can connect to dkim.sock" connect_as postfix
+rc=0; connect_as nobody || rc=$?
+check "user nobody cannot connect to dkim.sock (permission denied)" test "$rc" = 13
+
+# One milter session as Postfix's smtpd runs it, as root (miltertest cannot drop to postfix).
+cat >"$tmp/session.lua" <<'LUA'
+-- Globals from miltertest -D: sock (unix:PATH), ip (the client address), want (the header
+-- the milter must add at end of message).
+local function reply_ok(conn, what)
+  local r = mt.getreply(conn)
+  if r ~= SMFIR_CONTINUE then error(what .. ": unexpected reply " .. tostring(r)) end
+end
+mt.set_timeout(10)
+local conn = mt.connect(sock, 20, 0.25)
+if conn == nil then error("mt.connect(" .. sock .. ") failed") end
+if mt.conninfo(conn, "client.example", ip) ~= nil then error("mt.conninfo() failed") end
+reply_ok(conn, "connect")
+-- No mt.helo() and mt.rcptto(): mxguard-dkim negotiates SMFIP_NOHELO and SMFIP_NORCPT
+-- (Postfix then never sends them), and miltertest exits 1 on a step the filter declined.
+mt.macro(conn, SMFIC_MAIL, "i", "4Xk2Qz1abc")
+if mt.mailfrom(conn, "<alice@example.org>") ~= nil then error("mt.mailfrom() failed") end
+reply_ok(conn, "mail from")
+for _, h in ipairs({{"From", "Alice <alice@example.org>"}, {"To", "bob@example.net"},
+                    {"Subject", "package test"}, {"Date", "Sun, 22 Nov 2026 10:00:00 +0000"},
+                    {"Message-ID", "<pkgtest@example.org>"}}) do
+  if mt.header(conn, h[1], h[2]) ~= nil then error("mt.header() failed") end
+  reply_ok(conn, "header " .. h[1])
+end
+if mt.eoh(conn) ~= nil then error("mt.eoh() failed") end
+reply_ok(conn, "eoh")
+if mt.bodystring(conn, "Hello Bob.\r\n") ~= nil then error("mt.bodystring() failed") end
+reply_ok(conn, "body")
+if mt.eom(conn) ~= nil then error("mt.eom() failed") end
+local r = mt.getreply(conn)
+if r ~= SMFIR_ACCEPT and r ~= SMFIR_CONTINUE then error("eom: unexpected reply " .. tostring(r)) end
+local value = mt.getheader(conn, want, 0)
+if value == nil then error("eom: no " .. want .. " header added") end
+print(want .. ": " .. value)
+mt.disconnect(conn)
+LUA
+session() {  # session CLIENT-IP HEADER: runs one session, prints the added header
+  miltertest -s "$tmp/session.lua" -D "sock=unix:$spool/dkim.sock" -D "ip=$1" -D "want=$2" 2>&1
+}
+out=$(session 192.0.2.7 Authentication-Results) && rc=0 || rc=$?
+sed 's/^/  miltertest: /' <<<"$out"
+check "milter session from 192.0.2.7: accepted, Authentication-Results dkim=none" \
+  bash -c "test $rc = 0 && grep -q 'dkim=none' <<<\"\$1\"" _ "$out"
+out=$(session 127.0.0.1 DKIM-Signature) && rc=0 || rc=$?
+sed 's/^/  miltertest: /' <<<"$out" | head -n 3
+check "milter session from 127.0.0.1: signed with the mxguard-keygen key (d=example.org s=pkgtest)" \
+  bash -c "test $rc = 0 && grep -q 'd=example.org;' <<<\"\$1\" && grep -q 's=pkgtest;' <<<\"\$1\"" _ "$out"
+kill -USR1 "$dkim_pid"; sleep 0.5
+out=$(session 192.0.2.7 Authentication-Results) && rc=0 || rc=$?
+check "after SIGUSR1 (reload) it still answers" test "$rc" = 0
+check "the log has one line per message" \
+  bash -c "test \"\$(grep -c '4Xk2Qz1abc: mode=' $tmp/dkim.log)\" = 3"
+kill "$dkim_pid"; wait "$dkim_pid" && rc=0 || rc=$?
+dkim_pid=""
+check "mxguard-dkim SIGTERM: exit 0 (was $rc)" test "$rc" = 0
+check "dkim.sock is removed on exit" test ! -e "$spool/dkim.sock"
+
 # --- mxguard-setup against a copy of Debian's stock main.cf --------------------------------
 pf=$tmp/postfix
 mkdir "$pf"
@@ -162,6 +279,14 @@ check "--dry-run shows the milters in order" \
 check "--dry-run shows milter_default_action = tempfail" grep -q "^+milter_default_action = tempfail" "$tmp/setup.out"
 check "--dry-run adds the policy service at DATA (a second header slot)" \
   grep -q "^+smtpd_data_restrictions = check_policy_service unix:mxguard/policyd.sock" "$tmp/setup.out"
+# The default, --milters auto, wires the milters whose binary is installed: mxguard-dkim.
+mxguard-setup postfix --dry-run --config-directory "$pf" >"$tmp/setup-auto.out" 2>&1 &&
+  pass "mxguard-setup postfix --dry-run (--milters auto)" ||
+  { fail "mxguard-setup --dry-run (auto)"; cat "$tmp/setup-auto.out"; }
+check "auto: smtpd_milters = unix:mxguard/dkim.sock" \
+  grep -qx "+smtpd_milters = unix:mxguard/dkim.sock" "$tmp/setup-auto.out"
+check "auto: non_smtpd_milters = unix:mxguard/dkim.sock" \
+  grep -qx "+non_smtpd_milters = unix:mxguard/dkim.sock" "$tmp/setup-auto.out"
 mxguard-setup postfix --config-directory "$pf" >/dev/null 2>&1
 check "applied: postconf reads back the policy service" \
   bash -c "postconf -c $pf -h smtpd_recipient_restrictions | grep -q 'check_policy_service unix:mxguard/policyd.sock'"
@@ -172,8 +297,9 @@ check "refuses a missing main.cf (exit 1)" bash -c "mxguard-setup postfix --dry-
 
 # --- remove, then purge ----------------------------------------------------------------------
 dpkg -r mxguard >/dev/null 2>&1
-check "remove keeps the conffiles" test -f /etc/mxguard/policyd.conf
-check "remove deletes the binaries and the unit" bash -c "test ! -e /usr/sbin/mxguard-policyd && test ! -e $unit"
+check "remove keeps the conffiles" bash -c "test -f /etc/mxguard/policyd.conf && test -f /etc/mxguard/dkim.conf"
+check "remove deletes the binaries and the units" bash -c "test ! -e /usr/sbin/mxguard-policyd &&
+  test ! -e /usr/sbin/mxguard-dkim && test ! -e /usr/bin/mxguard-keygen && test ! -e $unit && test ! -e $dkim_unit"
 # An admin-made key and a local whitelist must survive purge, with a message.
 echo "fake key" >/etc/mxguard/keys/test.private
 echo "192.0.2.1" >/etc/mxguard/whitelist_clients.local
