@@ -7,6 +7,7 @@
 
 #include <map>
 
+#include "milters/dkim/key_cache.h"
 #include "milters/dkim/verifier.h"
 #include "tests/fixtures/process.h"
 
@@ -133,7 +134,9 @@ PrivateKey* DkimSignerTest::ed_ = nullptr;
 
 TEST_F(DkimSignerTest, RsaSignatureVerifiesWithUsAndPython) {
   auto m = sample();
+  unsigned long hits = parsed_key_hits();
   auto sigs = sign(m, keys(true, false));
+  EXPECT_EQ(parsed_key_hits(), hits + 1) << "libopendkim reused the key parsed at load time";
   ASSERT_EQ(sigs.size(), 1u);
   EXPECT_NE(sigs[0].find("a=rsa-sha256"), std::string::npos) << sigs[0];
   EXPECT_NE(sigs[0].find("c=relaxed/relaxed"), std::string::npos) << sigs[0];
