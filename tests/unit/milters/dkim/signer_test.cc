@@ -241,6 +241,42 @@ TEST_F(DkimSignerTest, DnsTimeoutIsTemperror) {
   EXPECT_EQ(r[0].reason, "key lookup failed: timeout");
 }
 
+TEST_F(DkimSignerTest, RsaSha1FailsUnlessAllowed) {
+  TempDir d;
+  testing::write_file(d / "msg.eml", wire(sample(), {}));
+  std::string signed_msg;
+  ASSERT_EQ(testing::run_command({"/usr/bin/python3",
+                                  std::string(MXGUARD_SOURCE_DIR) + "/tests/fixtures/dkim_tool.py",
+                                  "sign", (d / "msg.eml").string(), (*dir_ / "rsa.pem").string(),
+                                  "rsa", "example.test", "rsa-sha1"},
+                                 &signed_msg),
+            0)
+      << signed_msg;
+  ASSERT_EQ(signed_msg.rfind("DKIM-Signature:", 0), 0u) << signed_msg;
+  std::string sig = signed_msg.substr(15, signed_msg.find("\r\nFrom:") - 15);
+  auto run = [&](bool allow) {
+    KeyLookup lookup = [this](const std::string&) {
+      return KeyLookupResult{KeyLookupResult::Kind::kFound, rsa_->public_record, "ok"};
+    };
+    VerifyOptions vo;
+    vo.allow_sha1 = allow;
+    Verifier v(lib_, lookup, vo, "TEST");
+    v.header("DKIM-Signature:" + sig);
+    for (const auto& [n, val] : sample().headers) v.header(header_field(n, val));
+    v.end_of_headers();
+    v.body(sample().body);
+    return v.finish();
+  };
+  auto r = run(false);
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].result, "fail");
+  EXPECT_EQ(r[0].reason, "rsa-sha1 not accepted (RFC 8301)");
+  r = run(true);
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].result, "pass") << r[0].reason;
+  EXPECT_EQ(r[0].algorithm, "rsa-sha1");
+}
+
 TEST_F(DkimSignerTest, UnsignedMessageHasNoResults) {
   auto m = sample();
   EXPECT_TRUE(verify(m, {}).empty());
