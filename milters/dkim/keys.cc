@@ -12,6 +12,7 @@
 #include <map>
 #include <sstream>
 
+#include "milters/dkim/key_cache.h"
 #include "milters/dkim/options.h"
 
 namespace mxguard::milter::dkim {
@@ -156,6 +157,8 @@ PrivateKey parse_private_key(std::string_view text, const std::string& origin) {
   char* data = nullptr;
   long n = BIO_get_mem_data(mem.get(), &data);
   out.pem.assign(data, static_cast<std::size_t>(n));
+  // libopendkim re-reads this text for every signature; let it reuse this parse.
+  remember_parsed_key(out.pem, pkey.get());
   return out;
 }
 

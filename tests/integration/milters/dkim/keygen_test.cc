@@ -4,6 +4,7 @@
 #include "milters/dkim/keygen.h"
 
 #include <gtest/gtest.h>
+#include <pwd.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -74,6 +75,27 @@ TEST(DkimKeygenTest, RsaAndEd25519KeysMatchTheirPublishedRecords) {
   std::tie(rc, o) = test("absent", "ed1.private");
   EXPECT_EQ(rc, 1) << o;
   EXPECT_NE(o.find("nxdomain"), std::string::npos) << o;
+}
+
+TEST(DkimKeygenTest, PrivateKeyIsGivenToTheDaemonUser) {
+  testing::TempDir dir;
+  passwd* pw = ::getpwnam("nobody");
+  if (pw == nullptr) GTEST_SKIP() << "no user nobody";
+  std::string out;
+  ASSERT_EQ(testing::run_command({kKeygen, "--domain", "example.test", "--selector", "k",
+                                  "--type", "ed25519", "--user", "nobody", "--dir",
+                                  dir.path().string()},
+                                 &out),
+            0)
+      << out;
+  struct stat st {};
+  ASSERT_EQ(::stat((dir / "k.private").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, pw->pw_uid);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  EXPECT_NE(testing::run_command({kKeygen, "--domain", "example.test", "--selector", "k2",
+                                  "--user", "no-such-user-here", "--dir", dir.path().string()},
+                                 &out),
+            0);
 }
 
 TEST(DkimKeygenTest, TxtStringsAreAtMost255Bytes) {

@@ -7,6 +7,7 @@
 
 #include <map>
 
+#include "milters/dkim/key_cache.h"
 #include "milters/dkim/verifier.h"
 #include "tests/fixtures/process.h"
 
@@ -133,7 +134,9 @@ PrivateKey* DkimSignerTest::ed_ = nullptr;
 
 TEST_F(DkimSignerTest, RsaSignatureVerifiesWithUsAndPython) {
   auto m = sample();
+  unsigned long hits = parsed_key_hits();
   auto sigs = sign(m, keys(true, false));
+  EXPECT_EQ(parsed_key_hits(), hits + 1) << "libopendkim reused the key parsed at load time";
   ASSERT_EQ(sigs.size(), 1u);
   EXPECT_NE(sigs[0].find("a=rsa-sha256"), std::string::npos) << sigs[0];
   EXPECT_NE(sigs[0].find("c=relaxed/relaxed"), std::string::npos) << sigs[0];
@@ -236,6 +239,42 @@ TEST_F(DkimSignerTest, DnsTimeoutIsTemperror) {
   EXPECT_EQ(r[0].result, "temperror");
   EXPECT_TRUE(r[0].dns_error);
   EXPECT_EQ(r[0].reason, "key lookup failed: timeout");
+}
+
+TEST_F(DkimSignerTest, RsaSha1FailsUnlessAllowed) {
+  TempDir d;
+  testing::write_file(d / "msg.eml", wire(sample(), {}));
+  std::string signed_msg;
+  ASSERT_EQ(testing::run_command({"/usr/bin/python3",
+                                  std::string(MXGUARD_SOURCE_DIR) + "/tests/fixtures/dkim_tool.py",
+                                  "sign", (d / "msg.eml").string(), (*dir_ / "rsa.pem").string(),
+                                  "rsa", "example.test", "rsa-sha1"},
+                                 &signed_msg),
+            0)
+      << signed_msg;
+  ASSERT_EQ(signed_msg.rfind("DKIM-Signature:", 0), 0u) << signed_msg;
+  std::string sig = signed_msg.substr(15, signed_msg.find("\r\nFrom:") - 15);
+  auto run = [&](bool allow) {
+    KeyLookup lookup = [this](const std::string&) {
+      return KeyLookupResult{KeyLookupResult::Kind::kFound, rsa_->public_record, "ok"};
+    };
+    VerifyOptions vo;
+    vo.allow_sha1 = allow;
+    Verifier v(lib_, lookup, vo, "TEST");
+    v.header("DKIM-Signature:" + sig);
+    for (const auto& [n, val] : sample().headers) v.header(header_field(n, val));
+    v.end_of_headers();
+    v.body(sample().body);
+    return v.finish();
+  };
+  auto r = run(false);
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].result, "fail");
+  EXPECT_EQ(r[0].reason, "rsa-sha1 not accepted (RFC 8301)");
+  r = run(true);
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].result, "pass") << r[0].reason;
+  EXPECT_EQ(r[0].algorithm, "rsa-sha1");
 }
 
 TEST_F(DkimSignerTest, UnsignedMessageHasNoResults) {
