@@ -53,8 +53,13 @@ SuiteResult run_suite(const std::string& file, const std::set<std::string>& not_
                                    "--scenario", std::to_string(scenario), "--port-file",
                                    port_file.string()},
           *dir / "server.log");
-      for (int i = 0; i < 500 && !std::filesystem::exists(port_file); ++i) {
+      // Parsing the suite's YAML takes a while on a loaded machine: wait up to 60 s.
+      for (int i = 0; i < 3000 && !std::filesystem::exists(port_file); ++i) {
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+      if (!std::filesystem::exists(port_file)) {
+        ADD_FAILURE() << "suite DNS server did not start:\n" << server->log();
+        return out;
       }
       dns::ResolverOptions ro;
       ro.servers = {"127.0.0.1@" + testing::read_file(port_file)};
