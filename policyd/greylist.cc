@@ -11,6 +11,7 @@
 #include "common/metrics/metrics.h"
 #include "common/redis/errors.h"
 #include "common/version.h"
+#include "common/util/host.h"
 
 namespace mxguard::policyd {
 namespace {
@@ -104,12 +105,6 @@ std::vector<std::string_view> split(std::string_view s, char sep) {
   }
   while (!out.empty() && out.back().empty()) out.pop_back();
   return out;
-}
-
-std::string host_name() {
-  char buf[256] = {};
-  if (::gethostname(buf, sizeof buf - 1) != 0) return "localhost";
-  return buf;
 }
 
 std::string sha1(std::string_view s) { return common::redis::sha1_hex(s); }
@@ -280,7 +275,7 @@ Greylister::Greylister(GreylistOptions options, common::redis::Pool& redis, Cloc
     : options_(std::move(options)), redis_(redis), clock_(std::move(clock)) {
   for (const auto& f : options_.whitelist_clients) clients_.load(f);
   for (const auto& f : options_.whitelist_recipients) recipients_.load(f);
-  hostname_ = options_.hostname.empty() ? host_name() : options_.hostname;
+  hostname_ = options_.hostname.empty() ? common::util::host_name() : options_.hostname;
 }
 
 bool Greylister::first_time_for_instance(std::string_view instance) {

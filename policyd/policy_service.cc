@@ -8,6 +8,7 @@
 
 #include "common/log/log.h"
 #include "common/metrics/metrics.h"
+#include "common/util/host.h"
 
 namespace mxguard::policyd {
 namespace {
@@ -57,12 +58,6 @@ std::string kind_name(Decision::Kind k) {
     case Decision::Kind::kError: return "error";
   }
   return "error";
-}
-
-std::string host_name() {
-  char buf[256] = {};
-  if (::gethostname(buf, sizeof buf - 1) != 0) return "localhost";
-  return buf;
 }
 
 // An SPF identity is checked only when it is a usable domain: a HELO that is an address
@@ -125,7 +120,7 @@ std::shared_ptr<const Checks> PolicyService::build(const Options& o) {
   skip.insert(skip.end(), o.spf.whitelist.begin(), o.spf.whitelist.end());
   c->spf_skip = common::net::NetworkList(skip);
   c->greylist = std::make_unique<Greylister>(o.greylist, *redis_, clock_);
-  c->receiver = o.spf.authserv_id.empty() ? host_name() : o.spf.authserv_id;
+  c->receiver = o.spf.authserv_id.empty() ? common::util::host_name() : o.spf.authserv_id;
   return c;
 }
 

@@ -11,6 +11,7 @@
 #include "common/authres/authres.h"
 #include "common/log/log.h"
 #include "common/metrics/metrics.h"
+#include "common/util/host.h"
 #include "milters/dkim/key_lookup.h"
 #include "milters/dkim/signer.h"
 
@@ -19,12 +20,6 @@ namespace {
 
 using common::milter::Context;
 using common::milter::Status;
-
-std::string host_name() {
-  char buf[256] = {};
-  if (::gethostname(buf, sizeof buf - 1) != 0) return "localhost";
-  return buf;
-}
 
 bool iequals(std::string_view a, std::string_view b) {
   return a.size() == b.size() && ::strncasecmp(a.data(), b.data(), a.size()) == 0;
@@ -326,7 +321,7 @@ std::shared_ptr<const Config> make_config(const Options& o) {
   lo.minimum_key_bits = o.minimum_key_bits;
   c->lib = std::make_unique<Library>(lo);
   c->internal = common::net::NetworkList(o.internal_hosts);
-  c->authserv_id = o.authserv_id.empty() ? host_name() : o.authserv_id;
+  c->authserv_id = o.authserv_id.empty() ? common::util::host_name() : o.authserv_id;
   c->on_dns_error = o.dns_error_action();
   c->on_bad_signature = o.bad_signature_action();
   c->on_key_not_found = o.key_not_found_action();
