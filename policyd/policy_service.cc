@@ -38,6 +38,13 @@ metrics::Counter& spf_results(const std::string& identity, const std::string& re
                                              {{"identity", identity}, {"result", result}});
 }
 
+metrics::Counter& internal_errors(const std::string& where) {
+  return metrics::Registry::global().counter(
+      "mxguard_policyd_internal_errors_total",
+      "Requests answered without finishing their checks (internal error, shutdown)",
+      {{"where", where}});
+}
+
 metrics::Histogram& latency() {
   static auto& h = metrics::Registry::global().histogram(
       "mxguard_policyd_request_seconds", "Time to answer one policy request",
@@ -346,7 +353,12 @@ void PolicyService::run_spf(std::shared_ptr<Run> run) {
   auto done = [this, run, results] {
     boost::asio::post(workers(), [this, run, results] {
       if (stopping_) {
-        run->reply("DUNNO");  // shutting down: Postfix has (or will have) an answer anyway
+        // Shutting down with this check in flight: accept, but never silently.
+        internal_errors("shutdown").inc();
+        common::log::warning(std::string(run->req.queue_id().empty() ? "NOQUEUE"
+                                                                      : run->req.queue_id()) +
+                             ": SPF check abandoned at shutdown, action=DUNNO");
+        run->reply("DUNNO");
         return;
       }
       try {
@@ -371,7 +383,11 @@ void PolicyService::run_spf(std::shared_ptr<Run> run) {
         ++run->next;
         next_check(run);
       } catch (const std::exception& ex) {
-        common::log::error(std::string("spf: internal error: ") + ex.what());
+        internal_errors("spf").inc();
+        common::log::error(std::string(run->req.queue_id().empty() ? "NOQUEUE"
+                                                                    : run->req.queue_id()) +
+                           ": spf: internal error, action per greylist-on-store-error: " +
+                           ex.what());
         run->reply(run->checks->options.greylist.on_store_error == "defer"
                        ? "DEFER_IF_PERMIT 4.3.0 Service temporarily unavailable"
                        : "DUNNO");
