@@ -1,6 +1,11 @@
 // Key loading and key selection (see keys.h). OpenSSL objects live in unique_ptrs only.
 #include "milters/dkim/keys.h"
 
+#include <grp.h>
+#include <pwd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <openssl/bio.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -37,6 +42,34 @@ std::string trim(std::string_view s) {
   while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
   while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
   return std::string(s);
+}
+
+// Keys are read at start-up as root and again on reload as the daemon user: a key only root
+// can read would make every reload fail. So at load, as root, the configured user must be
+// able to read each key file (owner, group membership or other bits).
+void require_readable_by(const std::string& path, const std::string& user) {
+  if (user.empty() || ::geteuid() != 0) return;  // no user switch: reading it just worked
+  struct passwd* pw = ::getpwnam(user.c_str());
+  struct stat st {};
+  if (pw == nullptr || ::stat(path.c_str(), &st) != 0) return;  // reported elsewhere
+  bool readable = false;
+  if (st.st_uid == pw->pw_uid) {
+    readable = (st.st_mode & S_IRUSR) != 0;
+  } else {
+    int n = 64;
+    std::vector<gid_t> groups(static_cast<std::size_t>(n));
+    if (::getgrouplist(pw->pw_name, pw->pw_gid, groups.data(), &n) < 0) {
+      groups.resize(static_cast<std::size_t>(n));
+      ::getgrouplist(pw->pw_name, pw->pw_gid, groups.data(), &n);
+    }
+    groups.resize(static_cast<std::size_t>(std::max(n, 0)));
+    bool member = std::find(groups.begin(), groups.end(), st.st_gid) != groups.end();
+    readable = member ? (st.st_mode & S_IRGRP) != 0 : (st.st_mode & S_IROTH) != 0;
+  }
+  if (!readable) {
+    throw KeyError(path + ": not readable by user '" + user +
+                   "', who reads it again on every reload (chown it to that user, mode 0600)");
+  }
 }
 
 std::string read_whole(const std::string& path) {
@@ -243,12 +276,13 @@ std::string from_address(std::string_view value) {
   return compact.substr(0, at + 1) + lower(compact.substr(at + 1));
 }
 
-KeyStore::KeyStore(const Options& o) {
+KeyStore::KeyStore(const Options& o) : user_(o.daemon.user) {
   std::map<std::string, std::shared_ptr<const PrivateKey>> cache;  // one load per file
   auto load = [&](const std::string& path, const std::string& origin) {
     auto it = cache.find(path);
     if (it != cache.end()) return it->second;
     try {
+      require_readable_by(path, o.daemon.user);
       auto key = std::make_shared<const PrivateKey>(load_private_key(path));
       cache.emplace(path, key);
       return key;
@@ -325,6 +359,7 @@ void KeyStore::load_key_table(const std::string& path) {
     auto it = cache.find(k.path);
     if (it == cache.end()) {
       try {
+        require_readable_by(k.path, user_);
         it = cache.emplace(k.path, std::make_shared<const PrivateKey>(load_private_key(k.path)))
                  .first;
       } catch (const KeyError& ex) {

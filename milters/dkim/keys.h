@@ -75,6 +75,7 @@ class KeyStore {
   std::vector<std::pair<std::string, TableKey>> table_;  // KeyTable: name → key
   std::vector<SigningEntry> signing_;
   bool refile_ = false;
+  std::string user_;  // --user: must be able to read every key file (reloads run as it)
 };
 
 // "*" matches any run of characters (refile: semantics), case-insensitively.

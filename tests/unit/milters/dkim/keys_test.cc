@@ -3,6 +3,8 @@
 #include "milters/dkim/keys.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "milters/dkim/options.h"
 #include "tests/fixtures/process.h"
@@ -45,7 +47,8 @@ TEST_F(DkimKeysTest, LoadsRsaAndEd25519AndDerivesRecords) {
 }
 
 TEST_F(DkimKeysTest, Rfc8463SeedGivesThePublishedKey) {
-  auto ed = load_private_key("/work/shared/conformance/dkim/rfc8463/ed25519-brisbane.seed.b64");
+  auto ed = load_private_key(std::string(MXGUARD_SOURCE_DIR) +
+                             "/../shared/conformance/dkim/rfc8463/ed25519-brisbane.seed.b64");
   EXPECT_EQ(ed.public_p, "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=");
 }
 
@@ -172,6 +175,36 @@ TEST(DkimWildcardTest, Matches) {
   EXPECT_TRUE(wildcard_match("a*b*c", "axxbyyc"));
   EXPECT_FALSE(wildcard_match("*@example.com", "a@example.com.evil"));
   EXPECT_FALSE(wildcard_match("a*b", "ac"));
+}
+
+}  // namespace
+}  // namespace mxguard::milter::dkim
+
+namespace mxguard::milter::dkim {
+namespace {
+
+// Reloads read keys as the daemon user: a key that user cannot read is a start-up error.
+TEST(DkimKeyAccessTest, KeysMustBeReadableByTheDaemonUser) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root";
+  testing::TempDir dir;
+  auto key = (dir / "k.pem").string();
+  ASSERT_EQ(testing::run_command({"openssl", "genpkey", "-algorithm", "ed25519", "-out", key}), 0);
+  ASSERT_EQ(::chmod(key.c_str(), 0600), 0);  // root-owned, root-only
+  Options o;
+  o.signing_key = {"example.test:s1:" + key};
+  o.daemon.user = "nobody";
+  try {
+    KeyStore ks(o);
+    FAIL() << "a key nobody cannot read was accepted";
+  } catch (const KeyError& ex) {
+    EXPECT_NE(std::string(ex.what()).find("not readable by user 'nobody'"), std::string::npos)
+        << ex.what();
+  }
+  ASSERT_EQ(::chmod(key.c_str(), 0644), 0);
+  EXPECT_NO_THROW(KeyStore ks(o));
+  o.daemon.user.clear();  // no user switch: root reads it
+  ASSERT_EQ(::chmod(key.c_str(), 0600), 0);
+  EXPECT_NO_THROW(KeyStore ks(o));
 }
 
 }  // namespace
