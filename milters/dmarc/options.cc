@@ -1,0 +1,99 @@
+// Binding and validation of mxguard-dmarc's options (see options.h).
+#include "milters/dmarc/options.h"
+
+#include "common/net/ip.h"
+#include "milters/dmarc/from.h"
+#include "milters/dmarc/orgdomain.h"
+
+namespace mxguard::milter::dmarc {
+
+void Options::bind(common::config::Binder& b) {
+  daemon.bind(b);
+  common::dns::bind_options(b, dns);
+  common::redis::bind_options(b, redis);
+  b.add("authserv-id", authserv_id,
+        "authserv-id whose Authentication-Results we trust and extend (empty: host name)");
+  b.add("public-suffix-list", public_suffix_list, "Public Suffix List file (.dafsa or .dat)");
+  b.add("enforce", enforce, "apply p=reject/quarantine (no: monitor mode, headers only)");
+  b.add("reject-text", reject_text, "550 5.7.1 reply text for p=reject; %d is the From domain");
+  b.add("quarantine-action", quarantine_action,
+        "p=quarantine: hold (Postfix hold queue), header (add --quarantine-header) or accept");
+  b.add("quarantine-header", quarantine_header, "header added by --quarantine-action header");
+  b.add("on-temperror", on_temperror, "DNS failure during policy discovery: accept|tempfail");
+  b.add("on-bad-from", on_bad_from, "missing, empty or unparsable From header: accept|reject");
+  b.add("multi-from", multi_from,
+        "several From domains: reject, or evaluate each (the strictest result applies)");
+  b.add("max-from-addresses", max_from_addresses, "From headers with more addresses are bad");
+  b.add("ignore-authenticated", ignore_authenticated, "skip SASL-authenticated clients");
+  b.add("trusted-networks", trusted_networks, "clients whose mail is not evaluated");
+  b.add("never-reject-domains", never_reject_domains,
+        "forwarders and lists: mail whose envelope sender or client host name is in (or under) "
+        "one of these domains is never rejected or held, only marked");
+  b.add("spf-self-check", spf_self_check,
+        "check SPF ourselves (MAIL FROM, HELO for the null sender); no: SPF never aligns");
+  b.add("spf-timeout", spf_timeout, "budget of one SPF check (temperror past it)");
+  b.add("aggregate-reports", aggregate_reports, "record aggregate report data in Redis");
+  b.add("report-interval", report_interval, "aggregate report period (must match the reporter)");
+  b.add("report-retention", report_retention,
+        "how long unsent aggregate data stays in Redis after its period");
+  b.add("report-org-name", report_org_name, "reports: org_name (empty: host name)");
+  b.add("report-email", report_email,
+        "reports: sender and contact address (empty: noreply-dmarc@host name)");
+  b.add("report-extra-contact", report_extra_contact, "reports: extra_contact_info");
+  b.add("report-sendmail", report_sendmail, "reports: sendmail(1) program that sends them");
+  b.add("on-internal-error", on_internal_error, "an internal error: accept|tempfail|reject");
+  b.add("milter-timeout", milter_timeout, "I/O timeout towards the MTA");
+}
+
+void Options::validate() const {
+  using common::config::OptionError;
+  daemon.validate();
+  common::dns::validate_options(dns);
+  common::redis::validate_options(redis);
+  auto one_of = [](const char* name, const std::string& v, std::initializer_list<const char*> ok) {
+    std::string list;
+    for (const char* o : ok) {
+      if (v == o) return;
+      list += list.empty() ? o : std::string("|") + o;
+    }
+    throw OptionError(name, "expected " + list);
+  };
+  one_of("quarantine-action", quarantine_action, {"hold", "header", "accept"});
+  one_of("on-temperror", on_temperror, {"accept", "tempfail"});
+  one_of("on-bad-from", on_bad_from, {"accept", "reject"});
+  one_of("multi-from", multi_from, {"reject", "evaluate"});
+  one_of("on-internal-error", on_internal_error, {"accept", "tempfail", "reject"});
+  auto colon = quarantine_header.find(':');
+  if (colon == std::string::npos || colon == 0 ||
+      quarantine_header.find_first_of(" \t\r\n") < colon) {
+    throw OptionError("quarantine-header", "expected 'Name: value'");
+  }
+  if (max_from_addresses < 1 || max_from_addresses > 1000) {
+    throw OptionError("max-from-addresses", "1 to 1000");
+  }
+  try {
+    common::net::NetworkList n(trusted_networks);
+  } catch (const std::invalid_argument& ex) {
+    throw OptionError("trusted-networks", ex.what());
+  }
+  for (const auto& d : never_reject_domains) {
+    if (!valid_domain(normalize_domain(d))) {
+      throw OptionError("never-reject-domains", "not a domain: " + d);
+    }
+  }
+  if (report_interval.value < std::chrono::minutes(1) ||
+      report_interval.value > std::chrono::hours(24 * 7)) {
+    throw OptionError("report-interval", "1m to 7d");
+  }
+  if (spf_timeout.value < std::chrono::milliseconds(100)) {
+    throw OptionError("spf-timeout", "at least 100ms");
+  }
+  if (milter_timeout.value.count() < 1000) throw OptionError("milter-timeout", "at least 1s");
+  try {
+    OrgDomains psl(public_suffix_list);
+  } catch (const std::exception& ex) {
+    throw OptionError("public-suffix-list", ex.what());
+  }
+}
+
+}  // namespace mxguard::milter::dmarc

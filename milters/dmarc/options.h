@@ -1,0 +1,54 @@
+// mxguard-dmarc's options: the only place their defaults live (docs/mxguard-dmarc.md is
+// checked against --dump-config). Must never accept a configuration it cannot serve with: the
+// public suffix list is loaded by validate(), so --check-config catches a missing one.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "common/config/config.h"
+#include "common/daemon/daemon.h"
+#include "common/dns/options.h"
+#include "common/redis/options.h"
+
+namespace mxguard::milter::dmarc {
+
+struct Options {
+  common::daemon::DaemonOptions daemon{.listen = "inet:127.0.0.1:8893"};
+  common::dns::ResolverOptions dns;
+  common::redis::ClientOptions redis;
+  std::string authserv_id;  // empty: this host's name (must match mxguard-dkim's)
+  std::string public_suffix_list = "/usr/share/publicsuffix/public_suffix_list.dafsa";
+
+  bool enforce = true;                     // no: monitor mode, headers only
+  std::string reject_text = "Unauthenticated email from %d is not accepted due to the domain's DMARC policy";
+  std::string quarantine_action = "hold";  // hold|header|accept
+  std::string quarantine_header = "X-Spam: Yes";
+  std::string on_temperror = "accept";     // accept|tempfail
+  std::string on_bad_from = "reject";      // accept|reject: no/empty/unparsable From
+  std::string multi_from = "reject";       // reject|evaluate (same-domain lists are evaluated)
+  unsigned max_from_addresses = 50;
+  bool ignore_authenticated = true;
+  std::vector<std::string> trusted_networks{"127.0.0.0/8", "::1"};
+  std::vector<std::string> never_reject_domains;
+  bool spf_self_check = true;
+  common::config::Duration spf_timeout{std::chrono::seconds(10)};
+
+  bool aggregate_reports = true;           // record aggregates in Redis
+  common::config::Duration report_interval{std::chrono::hours(24)};
+  common::config::Duration report_retention{std::chrono::hours(24 * 7)};
+
+  // Read by mxguard-dmarc-report (same file): who we are in the reports, how they go out.
+  std::string report_org_name;        // empty: this host's name
+  std::string report_email;           // empty: noreply-dmarc@<host name>
+  std::string report_extra_contact;
+  std::string report_sendmail = "/usr/sbin/sendmail";
+
+  std::string on_internal_error = "tempfail";
+  common::config::Duration milter_timeout{std::chrono::seconds(300)};
+
+  void bind(common::config::Binder& b);
+  void validate() const;
+};
+
+}  // namespace mxguard::milter::dmarc

@@ -1,0 +1,55 @@
+// DMARC policy records (RFC 7489 §6.3, plus DMARCbis np=): a tolerant parser that keeps what
+// the RFC says to keep (unknown tags ignored, bad optional values replaced by defaults, an
+// invalid p= with a usable rua= read as p=none, §6.6.3) and refuses everything else.
+// Must never turn an unparsable record into a stricter policy than the domain published.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace mxguard::milter::dmarc {
+
+enum class Policy { kNone, kQuarantine, kReject };
+std::string_view policy_name(Policy p);  // "none", "quarantine", "reject"
+std::optional<Policy> parse_policy(std::string_view text);
+
+enum class Alignment { kRelaxed, kStrict };
+
+struct ReportUri {
+  std::string address;          // the mailto: address (decoded)
+  std::uint64_t max_size = 0;   // "!10m": 0 when unlimited
+};
+
+struct Record {
+  Policy p = Policy::kNone;
+  std::optional<Policy> sp;
+  std::optional<Policy> np;     // DMARCbis: non-existent subdomains
+  Alignment adkim = Alignment::kRelaxed;
+  Alignment aspf = Alignment::kRelaxed;
+  int pct = 100;
+  std::vector<ReportUri> rua;
+  std::vector<ReportUri> ruf;
+  std::string fo = "0";
+  std::uint32_t ri = 86400;
+  bool p_repaired = false;      // p= was missing or invalid; rua= made it p=none (§6.6.3)
+  std::vector<std::string> ignored;  // tags ignored as invalid (for logs)
+};
+
+struct RecordParse {
+  std::optional<Record> record;
+  std::string error;  // set when record is empty
+};
+
+// True when a TXT record is a DMARC record candidate: starts with "v=DMARC1" (§6.6.3: others
+// are discarded before counting).
+bool is_dmarc_record(std::string_view txt);
+
+RecordParse parse_record(std::string_view txt);
+
+// Parses one rua/ruf URI list; invalid or non-mailto URIs are skipped.
+std::vector<ReportUri> parse_uri_list(std::string_view value);
+
+}  // namespace mxguard::milter::dmarc
