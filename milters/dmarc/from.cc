@@ -121,8 +121,17 @@ bool parse_addr_spec(std::string_view spec, Mailbox& out, std::string& error) {
     return false;
   }
   std::string d;
+  bool space = false;
   for (char c : domain) {
-    if (is_wsp(c)) continue;  // obs-domain allows CFWS between labels
+    if (is_wsp(c)) {
+      space = true;  // obs-domain allows CFWS around the dots between labels, nowhere else
+      continue;
+    }
+    if (space && !d.empty() && d.back() != '.' && c != '.') {
+      error = "white space inside a domain label";
+      return false;
+    }
+    space = false;
     d += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   }
   if (!d.empty() && d.back() == '.') d.pop_back();
