@@ -15,6 +15,7 @@ out=${MXGUARD_DEB_DIR:-$root/build/deb}
 spool=/var/spool/postfix/mxguard
 unit=/lib/systemd/system/mxguard-policyd.service
 dkim_unit=/lib/systemd/system/mxguard-dkim.service
+dmarc_unit=/lib/systemd/system/mxguard-dmarc.service
 start=$(date +%s)
 
 [ "$(id -u)" = 0 ] || { echo "package test: needs root (dpkg -i)" >&2; exit 1; }
@@ -81,15 +82,20 @@ check "$spool is mxguard:postfix 2750" stat_is "$spool" "mxguard:postfix 2750"
 check "/etc/mxguard/keys is mxguard:mxguard 750" stat_is /etc/mxguard/keys "mxguard:mxguard 750"
 check "policyd.conf is root:mxguard 640" stat_is /etc/mxguard/policyd.conf "root:mxguard 640"
 check "dkim.conf is root:mxguard 640" stat_is /etc/mxguard/dkim.conf "root:mxguard 640"
-for u in "$unit" "$dkim_unit"; do
+check "dmarc.conf is root:mxguard 640" stat_is /etc/mxguard/dmarc.conf "root:mxguard 640"
+for u in "$unit" "$dkim_unit" "$dmarc_unit" /lib/systemd/system/mxguard-dmarc-report.service; do
   check "$(basename "$u") is installed and not enabled" \
     bash -c "test -f $u && ! test -e /etc/systemd/system/multi-user.target.wants/$(basename "$u")"
   check "systemd-analyze verify accepts $(basename "$u")" systemd-analyze verify "$u"
 done
 check "mxguard-dkim.service reloads with SIGUSR1 (libmilter owns SIGHUP)" \
   grep -qx 'ExecReload=/bin/kill -USR1 $MAINPID' "$dkim_unit"
+check "mxguard-dmarc.service reloads with SIGUSR1" \
+  grep -qx 'ExecReload=/bin/kill -USR1 $MAINPID' "$dmarc_unit"
+check "systemd-analyze verify accepts mxguard-dmarc-report.timer" \
+  systemd-analyze verify /lib/systemd/system/mxguard-dmarc-report.timer
 for page in mxguard-policyd.8 mxguard-grey.1 mxguard-setup.8 mxguard.conf.5 mxguard-dkim.8 \
-            mxguard-keygen.1; do
+            mxguard-keygen.1 mxguard-dmarc.8 mxguard-dmarc-report.8; do
   check "man page $page renders without warnings" bash -c \
     "test -z \"\$(LC_ALL=C.UTF-8 MANWIDTH=80 man --warnings -l /usr/share/man/man${page##*.}/$page.gz 2>&1 >/dev/null)\""
 done
@@ -107,6 +113,12 @@ check "dkim.conf: --check-config as mxguard" \
 check "every option is in dkim.conf" bash -c \
   "diff <(mxguard-dkim -c /dev/null --dump-config | sed -n 's/^\([a-z0-9-]*\) =.*/\1/p') \
         <(sed -n 's/^#\?\([a-z0-9-]*\) =.*/\1/p' /etc/mxguard/dkim.conf)"
+check "dmarc.conf: --check-config as mxguard" \
+  setpriv --reuid=mxguard --regid=mxguard --init-groups /usr/sbin/mxguard-dmarc --check-config
+check "mxguard-dmarc-report reads dmarc.conf" /usr/sbin/mxguard-dmarc-report --check-config
+check "every option is in dmarc.conf" bash -c \
+  "diff <(mxguard-dmarc -c /dev/null --dump-config | sed -n 's/^\([a-z0-9-]*\) =.*/\1/p') \
+        <(sed -n 's/^#\?\([a-z0-9-]*\) =.*/\1/p' /etc/mxguard/dmarc.conf)"
 check "dkim.conf: active lines are listen (unix socket in the spool) and user" \
   test "$(grep -v '^#' /etc/mxguard/dkim.conf | grep . | tr '\n' ' ')" = \
        "listen = unix:$spool/dkim.sock user = mxguard "

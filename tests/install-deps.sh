@@ -6,12 +6,12 @@ set -euo pipefail
 packages=(
   # build
   cmake ninja-build g++ pkg-config clang-14 libclang-rt-14-dev clang-format clang-tidy
-  libmilter-dev libssl-dev libopendkim-dev libhiredis-dev libunbound-dev libpsl-dev publicsuffix
+  libmilter-dev libssl-dev libopendkim-dev libhiredis-dev libunbound-dev libpsl-dev publicsuffix zlib1g-dev
   libboost-program-options-dev libboost-dev
   libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev
   # test peers
   redis-server postfix swaks python3-dnslib python3-dkim python3-yaml python3-spf postfix-policyd-spf-python miltertest
-  postgrey db5.3-util procps iproute2
+  postgrey db5.3-util procps iproute2 libxml2-utils
   openssl  # key generation in the DKIM tests (openssl genpkey)
   # package build and test (packaging/test.sh)
   debhelper dpkg-dev fakeroot lintian ccache adduser man-db systemd util-linux

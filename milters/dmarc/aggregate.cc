@@ -121,11 +121,11 @@ AggregateStore::AggregateStore(common::redis::Pool& pool, std::chrono::seconds i
     : pool_(pool), interval_(interval), retention_(retention) {}
 
 std::string AggregateStore::agg_key(const Period& p) const {
-  return pool_.key("dmarc:agg:{" + p.domain + "}:" + std::to_string(p.begin));
+  return pool_.key("{dmarc}:agg:" + p.domain + ":" + std::to_string(p.begin));
 }
 
 std::string AggregateStore::meta_key(const Period& p) const {
-  return pool_.key("dmarc:meta:{" + p.domain + "}:" + std::to_string(p.begin));
+  return pool_.key("{dmarc}:meta:" + p.domain + ":" + std::to_string(p.begin));
 }
 
 void AggregateStore::record(const Published& policy, const Row& row, std::int64_t now) {
@@ -138,13 +138,13 @@ void AggregateStore::record(const Published& policy, const Row& row, std::int64_
                                 "adkim", policy.adkim, "aspf", policy.aspf, "p", policy.p,
                                 "sp", policy.sp, "pct", std::to_string(policy.pct), "fo",
                                 policy.fo, "rua", policy.rua};
-  pool_.eval(record_script(), {agg_key(period), meta_key(period), pool_.key("dmarc:pending")},
+  pool_.eval(record_script(), {agg_key(period), meta_key(period), pool_.key("{dmarc}:pending")},
              args);
 }
 
 std::vector<Period> AggregateStore::pending() {
   std::vector<Period> out;
-  auto reply = pool_.command({"SMEMBERS", pool_.key("dmarc:pending")});
+  auto reply = pool_.command({"SMEMBERS", pool_.key("{dmarc}:pending")});
   for (const auto& m : reply.as_array()) {
     auto parts = split(m.as_string(), ' ');
     if (parts.size() != 3) continue;
@@ -198,7 +198,7 @@ PeriodData AggregateStore::load(const Period& period) {
 
 void AggregateStore::remove(const Period& period) {
   pool_.pipeline({{"DEL", agg_key(period), meta_key(period)},
-                  {"SREM", pool_.key("dmarc:pending"),
+                  {"SREM", pool_.key("{dmarc}:pending"),
                    period.domain + " " + std::to_string(period.begin) + " " +
                        std::to_string(period.end)}});
 }

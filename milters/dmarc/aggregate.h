@@ -2,9 +2,10 @@
 // counter of its policy domain and report period, with ONE Lua script call (one round trip;
 // every key gets a TTL). Several MX hosts sharing one Redis therefore count into the same rows
 // and the reporter sends one report per domain and period. Schema in docs/ARCHITECTURE.md:
-//   <prefix>dmarc:agg:{<domain>}:<begin>   hash  row → count
-//   <prefix>dmarc:meta:{<domain>}:<begin>  hash  the published policy (last seen) and period
-//   <prefix>dmarc:pending                  set   "<domain> <begin> <end>" with unsent data
+//   <prefix>{dmarc}:agg:<domain>:<begin>   hash  row → count
+//   <prefix>{dmarc}:meta:<domain>:<begin>  hash  the published policy (last seen)
+//   <prefix>{dmarc}:pending                set   "<domain> <begin> <end>" with unsent data
+// One hash tag for all three, so the script's keys share a Redis Cluster slot.
 // Must never lose counts on a failed send: data is removed only by remove() after success.
 #pragma once
 

@@ -40,6 +40,11 @@ TEST(OptionsDocTest, DkimPageNamesEveryOption) {
   expect_documented("/milters/dkim/mxguard-dkim", "/docs/mxguard-dkim.md");
 }
 
+TEST(OptionsDocTest, DmarcPageNamesEveryOption) {
+  expect_documented("/milters/dmarc/mxguard-dmarc", "/docs/mxguard-dmarc.md");
+  expect_documented("/milters/dmarc/mxguard-dmarc-report", "/docs/mxguard-dmarc.md");
+}
+
 TEST(OptionsDocTest, KeygenPageNamesEveryOption) {
   std::string out;
   ASSERT_EQ(run_command({std::string(MXGUARD_BINARY_DIR) + "/milters/dkim/mxguard-keygen",

@@ -369,7 +369,7 @@ TEST_F(DmarcMilterTest, AggregatesAreCountedInRedis) {
   EXPECT_EQ(d.rows[0].first.source_ip, "127.0.0.2");
   EXPECT_EQ(d.rows[0].first.header_from, "none.test");
   // Every key has a TTL.
-  auto keys = pool.command({"KEYS", "mxg:dmarc:*"});
+  auto keys = pool.command({"KEYS", "mxg:{dmarc}:*"});
   for (const auto& k : keys.as_array()) {
     EXPECT_GT(pool.command({"TTL", k.as_string()}).as_integer(), 0) << k.as_string();
   }
