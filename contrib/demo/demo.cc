@@ -1,21 +1,21 @@
-// mxguard-demo: the one-command demo stack. Starts, on loopback only and in a private temp
-// directory, a Redis, mxguard-policyd and a private Postfix on 127.0.0.1:2525 wired to it,
-// sends real mail with swaks, and prints what happened to each message. Never touches the
-// system's Postfix or Redis; stops exactly what it started unless --keep is given.
+// mxguard-demo: the one-command demo. Starts the whole suite behind a private Postfix on
+// 127.0.0.1:2525 (tests/fixtures/stack.h: DNS for the demo zones, Redis, clamd with a tiny
+// test signature database, mxguard-policyd, mxguard-dkim, mxguard-dmarc, mxguard-av in that
+// order), sends real mail with swaks, and prints what happened to each message against what
+// should have happened. Exits non-zero if any outcome differs. Never touches the system's
+// Postfix, Redis or clamd; stops exactly what it started unless --keep is given.
 #include <signal.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include "tests/fixtures/policy_client.h"
-#include "tests/fixtures/postfix.h"
-#include "tests/fixtures/process.h"
-#include "tests/fixtures/redis_server.h"
+#include "tests/fixtures/stack.h"
 
 namespace {
 
@@ -42,93 +42,151 @@ std::string describe(const t::SwaksResult& r) {
   return "failed (swaks exit " + std::to_string(r.exit_code) + ")";
 }
 
-int run(bool keep) {
-  const std::string build = MXGUARD_BINARY_DIR;
-  std::cout << "mxguard demo: starting Redis, mxguard-policyd and Postfix on loopback…\n";
-  t::RedisServer redis;
-  t::TempDir dir;
-  if (keep) dir.keep();
-  int policy_port = t::free_tcp_port();
-  t::write_file(dir / "policyd.conf",
-                "listen = inet:127.0.0.1:" + std::to_string(policy_port) + "\n" +
-                    "redis-url = " + redis.url() + "\n"
-                    "trusted-networks = 127.0.0.1/32, ::1\n"
-                    "greylist-delay = 5s\n"
-                    "greylist-whitelist-clients = /dev/null\n"
-                    "greylist-whitelist-recipients = /dev/null\n"
-                    "greylist-hostname = mx.mxguard.test\n");
-  t::Process policyd({build + "/policyd/mxguard-policyd", "--foreground", "--log-target",
-                      "stderr", "-c", (dir / "policyd.conf").string()},
-                     dir / "mxguard-policyd.log");
-  if (!t::wait_for_tcp("127.0.0.1", policy_port, 10s)) {
-    std::cerr << "mxguard-policyd did not start:\n" << policyd.log();
-    return 1;
+std::optional<t::DeliveredMessage> delivered_with(t::PostfixInstance& pf, const std::string& needle) {
+  for (int i = 0; i < 100; ++i) {
+    for (auto& m : pf.delivered()) {
+      if (m.raw.find(needle) != std::string::npos) return m;
+    }
+    std::this_thread::sleep_for(100ms);
   }
-  t::PostfixInstance::Options po;
-  po.listen_addresses = {"127.0.0.1", "127.0.0.2"};
-  po.smtp_port = 2525;
-  po.policy_service = "inet:127.0.0.1:" + std::to_string(policy_port);
-  t::PostfixInstance postfix(po);
-  if (keep) postfix.keep_directory();
+  return std::nullopt;
+}
+
+std::string crlf_message(const std::vector<std::string>& headers, const std::string& body) {
+  std::string m;
+  for (const auto& h : headers) m += h + "\r\n";
+  return m + "\r\n" + body;
+}
+
+int run(bool keep) {
+  std::cout << "mxguard demo: starting DNS, Redis, clamd, mxguard-policyd, mxguard-dkim, "
+               "mxguard-dmarc, mxguard-av and Postfix on loopback (127.0.0.1:2525)…\n";
+  t::StackOptions so;
+  so.smtp_port = 2525;
+  so.keep = keep;
+  t::Stack stack(so);
+  t::PostfixInstance& pf = stack.postfix();
+  const bool av = stack.clamd() != nullptr;
 
   std::vector<Outcome> outcomes;
-  auto record = [&](const std::string& scenario, const std::string& expected,
-                    const t::SwaksResult& r, bool ok) {
-    outcomes.push_back({scenario, expected, describe(r), ok});
-  };
+  auto record = [&](const std::string& scenario, const std::string& expected, const std::string& got,
+                    bool ok) { outcomes.push_back({scenario, expected, got, ok}); };
 
+  // 1. Local submission: signed by mxguard-dkim, checked by an independent verifier.
   t::SwaksOptions local;
   local.from = "alice@mxguard.test";
   local.to = {"bob@example.net"};
-  local.headers = {"Subject: local submission"};
-  auto r1 = postfix.send(local);
-  record("local submission from 127.0.0.1", "accepted (trusted, not greylisted)", r1,
-         r1.exit_code == 0);
-
-  t::SwaksOptions inbound;
-  inbound.local_interface = "127.0.0.2";
-  inbound.from = "news@sender.example";
-  inbound.to = {"carol@mxguard.test"};
-  inbound.headers = {"Subject: inbound from a new sender"};
-  auto r2 = postfix.send(inbound);
-  record("inbound, new sender, from 127.0.0.2", "deferred at RCPT (450)", r2,
-         r2.rcpt_code == 450);
-
-  std::cout << "waiting 6 s for the greylist delay (5 s)…\n";
-  std::this_thread::sleep_for(6s);
-  auto r3 = postfix.send(inbound);
-  record("the same sender retrying after the delay", "accepted with X-Greylist", r3,
-         r3.exit_code == 0);
-
-  bool delivered = postfix.wait_for_delivery(2, 20s);
-  std::string greylist_header;
-  std::string shown;
-  for (const auto& m : postfix.delivered()) {
-    if (auto h = m.first_header("X-Greylist")) {
-      greylist_header = *h;
-      shown = m.headers();
-    }
+  local.headers = {"From: Alice <alice@mxguard.test>", "Subject: demo: local submission"};
+  local.body = "Hello from our own user.";
+  auto r = pf.send(local);
+  std::string got = describe(r);
+  bool ok = r.exit_code == 0;
+  if (auto d = delivered_with(pf, "demo: local submission")) {
+    auto [rc, out] = stack.verify_dkim(d->raw);
+    got += rc == 0 ? ", DKIM-signed, python3-dkim: pass" : ", python3-dkim: FAIL";
+    ok = ok && rc == 0 && !d->header("DKIM-Signature").empty();
+  } else {
+    ok = false;
   }
-  if (!outcomes.empty()) outcomes.back().ok = outcomes.back().ok && !greylist_header.empty();
+  record("local submission (127.0.0.1)", "accepted, DKIM-signed, verifies", got, ok);
 
-  std::printf("\n%-42s %-38s %-28s %s\n", "scenario", "expected", "got", "");
-  bool all_ok = delivered;
+  // 2./3. A new partner: greylisted, then accepted with SPF, DKIM and DMARC in one header.
+  t::SwaksOptions in;
+  in.local_interface = "127.0.0.2";
+  in.from = "news@partner.test";
+  in.to = {"carol@mxguard.test"};
+  in.data = stack.sign_as_partner(crlf_message(
+      {"From: Partner News <news@partner.test>", "To: carol@mxguard.test",
+       "Subject: demo: partner newsletter", "Date: Sun, 22 Nov 2026 10:00:00 +0000",
+       "Message-ID: <demo-1@partner.test>"},
+      "Signed by the partner's key, sent from its SPF-authorised address.\r\n"));
+  r = pf.send(in);
+  record("inbound, new sender (127.0.0.2)", "deferred at RCPT (450), greylisted", describe(r),
+         r.rcpt_code == 450);
+  std::cout << "waiting " << so.greylist_delay.count() + 1 << " s for the greylist delay…\n";
+  std::this_thread::sleep_for(so.greylist_delay + 1s);
+  r = pf.send(in);
+  got = describe(r);
+  ok = r.exit_code == 0;
+  std::string shown;
+  if (auto d = delivered_with(pf, "demo: partner newsletter")) {
+    auto ar = d->header("Authentication-Results");
+    bool all = ar.size() == 1 && ar[0].find("dkim=pass") != std::string::npos &&
+               ar[0].find("spf=pass") != std::string::npos &&
+               ar[0].find("dmarc=pass") != std::string::npos;
+    got += all ? ", spf+dkim+dmarc=pass in one A-R" : ", A-R incomplete";
+    ok = ok && all && d->first_header("X-Greylist").has_value();
+    shown = d->headers();
+  } else {
+    ok = false;
+  }
+  record("the partner retrying after the delay", "accepted, SPF/DKIM/DMARC pass", got, ok);
+
+  // 4. SPF fail: the partner's address from a host it did not authorise.
+  t::SwaksOptions spoof = in;
+  spoof.local_interface = "127.0.0.3";
+  spoof.data = crlf_message({"From: news@partner.test", "Subject: demo: spf fail"}, "Hi.\r\n");
+  r = pf.send(spoof);
+  record("partner's address from 127.0.0.3", "rejected at RCPT (550), SPF fail", describe(r),
+         r.rcpt_code == 550);
+
+  // 5. DMARC: a p=reject domain's From on mail that neither SPF nor DKIM ties to it.
+  t::SwaksOptions forged = in;
+  forged.data = crlf_message({"From: CEO <ceo@bank.test>", "To: carol@mxguard.test",
+                              "Subject: demo: urgent wire transfer"},
+                             "Please pay the attached invoice today.\r\n");
+  r = pf.send(forged);
+  record("From: ceo@bank.test (p=reject), forged", "rejected after DATA (550), DMARC",
+         describe(r), r.data_code == 550);
+
+  if (av) {
+    // 6. EICAR as a base64 MIME attachment.
+    t::SwaksOptions virus = in;
+    virus.data.clear();
+    virus.headers = {"From: Partner News <news@partner.test>", "Subject: demo: eicar"};
+    virus.body = "See attachment.";
+    t::write_file(stack.directory() / "eicar.com", t::Stack::eicar());
+    virus.extra_args = {"--attach-type", "application/octet-stream", "--attach-name",
+                        "eicar.com", "--attach", "@" + (stack.directory() / "eicar.com").string()};
+    r = pf.send(virus);
+    record("EICAR attachment from the partner", "rejected after DATA (550), virus",
+           describe(r), r.data_code == 550);
+    // 7. A clean message.
+    t::SwaksOptions clean = in;
+    clean.data.clear();
+    clean.headers = {"From: Partner News <news@partner.test>", "Subject: demo: clean"};
+    clean.body = "Nothing to see here.";
+    r = pf.send(clean);
+    got = describe(r);
+    ok = r.exit_code == 0;
+    if (auto d = delivered_with(pf, "demo: clean")) {
+      auto status = d->first_header("X-Virus-Status");
+      ok = ok && status && status->find("clean") != std::string::npos;
+      got += status ? ", X-Virus-Status: " + *status : ", no X-Virus-Status";
+    } else {
+      ok = false;
+    }
+    record("clean message from the partner", "accepted, X-Virus-Status: clean", got, ok);
+  }
+
+  std::printf("\n%-40s %-36s %s\n", "scenario", "expected", "got");
+  bool all_ok = true;
   for (const auto& o : outcomes) {
-    std::printf("%-42s %-38s %-28s %s\n", o.scenario.c_str(), o.expected.c_str(),
-                o.got.c_str(), o.ok ? "OK" : "DIFFERENT");
+    std::printf("%-40s %-36s %s  [%s]\n", o.scenario.c_str(), o.expected.c_str(), o.got.c_str(),
+                o.ok ? "OK" : "DIFFERENT");
     all_ok = all_ok && o.ok;
   }
-  std::cout << "\nHeaders of the delivered, greylisted-then-accepted message:\n"
+  std::cout << "\nHeaders of the delivered partner newsletter:\n"
             << (shown.empty() ? "(none delivered)\n" : shown + "\n");
-  std::cout << "\nLogs: " << (dir / "mxguard-policyd.log").string() << " (mxguard-policyd), "
-            << postfix.directory().string() << "/maillog (Postfix)"
+  std::cout << "\nLogs in " << stack.directory().string() << ": mxguard-policyd.log, "
+            << "mxguard-dkim.log, mxguard-dmarc.log, mxguard-av.log; Postfix: "
+            << pf.directory().string() << "/maillog"
             << (keep ? "" : " — removed on exit; use --keep to keep them") << "\n";
-
   if (keep) {
     std::cout << "\nThe stack keeps running (--keep). Send mail with e.g.\n"
               << "  swaks --server 127.0.0.1 --port 2525 --local-interface 127.0.0.2 "
-                 "--from you@sender.example --to user@mxguard.test\n"
-              << "Delivered messages land in " << postfix.directory().string()
+                 "--from news@partner.test --to carol@mxguard.test\n"
+              << "Delivered messages land in " << pf.directory().string()
               << "/sink. Press Ctrl-C to stop everything.\n";
     sigset_t set;
     sigemptyset(&set);

@@ -11,5 +11,5 @@ fi
 bash tests/install-deps.sh
 build=${MXGUARD_BUILD_DIR:-build/ci}
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$build" -j"${MXGUARD_JOBS:-2}" --target mxguard-demo mxguard-policyd
+cmake --build "$build" -j"${MXGUARD_JOBS:-2}" --target mxguard-demo mxguard-policyd mxguard-dkim mxguard-keygen mxguard-dmarc
 exec "$build/contrib/demo/mxguard-demo" "$@"

@@ -170,9 +170,9 @@ class DmarcSession : public common::milter::Session {
     }
     for (const auto& r : ours) b.add(r);
     if (trusted_index_ > 0) {
-      c.change_header("Authentication-Results", trusted_index_, " " + b.value(true));
+      c.change_header("Authentication-Results", trusted_index_, b.value(true));
     } else {
-      c.insert_header(0, "Authentication-Results", " " + b.value(true));
+      c.insert_header(0, "Authentication-Results", b.value(true));
     }
   }
 
@@ -425,7 +425,9 @@ std::shared_ptr<const Config> make_config(const Options& o) {
   auto colon = o.quarantine_header.find(':');
   c->quarantine_header_name = o.quarantine_header.substr(0, colon);
   std::string v = o.quarantine_header.substr(colon + 1);
-  c->quarantine_header_value = v.empty() || v.front() != ' ' ? " " + v : v;
+  // Without SMFIP_HDR_LEADSPC the MTA writes "Name: value" itself.
+  while (!v.empty() && v.front() == ' ') v.erase(0, 1);
+  c->quarantine_header_value = v;
   return c;
 }
 
