@@ -257,7 +257,7 @@ class AvSession : public common::milter::Session {
               {"action", action_name(d.action)},
               {"virus", virus.empty() ? "-" : virus},
               {"clamd", server_.empty() ? "-" : server_},
-              {"scan_time", started_ ? ms : "-"},
+              {"scan_time", scan_ms_ > 0 ? ms : "-"},
               {"size", size},
               {"client", client_.empty() ? "local" : client_},
               {"reason", reason.empty() ? "-" : reason},
