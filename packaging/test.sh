@@ -15,6 +15,7 @@ out=${MXGUARD_DEB_DIR:-$root/build/deb}
 spool=/var/spool/postfix/mxguard
 unit=/lib/systemd/system/mxguard-policyd.service
 dkim_unit=/lib/systemd/system/mxguard-dkim.service
+av_unit=/lib/systemd/system/mxguard-av.service
 start=$(date +%s)
 
 [ "$(id -u)" = 0 ] || { echo "package test: needs root (dpkg -i)" >&2; exit 1; }
@@ -81,15 +82,18 @@ check "$spool is mxguard:postfix 2750" stat_is "$spool" "mxguard:postfix 2750"
 check "/etc/mxguard/keys is mxguard:mxguard 750" stat_is /etc/mxguard/keys "mxguard:mxguard 750"
 check "policyd.conf is root:mxguard 640" stat_is /etc/mxguard/policyd.conf "root:mxguard 640"
 check "dkim.conf is root:mxguard 640" stat_is /etc/mxguard/dkim.conf "root:mxguard 640"
-for u in "$unit" "$dkim_unit"; do
+check "av.conf is root:mxguard 640" stat_is /etc/mxguard/av.conf "root:mxguard 640"
+for u in "$unit" "$dkim_unit" "$av_unit"; do
   check "$(basename "$u") is installed and not enabled" \
     bash -c "test -f $u && ! test -e /etc/systemd/system/multi-user.target.wants/$(basename "$u")"
   check "systemd-analyze verify accepts $(basename "$u")" systemd-analyze verify "$u"
 done
 check "mxguard-dkim.service reloads with SIGUSR1 (libmilter owns SIGHUP)" \
   grep -qx 'ExecReload=/bin/kill -USR1 $MAINPID' "$dkim_unit"
+check "mxguard-av.service reloads with SIGUSR1 (libmilter owns SIGHUP)" \
+  grep -qx 'ExecReload=/bin/kill -USR1 $MAINPID' "$av_unit"
 for page in mxguard-policyd.8 mxguard-grey.1 mxguard-setup.8 mxguard.conf.5 mxguard-dkim.8 \
-            mxguard-keygen.1; do
+            mxguard-keygen.1 mxguard-av.8; do
   check "man page $page renders without warnings" bash -c \
     "test -z \"\$(LC_ALL=C.UTF-8 MANWIDTH=80 man --warnings -l /usr/share/man/man${page##*.}/$page.gz 2>&1 >/dev/null)\""
 done
@@ -110,6 +114,15 @@ check "every option is in dkim.conf" bash -c \
 check "dkim.conf: active lines are listen (unix socket in the spool) and user" \
   test "$(grep -v '^#' /etc/mxguard/dkim.conf | grep . | tr '\n' ' ')" = \
        "listen = unix:$spool/dkim.sock user = mxguard "
+# av.conf: Debian's clamd socket is the default, so the shipped file only sets listen and user.
+check "av.conf: --check-config as mxguard" \
+  setpriv --reuid=mxguard --regid=mxguard --init-groups /usr/sbin/mxguard-av --check-config
+check "every option is in av.conf" bash -c \
+  "diff <(mxguard-av -c /dev/null --dump-config | sed -n 's/^\([a-z0-9-]*\) =.*/\1/p') \
+        <(sed -n 's/^#\?\([a-z0-9-]*\) =.*/\1/p' /etc/mxguard/av.conf)"
+check "av.conf: active lines are listen (unix socket in the spool) and user" \
+  test "$(grep -v '^#' /etc/mxguard/av.conf | grep . | tr '\n' ' ')" = \
+       "listen = unix:$spool/av.sock user = mxguard "
 
 # --- run the daemon as the unit does: user mxguard, shipped config, private Redis -----------
 port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
