@@ -28,8 +28,7 @@ bool iequals(std::string_view a, std::string_view b) {
 
 common::metrics::Counter& messages(std::string_view verdict) {
   return common::metrics::Registry::global().counter(
-      "mxguard_av_messages_total", "Messages by scan verdict",
-      {{"verdict", std::string(verdict)}});
+      "mxguard_av_messages_total", "Messages by scan verdict", {{"verdict", std::string(verdict)}});
 }
 common::metrics::Counter& actions(std::string_view action) {
   return common::metrics::Registry::global().counter(
@@ -37,8 +36,7 @@ common::metrics::Counter& actions(std::string_view action) {
 }
 common::metrics::Counter& errors(std::string_view kind) {
   return common::metrics::Registry::global().counter(
-      "mxguard_av_clamd_errors_total", "Scans that failed, by kind",
-      {{"kind", std::string(kind)}});
+      "mxguard_av_clamd_errors_total", "Scans that failed, by kind", {{"kind", std::string(kind)}});
 }
 common::metrics::Counter& forged_removed() {
   return common::metrics::Registry::global().counter(
@@ -112,12 +110,16 @@ class AvSession : public common::milter::Session {
     if (d.add_status_header && config_->options.add_header) set_headers(c, outcome);
     Status st = Status::kTempfail;
     switch (d.action) {
-      case Decision::Action::kAccept: st = Status::kAccept; break;
+      case Decision::Action::kAccept:
+        st = Status::kAccept;
+        break;
       case Decision::Action::kQuarantine:
         c.quarantine("mxguard-av: infected (" + sanitize_name(outcome.virus) + ")");
         st = Status::kAccept;
         break;
-      case Decision::Action::kDiscard: st = Status::kDiscard; break;
+      case Decision::Action::kDiscard:
+        st = Status::kDiscard;
+        break;
       case Decision::Action::kReject:
       case Decision::Action::kTempfail:
         c.set_reply(d.rcode, d.xcode, d.text);
@@ -151,8 +153,8 @@ class AvSession : public common::milter::Session {
   }
 
   bool skipped() const {
-    return !skip_.empty() || (rcpts_ > 0 && all_rcpts_allowed_ &&
-                              !config_->options.allow_recipients.empty());
+    return !skip_.empty() ||
+           (rcpts_ > 0 && all_rcpts_allowed_ && !config_->options.allow_recipients.empty());
   }
 
   // Sends message bytes on to clamd; the connection is opened with the first byte.
@@ -249,21 +251,21 @@ class AvSession : public common::milter::Session {
     std::string size = std::to_string(size_);
     std::string removed = std::to_string(incoming_scanned_ + incoming_status_);
     std::string virus = o.kind == ScanOutcome::Kind::kInfected ? sanitize_name(o.virus) : "";
-    std::string reason = o.kind == ScanOutcome::Kind::kError    ? error_
+    std::string reason = o.kind == ScanOutcome::Kind::kError     ? error_
                          : o.kind == ScanOutcome::Kind::kSkipped ? o.reason
                                                                  : "";
-    std::string line = common::log::format_decision(
-        qid, {{"verdict", outcome_name(o.kind)},
-              {"action", action_name(d.action)},
-              {"virus", virus.empty() ? "-" : virus},
-              {"clamd", server_.empty() ? "-" : server_},
-              {"scan_time", scan_ms_ > 0 ? ms : "-"},
-              {"size", size},
-              {"client", client_.empty() ? "local" : client_},
-              {"reason", reason.empty() ? "-" : reason},
-              {"incoming_headers_removed", removed}});
+    std::string line =
+        common::log::format_decision(qid, {{"verdict", outcome_name(o.kind)},
+                                           {"action", action_name(d.action)},
+                                           {"virus", virus.empty() ? "-" : virus},
+                                           {"clamd", server_.empty() ? "-" : server_},
+                                           {"scan_time", scan_ms_ > 0 ? ms : "-"},
+                                           {"size", size},
+                                           {"client", client_.empty() ? "local" : client_},
+                                           {"reason", reason.empty() ? "-" : reason},
+                                           {"incoming_headers_removed", removed}});
     common::log::write(o.kind == ScanOutcome::Kind::kError ? common::log::Level::kError
-                                                            : common::log::Level::kInfo,
+                                                           : common::log::Level::kInfo,
                        line);
   }
 

@@ -51,10 +51,14 @@ common::metrics::Gauge& up_gauge(const std::string& server) {
 
 std::string_view error_kind_name(ClamdError::Kind k) {
   switch (k) {
-    case ClamdError::Kind::kConnect: return "connect";
-    case ClamdError::Kind::kTimeout: return "timeout";
-    case ClamdError::Kind::kIo: return "io";
-    case ClamdError::Kind::kProtocol: return "protocol";
+    case ClamdError::Kind::kConnect:
+      return "connect";
+    case ClamdError::Kind::kTimeout:
+      return "timeout";
+    case ClamdError::Kind::kIo:
+      return "io";
+    case ClamdError::Kind::kProtocol:
+      return "protocol";
   }
   return "io";
 }
@@ -80,8 +84,7 @@ ClamdConnection::ClamdConnection(const common::net::SocketSpec& spec,
     addrinfo* res = nullptr;
     std::string port = std::to_string(spec.port);
     if (int rc = ::getaddrinfo(spec.host.c_str(), port.c_str(), &hints, &res); rc != 0 || !res) {
-      throw ClamdError(ClamdError::Kind::kConnect,
-                       spec.to_string() + ": " + ::gai_strerror(rc));
+      throw ClamdError(ClamdError::Kind::kConnect, spec.to_string() + ": " + ::gai_strerror(rc));
     }
     std::memcpy(&addr, res->ai_addr, res->ai_addrlen);
     len = res->ai_addrlen;
@@ -171,8 +174,7 @@ std::string ClamdConnection::read_reply(std::chrono::milliseconds timeout) {
 
 InstreamScan::InstreamScan(std::unique_ptr<ClamdConnection> conn, std::size_t chunk_size,
                            std::chrono::milliseconds timeout)
-    : conn_(std::move(conn)), chunk_size_(std::max<std::size_t>(chunk_size, 1)),
-      timeout_(timeout) {
+    : conn_(std::move(conn)), chunk_size_(std::max<std::size_t>(chunk_size, 1)), timeout_(timeout) {
   buffer_.reserve(chunk_size_ + 4);
   conn_->send_all(kInstreamCommand, timeout_);
 }

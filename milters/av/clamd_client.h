@@ -71,7 +71,6 @@ class InstreamScan {
   std::chrono::milliseconds timeout_;
   std::string buffer_;
   std::uint64_t bytes_ = 0;
-  bool failed_ = false;
 };
 
 struct PoolOptions {

@@ -8,7 +8,6 @@ int main(int argc, char** argv) {
   return mxguard::common::daemon::run<Options>(
       {"mxguard-av", "antivirus milter: streams mail to clamd and acts on its verdict",
        "/etc/mxguard/av.conf", ""},
-      argc, argv, [](const Options& o) {
-        return std::make_unique<mxguard::milter::av::AvService>(o);
-      });
+      argc, argv,
+      [](const Options& o) { return std::make_unique<mxguard::milter::av::AvService>(o); });
 }

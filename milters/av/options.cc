@@ -22,7 +22,8 @@ void Options::bind(common::config::Binder& b) {
   b.add("on-oversize", on_oversize, "message larger than max-size: accept|tempfail|reject");
   b.add("add-header", add_header, "add X-Virus-Scanned and X-Virus-Status (replacing incoming)");
   b.add("header-host", header_host, "host named in X-Virus-Scanned (empty: this host's name)");
-  b.add("skip-authenticated", skip_authenticated, "do not scan mail from SASL-authenticated clients");
+  b.add("skip-authenticated", skip_authenticated,
+        "do not scan mail from SASL-authenticated clients");
   b.add("skip-networks", skip_networks, "do not scan mail from these client networks (CIDR)");
   b.add("allow-senders", allow_senders,
         "do not scan mail from these senders: user@domain, domain, .domain (subdomains)");

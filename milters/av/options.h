@@ -24,7 +24,7 @@ struct Options {
   common::config::Size chunk_size{64 * 1024};
   common::config::Size max_size{25 * 1024 * 1024};
 
-  std::string on_infected = "reject";  // reject|discard|quarantine|accept
+  std::string on_infected = "reject";           // reject|discard|quarantine|accept
   std::string reject_text = "Virus found: %v";  // %v: the virus name
   std::string on_error = "tempfail";   // clamd down, slow or answering garbage: tempfail|accept
   std::string on_oversize = "accept";  // larger than --max-size: accept|tempfail|reject

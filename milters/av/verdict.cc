@@ -40,22 +40,32 @@ OversizeAction parse_oversize_action(std::string_view text) {
 
 std::string_view outcome_name(ScanOutcome::Kind k) {
   switch (k) {
-    case ScanOutcome::Kind::kClean: return "clean";
-    case ScanOutcome::Kind::kInfected: return "infected";
-    case ScanOutcome::Kind::kError: return "error";
-    case ScanOutcome::Kind::kOversize: return "oversize";
-    case ScanOutcome::Kind::kSkipped: return "skipped";
+    case ScanOutcome::Kind::kClean:
+      return "clean";
+    case ScanOutcome::Kind::kInfected:
+      return "infected";
+    case ScanOutcome::Kind::kError:
+      return "error";
+    case ScanOutcome::Kind::kOversize:
+      return "oversize";
+    case ScanOutcome::Kind::kSkipped:
+      return "skipped";
   }
   return "error";
 }
 
 std::string_view action_name(Decision::Action a) {
   switch (a) {
-    case Decision::Action::kAccept: return "accept";
-    case Decision::Action::kReject: return "reject";
-    case Decision::Action::kTempfail: return "tempfail";
-    case Decision::Action::kDiscard: return "discard";
-    case Decision::Action::kQuarantine: return "quarantine";
+    case Decision::Action::kAccept:
+      return "accept";
+    case Decision::Action::kReject:
+      return "reject";
+    case Decision::Action::kTempfail:
+      return "tempfail";
+    case Decision::Action::kDiscard:
+      return "discard";
+    case Decision::Action::kQuarantine:
+      return "quarantine";
   }
   return "tempfail";
 }
@@ -107,7 +117,9 @@ Decision decide(const ScanOutcome& outcome, const Policy& policy) {
           d.xcode = "5.7.1";
           d.text = expand_reply_text(policy.reject_text, outcome.virus);
           return d;
-        case InfectedAction::kDiscard: d.action = A::kDiscard; return d;
+        case InfectedAction::kDiscard:
+          d.action = A::kDiscard;
+          return d;
         case InfectedAction::kQuarantine:
           d.action = A::kQuarantine;
           d.add_status_header = true;
@@ -149,13 +161,17 @@ Decision decide(const ScanOutcome& outcome, const Policy& policy) {
 
 std::string status_header(const ScanOutcome& outcome) {
   switch (outcome.kind) {
-    case ScanOutcome::Kind::kClean: return "clean";
-    case ScanOutcome::Kind::kInfected: return "infected (" + sanitize_name(outcome.virus) + ")";
-    case ScanOutcome::Kind::kOversize: return "unscanned (oversize)";
+    case ScanOutcome::Kind::kClean:
+      return "clean";
+    case ScanOutcome::Kind::kInfected:
+      return "infected (" + sanitize_name(outcome.virus) + ")";
+    case ScanOutcome::Kind::kOversize:
+      return "unscanned (oversize)";
     case ScanOutcome::Kind::kSkipped:
       return "unscanned (" + sanitize_name(outcome.reason.empty() ? "skipped" : outcome.reason) +
              ")";
-    case ScanOutcome::Kind::kError: break;
+    case ScanOutcome::Kind::kError:
+      break;
   }
   return "unscanned (error)";
 }
@@ -187,8 +203,8 @@ bool allow_listed(std::string_view address, const std::vector<std::string>& entr
     if (e.find('@') != std::string::npos) {
       if (e == addr) return true;
     } else if (e.front() == '.') {
-      if (domain == e.substr(1) ||
-          (domain.size() > e.size() && domain.compare(domain.size() - e.size(), e.size(), e) == 0)) {
+      if (domain == e.substr(1) || (domain.size() > e.size() &&
+                                    domain.compare(domain.size() - e.size(), e.size(), e) == 0)) {
         return true;
       }
     } else if (domain == e) {

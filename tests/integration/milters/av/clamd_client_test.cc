@@ -81,8 +81,7 @@ TEST(AvClamdClient, StreamSizeLimitIsAnErrorNamingIt) {
     EXPECT_NE(r.detail.find("size limit exceeded"), std::string::npos) << r.detail;
   } catch (const ClamdError& ex) {
     // clamd may close before we finish sending: the error still says what clamd said.
-    EXPECT_NE(std::string(ex.what()).find("size limit exceeded"), std::string::npos)
-        << ex.what();
+    EXPECT_NE(std::string(ex.what()).find("size limit exceeded"), std::string::npos) << ex.what();
   }
 }
 

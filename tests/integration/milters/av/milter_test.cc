@@ -35,13 +35,17 @@ struct Mail {
 std::string lua_str(const std::string& s) { return "[==[" + s + "]==]"; }
 
 std::string script(const Mail& m) {
-  std::string s = "conn = mt.connect(\"${SOCKET}\", 20, 0.1)\n"
-                  "if conn == nil then error(\"connect failed\") end\n"
-                  "if mt.conninfo(conn, \"client.example\", \"" + m.client +
-                  "\") ~= nil then error(\"conninfo\") end\n"
-                  "mt.macro(conn, SMFIC_MAIL, \"i\", \"4Xk2Qz1abc\", \"{auth_authen}\", \"" +
-                  m.auth + "\")\n"
-                  "if mt.mailfrom(conn, \"" + m.from + "\") ~= nil then error(\"mail\") end\n";
+  std::string s =
+      "conn = mt.connect(\"${SOCKET}\", 20, 0.1)\n"
+      "if conn == nil then error(\"connect failed\") end\n"
+      "if mt.conninfo(conn, \"client.example\", \"" +
+      m.client +
+      "\") ~= nil then error(\"conninfo\") end\n"
+      "mt.macro(conn, SMFIC_MAIL, \"i\", \"4Xk2Qz1abc\", \"{auth_authen}\", \"" +
+      m.auth +
+      "\")\n"
+      "if mt.mailfrom(conn, \"" +
+      m.from + "\") ~= nil then error(\"mail\") end\n";
   for (const auto& r : m.rcpts) {
     s += "if mt.rcptto(conn, \"" + r + "\") ~= nil then error(\"rcpt\") end\n";
   }
@@ -83,14 +87,14 @@ class AvMilterTest : public ::testing::Test {
   void start(const std::string& extra = "") {
     port_ = free_tcp_port();
     metrics_port_ = free_tcp_port();
-    write_file(dir_ / "av.conf", "listen = inet:127.0.0.1:" + std::to_string(port_) +
-                                     "\nmetrics-listen = inet:127.0.0.1:" +
-                                     std::to_string(metrics_port_) +
-                                     "\nclamd = " + clamd_->unix_spec() +
-                                     "\nheader-host = mx.mxguard.test\n" + extra);
-    av_ = Process({kBinary, "--foreground", "--log-target", "stderr", "-c",
-                   (dir_ / "av.conf").string()},
-                  dir_ / "av.log");
+    write_file(dir_ / "av.conf",
+               "listen = inet:127.0.0.1:" + std::to_string(port_) +
+                   "\nmetrics-listen = inet:127.0.0.1:" + std::to_string(metrics_port_) +
+                   "\nclamd = " + clamd_->unix_spec() + "\nheader-host = mx.mxguard.test\n" +
+                   extra);
+    av_ = Process(
+        {kBinary, "--foreground", "--log-target", "stderr", "-c", (dir_ / "av.conf").string()},
+        dir_ / "av.log");
     ASSERT_TRUE(wait_for_tcp("127.0.0.1", port_, std::chrono::seconds(10))) << av_.log();
   }
 
@@ -128,8 +132,8 @@ TEST_F(AvMilterTest, CleanMailIsAcceptedWithBothHeaders) {
   EXPECT_THAT(out, HasSubstr("ADDED X-Virus-Scanned<<mxguard-av "));
   EXPECT_THAT(out, HasSubstr(" on mx.mxguard.test>>"));
   EXPECT_THAT(out, Not(HasSubstr("REMOVED")));
-  EXPECT_TRUE(log_has("4Xk2Qz1abc: verdict=clean action=accept virus=- clamd=" +
-                      clamd_->unix_spec()));
+  EXPECT_TRUE(
+      log_has("4Xk2Qz1abc: verdict=clean action=accept virus=- clamd=" + clamd_->unix_spec()));
   EXPECT_THAT(av_.log(), HasSubstr("scan_time="));
 }
 
@@ -152,9 +156,11 @@ TEST_F(AvMilterTest, EicarInABase64AttachmentIsFound) {
   m.headers = {{"From", "a@example.org"},
                {"MIME-Version", "1.0"},
                {"Content-Type", "multipart/mixed; boundary=\"b1\""}};
-  m.body = "--b1\r\nContent-Type: text/plain\r\n\r\nSee attachment.\r\n--b1\r\n"
-           "Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n"
-           "Content-Disposition: attachment; filename=\"t.com\"\r\n\r\n" + b64 + "\r\n--b1--\r\n";
+  m.body =
+      "--b1\r\nContent-Type: text/plain\r\n\r\nSee attachment.\r\n--b1\r\n"
+      "Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n"
+      "Content-Disposition: attachment; filename=\"t.com\"\r\n\r\n" +
+      b64 + "\r\n--b1--\r\n";
   EXPECT_THAT(run(m), HasSubstr("REPLY=replycode"));
   EXPECT_TRUE(log_has("verdict=infected action=reject virus=" + kEicarSignature));
 }
@@ -193,8 +199,9 @@ TEST_F(AvMilterTest, InfectedActionsQuarantineDiscardAccept) {
 }
 
 TEST_F(AvMilterTest, SkippedMailIsNotScannedButSaysSo) {
-  start("skip-authenticated = yes\nskip-networks = 10.0.0.0/8\n"
-        "allow-senders = trusted.test\nallow-recipients = postmaster@example.net\n");
+  start(
+      "skip-authenticated = yes\nskip-networks = 10.0.0.0/8\n"
+      "allow-senders = trusted.test\nallow-recipients = postmaster@example.net\n");
   Mail m;
   m.body = eicar() + "\r\n";  // would be rejected if it were scanned
   Mail net = m;
@@ -220,11 +227,11 @@ TEST_F(AvMilterTest, SkippedMailIsNotScannedButSaysSo) {
 TEST_F(AvMilterTest, ClamdDownIsATempfailOrAnAcceptIfConfigured) {
   port_ = free_tcp_port();
   std::string dead = "unix:" + (dir_ / "no-clamd.sock").string();
-  write_file(dir_ / "av.conf", "listen = inet:127.0.0.1:" + std::to_string(port_) +
-                                   "\nclamd = " + dead + "\n");
-  av_ = Process({kBinary, "--foreground", "--log-target", "stderr", "-c",
-                 (dir_ / "av.conf").string()},
-                dir_ / "av.log");
+  write_file(dir_ / "av.conf",
+             "listen = inet:127.0.0.1:" + std::to_string(port_) + "\nclamd = " + dead + "\n");
+  av_ = Process(
+      {kBinary, "--foreground", "--log-target", "stderr", "-c", (dir_ / "av.conf").string()},
+      dir_ / "av.log");
   ASSERT_TRUE(wait_for_tcp("127.0.0.1", port_, std::chrono::seconds(10))) << av_.log();
   std::string out = run(Mail{});
   EXPECT_THAT(out, HasSubstr("REPLY=replycode"));
@@ -233,9 +240,9 @@ TEST_F(AvMilterTest, ClamdDownIsATempfailOrAnAcceptIfConfigured) {
   av_.stop();
   write_file(dir_ / "av.conf", "listen = inet:127.0.0.1:" + std::to_string(port_) +
                                    "\nclamd = " + dead + "\non-error = accept\n");
-  av_ = Process({kBinary, "--foreground", "--log-target", "stderr", "-c",
-                 (dir_ / "av.conf").string()},
-                dir_ / "av2.log");
+  av_ = Process(
+      {kBinary, "--foreground", "--log-target", "stderr", "-c", (dir_ / "av.conf").string()},
+      dir_ / "av2.log");
   ASSERT_TRUE(wait_for_tcp("127.0.0.1", port_, std::chrono::seconds(10))) << av_.log();
   out = run(Mail{});
   EXPECT_THAT(out, HasSubstr("REPLY=accept"));
@@ -290,13 +297,11 @@ TEST_F(AvMilterTest, MetricsCountVerdictsAndErrors) {
 TEST_F(AvMilterTest, ConfigurationErrorsExit78) {
   write_file(dir_ / "bad.conf", "clamd = unix:/x.sock\non-infected = bounce\n");
   std::string out;
-  EXPECT_EQ(run_command({kBinary, "--check-config", "-c", (dir_ / "bad.conf").string()}, &out),
-            78);
+  EXPECT_EQ(run_command({kBinary, "--check-config", "-c", (dir_ / "bad.conf").string()}, &out), 78);
   EXPECT_THAT(out, HasSubstr("bad.conf:2"));
   EXPECT_THAT(out, HasSubstr("on-infected"));
   write_file(dir_ / "good.conf", "clamd = unix:/x.sock, inet:127.0.0.1:3310\n");
-  EXPECT_EQ(run_command({kBinary, "--check-config", "-c", (dir_ / "good.conf").string()}, &out),
-            0)
+  EXPECT_EQ(run_command({kBinary, "--check-config", "-c", (dir_ / "good.conf").string()}, &out), 0)
       << out;
 }
 

@@ -19,8 +19,8 @@
 namespace mxguard::testing {
 namespace {
 
-using ::testing::HasSubstr;
 using std::chrono::seconds;
+using ::testing::HasSubstr;
 
 const std::string kBinary = std::string(MXGUARD_BINARY_DIR) + "/milters/av/mxguard-av";
 
@@ -71,10 +71,11 @@ class PostfixAvTest : public ::testing::Test {
     write_file(dir_ / "av.conf", "listen = inet:127.0.0.1:" + std::to_string(port_) +
                                      "\nclamd = " + clamd_specs +
                                      "\nheader-host = mx.mxguard.test\n"
-                                     "skip-networks = 127.0.0.1/32\n" + extra);
-    av_ = Process({kBinary, "--foreground", "--log-target", "stderr", "-c",
-                   (dir_ / "av.conf").string()},
-                  dir_ / "av.log");
+                                     "skip-networks = 127.0.0.1/32\n" +
+                                     extra);
+    av_ = Process(
+        {kBinary, "--foreground", "--log-target", "stderr", "-c", (dir_ / "av.conf").string()},
+        dir_ / "av.log");
     ASSERT_TRUE(wait_for_tcp("127.0.0.1", port_, seconds(10))) << av_.log();
     PostfixInstance::Options o;
     o.smtpd_milters = "inet:127.0.0.1:" + std::to_string(port_);
@@ -87,8 +88,10 @@ class PostfixAvTest : public ::testing::Test {
     if (HasFailure()) {
       std::cerr << "--- mxguard-av log:\n" << av_.log();
       if (postfix_) std::cerr << "--- Postfix maillog:\n" << postfix_->maillog();
-      if (clamd_) std::cerr << "--- clamd log (tail):\n" << clamd_->log().substr(
-                                   clamd_->log().size() > 2000 ? clamd_->log().size() - 2000 : 0);
+      if (clamd_)
+        std::cerr << "--- clamd log (tail):\n"
+                  << clamd_->log().substr(clamd_->log().size() > 2000 ? clamd_->log().size() - 2000
+                                                                      : 0);
     }
   }
 
@@ -204,8 +207,8 @@ TEST_F(PostfixAvTest, ThirtyMegabyteMessagePassesUnscannedWithSmallRss) {
   body.reserve(31 * 1024 * 1024);
   std::string line(76, 'q');
   while (body.size() < 30 * 1024 * 1024) body += line + "\r\n";
-  SwaksResult r = send("From: rita@remote.test\r\nTo: bob@example.test\r\nSubject: big e2e\r\n\r\n" +
-                       body);
+  SwaksResult r =
+      send("From: rita@remote.test\r\nTo: bob@example.test\r\nSubject: big e2e\r\n\r\n" + body);
   body.clear();
   body.shrink_to_fit();
   ASSERT_EQ(r.data_code, 250) << r.transcript.substr(0, 2000);
@@ -226,8 +229,9 @@ TEST_F(PostfixAvTest, TwentyMegabyteMessageIsStreamedToClamdWithSmallRss) {
   std::string body;
   std::string line(76, 'z');
   while (body.size() < 20 * 1024 * 1024) body += line + "\r\n";
-  SwaksResult r = send("From: rita@remote.test\r\nTo: bob@example.test\r\nSubject: large e2e\r\n\r\n" +
-                       body + eicar() + "\r\n");
+  SwaksResult r =
+      send("From: rita@remote.test\r\nTo: bob@example.test\r\nSubject: large e2e\r\n\r\n" + body +
+           eicar() + "\r\n");
   // The virus is at the very end: found only if every chunk reached clamd.
   EXPECT_EQ(r.data_code, 550) << r.transcript.substr(0, 2000);
   EXPECT_TRUE(log_has("verdict=infected action=reject"));
@@ -245,8 +249,8 @@ TEST_F(PostfixAvTest, WithTwoClamdServersAndOneDownTheOtherIsUsed) {
   r = send(mime_with_attachment("failover clean e2e", "fine\n"));
   ASSERT_EQ(r.data_code, 250) << r.transcript;
   ASSERT_EQ(delivered_with("failover clean e2e").size(), 1u);
-  EXPECT_TRUE(log_has(r.queue_id + ": verdict=clean action=accept virus=- clamd=" +
-                      clamd_->inet_spec()));
+  EXPECT_TRUE(
+      log_has(r.queue_id + ": verdict=clean action=accept virus=- clamd=" + clamd_->inet_spec()));
   EXPECT_THAT(av_.log(), HasSubstr("clamd " + dead + " is down"));
 }
 

@@ -29,8 +29,7 @@ TEST(AvClamdReply, ErrorsAreErrors) {
   EXPECT_EQ(r.kind, Kind::kError);
   EXPECT_EQ(r.detail, "INSTREAM size limit exceeded. ERROR");
   EXPECT_EQ(parse_instream_reply("stream: Can't allocate memory ERROR").kind, Kind::kError);
-  EXPECT_EQ(parse_instream_reply("stream: lstat() failed: No such file. ERROR").kind,
-            Kind::kError);
+  EXPECT_EQ(parse_instream_reply("stream: lstat() failed: No such file. ERROR").kind, Kind::kError);
   EXPECT_EQ(parse_instream_reply("UNKNOWN COMMAND").kind, Kind::kError);
   EXPECT_EQ(parse_instream_reply("ERROR").kind, Kind::kError);
 }

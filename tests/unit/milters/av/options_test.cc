@@ -38,12 +38,32 @@ TEST(AvOptions, Defaults) {
 
 TEST(AvOptions, ParsesEveryKind) {
   Options o;
-  ASSERT_EQ(parse(o, {"--clamd", "unix:/tmp/a.sock", "--clamd", "inet:127.0.0.1:3310",
-                      "--scan-timeout", "5s", "--connect-timeout", "250ms", "--max-size", "10M",
-                      "--chunk-size", "32k", "--on-infected", "quarantine", "--on-error",
-                      "accept", "--on-oversize", "reject", "--add-header=no",
-                      "--skip-authenticated", "--skip-networks", "10.0.0.0/8, 192.0.2.1",
-                      "--allow-senders", "a@example.org", "--allow-recipients", ".example.net"}),
+  ASSERT_EQ(parse(o, {"--clamd",
+                      "unix:/tmp/a.sock",
+                      "--clamd",
+                      "inet:127.0.0.1:3310",
+                      "--scan-timeout",
+                      "5s",
+                      "--connect-timeout",
+                      "250ms",
+                      "--max-size",
+                      "10M",
+                      "--chunk-size",
+                      "32k",
+                      "--on-infected",
+                      "quarantine",
+                      "--on-error",
+                      "accept",
+                      "--on-oversize",
+                      "reject",
+                      "--add-header=no",
+                      "--skip-authenticated",
+                      "--skip-networks",
+                      "10.0.0.0/8, 192.0.2.1",
+                      "--allow-senders",
+                      "a@example.org",
+                      "--allow-recipients",
+                      ".example.net"}),
             -1);
   EXPECT_EQ(o.clamd.size(), 2u);
   EXPECT_EQ(o.scan_timeout.value.count(), 5000);
