@@ -7,6 +7,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -91,13 +92,32 @@ ClamdConnection::ClamdConnection(const common::net::SocketSpec& spec,
     family = res->ai_family;
     ::freeaddrinfo(res);
   }
-  fd_ = ::socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  // A non-blocking connect on a unix socket fails with EAGAIN when clamd's backlog is full
+  // (it never goes "in progress"): connect those blocking, bounded by SO_SNDTIMEO, which
+  // Linux applies to unix stream connects.
+  bool unix_socket = family == AF_UNIX;
+  fd_ = ::socket(family, SOCK_STREAM | SOCK_CLOEXEC | (unix_socket ? 0 : SOCK_NONBLOCK), 0);
   if (fd_ < 0) throw ClamdError(ClamdError::Kind::kConnect, errno_text("socket", errno));
-  if (family != AF_UNIX) {
+  if (unix_socket) {
+    timeval tv{static_cast<time_t>(connect_timeout.count() / 1000),
+               static_cast<suseconds_t>(connect_timeout.count() % 1000 * 1000)};
+    ::setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  } else {
     int one = 1;
     ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   }
   int rc = ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), len);
+  if (unix_socket) {
+    int err = errno;
+    if (rc != 0) {
+      ::close(fd_);
+      fd_ = -1;
+      throw ClamdError(ClamdError::Kind::kConnect,
+                       errno_text("connect " + spec.to_string(), err == EAGAIN ? ETIMEDOUT : err));
+    }
+    ::fcntl(fd_, F_SETFL, ::fcntl(fd_, F_GETFL) | O_NONBLOCK);
+    return;
+  }
   if (rc < 0 && errno != EINPROGRESS && errno != EAGAIN) {
     int err = errno;
     ::close(fd_);

@@ -106,6 +106,7 @@ PY
 
 # --- runners ---------------------------------------------------------------------------------
 rss_mb() { awk '/VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }  # utime + stime of the whole process
 
 # $1 = label, $2 = libmilter socket, $3 = pid, $4 = message name; prints one row.
 run_milter() {
@@ -115,6 +116,7 @@ run_milter() {
     SOCKET="$socket" N=1 miltertest -v -s "$tmp/$msg.lua" 2>&1 | tail -n 8; tail -n 5 "$tmp"/*.log
     die "$label: warm-up failed (miltertest exit $rc)"
   fi
+  local ticks0; ticks0=$(cpu_ticks "$pid")
   start=$(date +%s.%N)
   for i in $(seq "$CLIENTS"); do
     SOCKET="$socket" N="$MESSAGES" miltertest -s "$tmp/$msg.lua" >"$tmp/run.$i.out" 2>&1 &
@@ -122,15 +124,16 @@ run_milter() {
   done
   for p in "${pids[@]}"; do wait "$p" || { tail -n 5 "$tmp"/run.*.out "$tmp"/*.log; die "$label: run failed"; }; done
   end=$(date +%s.%N)
+  local cpu_us; cpu_us=$(echo "($(cpu_ticks "$pid") - $ticks0) * 1000000 / $(getconf CLK_TCK) / ($CLIENTS * $MESSAGES)" | bc -l)
   local status; status=$(grep -o 'STATUS<<[^>]*' "$tmp/run.1.out" | head -1 | sed 's/STATUS<<//')
-  printf '| %-34s | %-5s | %8.1f | %6s MB | %s |\n' "$label" "$msg" \
-    "$(echo "$CLIENTS * $MESSAGES / ($end - $start)" | bc -l)" "$(rss_mb "$pid")" "$status"
+  printf '| %-34s | %-5s | %8.1f | %6.0f | %6s MB | %s |\n' "$label" "$msg" \
+    "$(echo "$CLIENTS * $MESSAGES / ($end - $start)" | bc -l)" "$cpu_us" "$(rss_mb "$pid")" "$status"
 }
 
 run_direct() {  # $1 = message name
   local rate; rate=$(/usr/bin/python3 "$here/av_instream.py" "$tmp/clamd.sock" "$tmp/$1.eml" "$CLIENTS" 20 >/dev/null &&
                      /usr/bin/python3 "$here/av_instream.py" "$tmp/clamd.sock" "$tmp/$1.eml" "$CLIENTS" "$MESSAGES")
-  printf '| %-34s | %-5s | %8.1f | %9s | %s |\n' "direct zINSTREAM (no milter)" "$1" "$rate" "—" "stream: OK"
+  printf '| %-34s | %-5s | %8.1f | %6s | %9s | %s |\n' "direct zINSTREAM (no milter)" "$1" "$rate" "—" "—" "stream: OK"
 }
 
 start_clamav_milter() {  # $1 = MilterSocket (libmilter syntax); sets $pid
@@ -176,8 +179,8 @@ stop() { kill -TERM "$pid" 2>/dev/null; kill -KILL "$pid" 2>/dev/null || true; w
 echo "clamd $(/usr/sbin/clamd --version | cut -d/ -f1), clamav-milter $(/usr/sbin/clamav-milter --version | awk '{print $NF}'), mxguard-av $("$AV" --version | awk '{print $2}')"
 echo "$CLIENTS concurrent clients x $MESSAGES messages each, $(nproc) cores; small = 4 KiB text, mime = $(( $(stat -c %s "$tmp/mime.eml") / 1024 )) KiB with a base64 attachment"
 echo
-echo "| run                                | msg   |   msgs/s |  peak RSS | X-Virus-Status |"
-echo "|---|---|---:|---:|---|"
+echo "| run                                | msg   |   msgs/s | milter CPU µs/msg |  peak RSS | X-Virus-Status |"
+echo "|---|---|---:|---:|---:|---|"
 for msg in small mime; do
   run_direct "$msg"
   start_clamav_milter "unix:$tmp/cm.sock"
