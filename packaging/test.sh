@@ -292,12 +292,15 @@ check "--dry-run shows the milters in order" \
 check "--dry-run shows milter_default_action = tempfail" grep -q "^+milter_default_action = tempfail" "$tmp/setup.out"
 check "--dry-run adds the policy service at DATA (a second header slot)" \
   grep -q "^+smtpd_data_restrictions = check_policy_service unix:mxguard/policyd.sock" "$tmp/setup.out"
-# The default, --milters auto, wires the milters whose binary is installed: mxguard-dkim.
+# The default, --milters auto, wires the milters whose binary is installed: mxguard-dkim, and
+# mxguard-av when clamd is installed (tests/install-deps.sh installs clamav-daemon).
 mxguard-setup postfix --dry-run --config-directory "$pf" >"$tmp/setup-auto.out" 2>&1 &&
   pass "mxguard-setup postfix --dry-run (--milters auto)" ||
   { fail "mxguard-setup --dry-run (auto)"; cat "$tmp/setup-auto.out"; }
-check "auto: smtpd_milters = unix:mxguard/dkim.sock" \
-  grep -qx "+smtpd_milters = unix:mxguard/dkim.sock" "$tmp/setup-auto.out"
+auto_milters="unix:mxguard/dkim.sock"
+[ -x /usr/sbin/clamd ] && auto_milters+=", unix:mxguard/av.sock"
+check "auto: smtpd_milters = $auto_milters" \
+  grep -qx "+smtpd_milters = $auto_milters" "$tmp/setup-auto.out"
 check "auto: non_smtpd_milters = unix:mxguard/dkim.sock" \
   grep -qx "+non_smtpd_milters = unix:mxguard/dkim.sock" "$tmp/setup-auto.out"
 mxguard-setup postfix --config-directory "$pf" >/dev/null 2>&1
