@@ -45,7 +45,7 @@ common::metrics::Counter& forged_removed() {
 }
 common::metrics::Histogram& scan_seconds() {
   return common::metrics::Registry::global().histogram(
-      "mxguard_av_scan_seconds", "Time from the first byte streamed to clamd's verdict",
+      "mxguard_av_scan_seconds", "Time from connecting to clamd to its verdict",
       common::metrics::latency_buckets());
 }
 

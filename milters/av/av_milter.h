@@ -1,9 +1,10 @@
 // mxguard-av's milter glue: decides per message whether to scan (SASL, client network and
-// allow-lists may skip it), streams the headers as received and the body to clamd while they
-// arrive, and at end of message applies the --on-* action, replaces incoming X-Virus-Scanned /
+// allow-lists may skip it), streams the headers as received and the body to clamd in chunks
+// while they arrive (connecting once the first chunk is full, or at end of message), and at
+// end of message applies the --on-* action, replaces incoming X-Virus-Scanned /
 // X-Virus-Status headers with ours and writes one decision log line. Must never accept a
-// message as clean without clamd's "stream: OK", and never keep more than one chunk of a
-// message in memory.
+// message as clean without clamd's "stream: OK", and never keep more than about one chunk of
+// a message in memory.
 #pragma once
 
 #include <atomic>
