@@ -265,7 +265,8 @@ class AvSession : public common::milter::Session {
     for (int i = incoming_scanned_; i >= 1; --i) c.delete_header(kScannedName, i);
     for (int i = incoming_status_; i >= 1; --i) c.delete_header(kStatusName, i);
     if (incoming_scanned_ + incoming_status_ > 0) {
-      forged_removed().inc(static_cast<std::uint64_t>(incoming_scanned_ + incoming_status_));
+      forged_removed().inc(static_cast<std::uint64_t>(incoming_scanned_) +
+                           static_cast<std::uint64_t>(incoming_status_));
     }
     c.insert_header(0, kStatusName, status_header(outcome));
     c.insert_header(0, kScannedName, config_->scanned_header);

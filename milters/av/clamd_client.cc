@@ -364,6 +364,7 @@ void ClamdPool::health_loop() {
     if (round) next_round = now + options_.health_interval;
     lock.unlock();
     std::vector<std::pair<std::size_t, bool>> results;
+    results.reserve(due.size());
     for (std::size_t i : due) results.emplace_back(i, ping(options_.servers[i]));
     lock.lock();
     for (auto [i, ok] : results) {

@@ -78,7 +78,7 @@ struct PoolOptions {
   std::chrono::milliseconds connect_timeout{2000};
   std::chrono::milliseconds scan_timeout{60000};
   std::chrono::milliseconds health_interval{10000};
-  std::size_t chunk_size = 64 * 1024;
+  std::size_t chunk_size = std::size_t{64} * 1024;
   std::chrono::milliseconds min_backoff{1000};
   std::chrono::milliseconds max_backoff{30000};
 };

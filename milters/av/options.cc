@@ -80,7 +80,7 @@ void Options::validate() const {
     }
   }
   if (reject_text.size() > 400) throw OptionError("reject-text", "at most 400 characters");
-  if (chunk_size.bytes < 1024 || chunk_size.bytes > 16 * 1024 * 1024) {
+  if (chunk_size.bytes < 1024 || chunk_size.bytes > std::uint64_t{16} * 1024 * 1024) {
     throw OptionError("chunk-size", "1k to 16M");
   }
   if (max_size.bytes < chunk_size.bytes) throw OptionError("max-size", "at least chunk-size");

@@ -21,8 +21,8 @@ struct Options {
   common::config::Duration scan_timeout{std::chrono::seconds(60)};
   common::config::Duration health_interval{std::chrono::seconds(10)};
   // Below clamd's StreamMaxLength (default 25M), which counts the whole stream.
-  common::config::Size chunk_size{64 * 1024};
-  common::config::Size max_size{25 * 1024 * 1024};
+  common::config::Size chunk_size{std::uint64_t{64} * 1024};
+  common::config::Size max_size{std::uint64_t{25} * 1024 * 1024};
 
   std::string on_infected = "reject";           // reject|discard|quarantine|accept
   std::string reject_text = "Virus found: %v";  // %v: the virus name
