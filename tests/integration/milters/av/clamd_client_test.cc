@@ -71,6 +71,22 @@ TEST_F(AvClamdClientTest, EicarSplitAcrossManySmallChunksIsFound) {
   EXPECT_EQ(s.scan->bytes_sent(), m.size());
 }
 
+TEST_F(AvClamdClientTest, PackedAndArchivedTestFilesAreFoundAfterUnpacking) {
+  if (!testing::have_clamav_testfiles()) GTEST_SKIP() << "clamav-testfiles not installed";
+  ClamdPool pool(options({clamd_->unix_spec()}));
+  int found = 0;
+  for (const char* name : {"clam.exe", "clam.zip", "clam.7z", "clam.tar.gz", "clam.exe.bz2",
+                           "clam.cab", "clam.exe.mbox.base64", "clam.mail", "clam-upx.exe"}) {
+    std::string data = testing::read_file(testing::kTestFilesDir + "/" + name);
+    ASSERT_FALSE(data.empty()) << name;
+    auto r = scan(pool, data);
+    EXPECT_EQ(r.kind, ClamdReply::Kind::kInfected) << name << ": " << r.detail;
+    EXPECT_EQ(r.virus, testing::kClamExeSignature) << name;
+    found += r.kind == ClamdReply::Kind::kInfected;
+  }
+  EXPECT_EQ(found, 9);
+}
+
 TEST(AvClamdClient, StreamSizeLimitIsAnErrorNamingIt) {
   ClamdServer small({.stream_max_length = "1M", .tcp = false});
   auto o = options({small.unix_spec()});

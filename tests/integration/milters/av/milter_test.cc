@@ -165,6 +165,23 @@ TEST_F(AvMilterTest, EicarInABase64AttachmentIsFound) {
   EXPECT_TRUE(log_has("verdict=infected action=reject virus=" + kEicarSignature));
 }
 
+TEST_F(AvMilterTest, ZippedTestFileAttachmentIsFound) {
+  if (!have_clamav_testfiles()) GTEST_SKIP() << "clamav-testfiles not installed";
+  start();
+  std::string b64;
+  run_command({"base64", kTestFilesDir + "/clam.zip"}, &b64);
+  Mail m;
+  m.headers = {{"From", "a@example.org"},
+               {"MIME-Version", "1.0"},
+               {"Content-Type", "multipart/mixed; boundary=\"b1\""}};
+  m.body =
+      "--b1\r\nContent-Type: application/zip\r\nContent-Transfer-Encoding: base64\r\n"
+      "Content-Disposition: attachment; filename=\"invoice.zip\"\r\n\r\n" +
+      b64 + "\r\n--b1--\r\n";
+  EXPECT_THAT(run(m), HasSubstr("REPLY=replycode"));
+  EXPECT_TRUE(log_has("verdict=infected action=reject virus=" + kClamExeSignature));
+}
+
 TEST_F(AvMilterTest, ForgedIncomingHeadersAreReplaced) {
   start();
   Mail m;
