@@ -6,6 +6,7 @@
 #include <strings.h>
 
 #include <chrono>
+#include <utility>
 
 #include "common/log/log.h"
 #include "common/metrics/metrics.h"
@@ -369,10 +370,15 @@ void AvService::stop() { milter_->stop(); }
 
 void AvService::reload(const Options& fresh) {
   auto c = make_config(fresh);  // throws: the running configuration stays
-  std::lock_guard lock(mutex_);
-  if (serving_) c->pool->start_health_checks();
-  config_->pool->stop_health_checks();
-  config_ = std::move(c);
+  std::shared_ptr<Config> old;
+  {
+    std::lock_guard lock(mutex_);
+    if (serving_) c->pool->start_health_checks();
+    old = std::exchange(config_, std::move(c));
+  }
+  // Outside the lock: joining may wait for a ping in flight (≤ --connect-timeout), and new
+  // messages must not. Messages still holding the old Config keep its pool until they end.
+  old->pool->stop_health_checks();
 }
 
 std::shared_ptr<const Config> AvService::config() const {
