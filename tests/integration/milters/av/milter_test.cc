@@ -311,6 +311,33 @@ TEST_F(AvMilterTest, MetricsCountVerdictsAndErrors) {
   EXPECT_THAT(metrics, HasSubstr("mxguard_av_clamd_up{server=\"" + clamd_->unix_spec() + "\"} 1"));
 }
 
+// A message smaller than one chunk opens no clamd connection until end of message (so a slow
+// client holds no clamd thread); a larger one streams while the body arrives.
+TEST_F(AvMilterTest, ClamdConnectionOpensAtTheFirstFullChunkOrAtEndOfMessage) {
+  FakeClamd fake(FakeClamd::Mode::kGarbage, "stream: OK\0");
+  port_ = free_tcp_port();
+  write_file(dir_ / "av.conf", "listen = inet:127.0.0.1:" + std::to_string(port_) + "\nclamd = " +
+                                   fake.inet_spec() + "\nchunk-size = 16k\nhealth-interval = 1h\n");
+  av_ = Process(
+      {kBinary, "--foreground", "--log-target", "stderr", "-c", (dir_ / "av.conf").string()},
+      dir_ / "av.log");
+  ASSERT_TRUE(wait_for_tcp("127.0.0.1", port_, std::chrono::seconds(10))) << av_.log();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the first health round
+  for (std::size_t body_size : {std::size_t{1000}, std::size_t{40000}}) {
+    int before = fake.connections();
+    std::string s = script(Mail{.body = std::string(body_size, 'x') + "\r\n"});
+    s.insert(s.find("mt.eom(conn)"), "mt.sleep(1)\n");  // a client pausing before the end
+    MiltertestResult r;
+    std::thread t([&] { r = run_miltertest(s, "inet:" + std::to_string(port_) + "@127.0.0.1"); });
+    std::this_thread::sleep_for(std::chrono::milliseconds(600));
+    int during = fake.connections() - before;
+    t.join();
+    EXPECT_EQ(during, body_size < 16384 ? 0 : 1) << body_size;
+    EXPECT_EQ(fake.connections() - before, 1) << body_size;
+    EXPECT_THAT(r.output, HasSubstr("ADDED X-Virus-Status<<clean>>")) << r.output;
+  }
+}
+
 TEST_F(AvMilterTest, ConfigurationErrorsExit78) {
   write_file(dir_ / "bad.conf", "clamd = unix:/x.sock\non-infected = bounce\n");
   std::string out;
