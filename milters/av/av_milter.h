@@ -7,7 +7,6 @@
 // a message in memory.
 #pragma once
 
-#include <atomic>
 #include <memory>
 #include <mutex>
 
