@@ -16,6 +16,7 @@ spool=/var/spool/postfix/mxguard
 unit=/lib/systemd/system/mxguard-policyd.service
 dkim_unit=/lib/systemd/system/mxguard-dkim.service
 dmarc_unit=/lib/systemd/system/mxguard-dmarc.service
+av_unit=/lib/systemd/system/mxguard-av.service
 start=$(date +%s)
 
 [ "$(id -u)" = 0 ] || { echo "package test: needs root (dpkg -i)" >&2; exit 1; }
@@ -83,7 +84,8 @@ check "/etc/mxguard/keys is mxguard:mxguard 750" stat_is /etc/mxguard/keys "mxgu
 check "policyd.conf is root:mxguard 640" stat_is /etc/mxguard/policyd.conf "root:mxguard 640"
 check "dkim.conf is root:mxguard 640" stat_is /etc/mxguard/dkim.conf "root:mxguard 640"
 check "dmarc.conf is root:mxguard 640" stat_is /etc/mxguard/dmarc.conf "root:mxguard 640"
-for u in "$unit" "$dkim_unit" "$dmarc_unit" /lib/systemd/system/mxguard-dmarc-report.service; do
+check "av.conf is root:mxguard 640" stat_is /etc/mxguard/av.conf "root:mxguard 640"
+for u in "$unit" "$dkim_unit" "$dmarc_unit" "$av_unit" /lib/systemd/system/mxguard-dmarc-report.service; do
   check "$(basename "$u") is installed and not enabled" \
     bash -c "test -f $u && ! test -e /etc/systemd/system/multi-user.target.wants/$(basename "$u")"
   check "systemd-analyze verify accepts $(basename "$u")" systemd-analyze verify "$u"
@@ -94,8 +96,10 @@ check "mxguard-dmarc.service reloads with SIGUSR1" \
   grep -qx 'ExecReload=/bin/kill -USR1 $MAINPID' "$dmarc_unit"
 check "systemd-analyze verify accepts mxguard-dmarc-report.timer" \
   systemd-analyze verify /lib/systemd/system/mxguard-dmarc-report.timer
+check "mxguard-av.service reloads with SIGUSR1 (libmilter owns SIGHUP)" \
+  grep -qx 'ExecReload=/bin/kill -USR1 $MAINPID' "$av_unit"
 for page in mxguard-policyd.8 mxguard-grey.1 mxguard-setup.8 mxguard.conf.5 mxguard-dkim.8 \
-            mxguard-keygen.1 mxguard-dmarc.8 mxguard-dmarc-report.8; do
+            mxguard-keygen.1 mxguard-dmarc.8 mxguard-dmarc-report.8 mxguard-av.8; do
   check "man page $page renders without warnings" bash -c \
     "test -z \"\$(LC_ALL=C.UTF-8 MANWIDTH=80 man --warnings -l /usr/share/man/man${page##*.}/$page.gz 2>&1 >/dev/null)\""
 done
@@ -122,6 +126,15 @@ check "every option is in dmarc.conf" bash -c \
 check "dkim.conf: active lines are listen (unix socket in the spool) and user" \
   test "$(grep -v '^#' /etc/mxguard/dkim.conf | grep . | tr '\n' ' ')" = \
        "listen = unix:$spool/dkim.sock user = mxguard "
+# av.conf: Debian's clamd socket is the default, so the shipped file only sets listen and user.
+check "av.conf: --check-config as mxguard" \
+  setpriv --reuid=mxguard --regid=mxguard --init-groups /usr/sbin/mxguard-av --check-config
+check "every option is in av.conf" bash -c \
+  "diff <(mxguard-av -c /dev/null --dump-config | sed -n 's/^\([a-z0-9-]*\) =.*/\1/p') \
+        <(sed -n 's/^#\?\([a-z0-9-]*\) =.*/\1/p' /etc/mxguard/av.conf)"
+check "av.conf: active lines are listen (unix socket in the spool) and user" \
+  test "$(grep -v '^#' /etc/mxguard/av.conf | grep . | tr '\n' ' ')" = \
+       "listen = unix:$spool/av.sock user = mxguard "
 
 # --- run the daemon as the unit does: user mxguard, shipped config, private Redis -----------
 port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -291,12 +304,16 @@ check "--dry-run shows the milters in order" \
 check "--dry-run shows milter_default_action = tempfail" grep -q "^+milter_default_action = tempfail" "$tmp/setup.out"
 check "--dry-run adds the policy service at DATA (a second header slot)" \
   grep -q "^+smtpd_data_restrictions = check_policy_service unix:mxguard/policyd.sock" "$tmp/setup.out"
-# The default, --milters auto, wires the milters whose binary is installed: mxguard-dkim.
+# The default, --milters auto, wires the milters whose binary is installed: mxguard-dkim,
+# mxguard-dmarc, and mxguard-av when clamd is installed (tests/install-deps.sh installs
+# clamav-daemon).
 mxguard-setup postfix --dry-run --config-directory "$pf" >"$tmp/setup-auto.out" 2>&1 &&
   pass "mxguard-setup postfix --dry-run (--milters auto)" ||
   { fail "mxguard-setup --dry-run (auto)"; cat "$tmp/setup-auto.out"; }
-check "auto: smtpd_milters = unix:mxguard/dkim.sock" \
-  grep -qx "+smtpd_milters = unix:mxguard/dkim.sock" "$tmp/setup-auto.out"
+auto_milters="unix:mxguard/dkim.sock, unix:mxguard/dmarc.sock"
+[ -x /usr/sbin/clamd ] && auto_milters+=", unix:mxguard/av.sock"
+check "auto: smtpd_milters = $auto_milters" \
+  grep -qx "+smtpd_milters = $auto_milters" "$tmp/setup-auto.out"
 check "auto: non_smtpd_milters = unix:mxguard/dkim.sock" \
   grep -qx "+non_smtpd_milters = unix:mxguard/dkim.sock" "$tmp/setup-auto.out"
 mxguard-setup postfix --config-directory "$pf" >/dev/null 2>&1

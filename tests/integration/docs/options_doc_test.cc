@@ -36,6 +36,10 @@ TEST(OptionsDocTest, PolicydPageNamesEveryOption) {
                      "--greylist-whitelist-recipients=/dev/null"});
 }
 
+TEST(OptionsDocTest, AvPageNamesEveryOption) {
+  expect_documented("/milters/av/mxguard-av", "/docs/mxguard-av.md");
+}
+
 TEST(OptionsDocTest, DkimPageNamesEveryOption) {
   expect_documented("/milters/dkim/mxguard-dkim", "/docs/mxguard-dkim.md");
 }
