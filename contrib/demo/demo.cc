@@ -145,7 +145,7 @@ int run(bool keep) {
     virus.data.clear();
     virus.headers = {"From: Partner News <news@partner.test>", "Subject: demo: eicar"};
     virus.body = "See attachment.";
-    t::write_file(stack.directory() / "eicar.com", t::Stack::eicar());
+    t::write_file(stack.directory() / "eicar.com", t::eicar());
     virus.extra_args = {"--attach-type", "application/octet-stream", "--attach-name",
                         "eicar.com", "--attach", "@" + (stack.directory() / "eicar.com").string()};
     r = pf.send(virus);
