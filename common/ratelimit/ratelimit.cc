@@ -1,0 +1,243 @@
+// Implementation of the shared rate limiter (see ratelimit.h).
+#include "common/ratelimit/ratelimit.h"
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <stdexcept>
+
+#include "common/config/units.h"
+
+namespace mxguard::common::ratelimit {
+namespace {
+
+// KEYS: one hash per subject. ARGV: now_ms, cost, mode (peek|count|consume), then per subject:
+// number of limits, block_ms, then per limit: max, window_ms.
+// Hash fields: s:W / c:W / p:W = start, current and previous count of the fixed windows of
+// length W ms; b = blocked until (ms). The estimate of a sliding window of length W is
+// prev * (W - elapsed) / W + cur.
+// Returns {counted, {blocked_remaining_ms, newly_blocked, est1_milli, est2_milli, ...}, ...}.
+constexpr const char* kScript = R"lua(
+local now = tonumber(ARGV[1])
+local cost = tonumber(ARGV[2])
+local mode = ARGV[3]
+local pos = 4
+local subjects = {}
+local fits = true
+for i = 1, #KEYS do
+  local n = tonumber(ARGV[pos])
+  local s = {block = tonumber(ARGV[pos + 1]), lim = {}, maxw = 0}
+  pos = pos + 2
+  s.b = tonumber(redis.call('HGET', KEYS[i], 'b') or '0') or 0
+  if s.b <= now then s.b = 0 end
+  if s.b > 0 then fits = false end
+  for j = 1, n do
+    local max = tonumber(ARGV[pos])
+    local w = tonumber(ARGV[pos + 1])
+    pos = pos + 2
+    local start = now - (now % w)
+    local st = redis.call('HMGET', KEYS[i], 's:' .. w, 'c:' .. w, 'p:' .. w)
+    local ss = tonumber(st[1])
+    local cur, prev = 0, 0
+    if ss == start then
+      cur, prev = tonumber(st[2]) or 0, tonumber(st[3]) or 0
+    elseif ss == start - w then
+      prev = tonumber(st[2]) or 0
+    end
+    local l = {max = max, w = w, start = start, cur = cur, prev = prev}
+    l.est = prev * (w - (now - start)) / w + cur
+    if l.est + cost > max then fits = false end
+    if w > s.maxw then s.maxw = w end
+    s.lim[j] = l
+  end
+  subjects[i] = s
+end
+local counted = 0
+if mode == 'count' or (mode == 'consume' and fits) then
+  counted = 1
+  for i = 1, #KEYS do
+    local s = subjects[i]
+    for j, l in ipairs(s.lim) do
+      l.cur = l.cur + cost
+      l.est = l.est + cost
+      redis.call('HSET', KEYS[i], 's:' .. l.w, l.start, 'c:' .. l.w, l.cur, 'p:' .. l.w, l.prev)
+    end
+  end
+end
+local out = {counted}
+for i = 1, #KEYS do
+  local s = subjects[i]
+  local newly = 0
+  if counted == 1 and s.block > 0 and s.b == 0 then
+    for j, l in ipairs(s.lim) do
+      if l.est > l.max then
+        s.b = now + s.block
+        newly = 1
+        redis.call('HSET', KEYS[i], 'b', s.b)
+        break
+      end
+    end
+  end
+  if counted == 1 then
+    local ttl = 2 * s.maxw
+    if s.b - now > ttl then ttl = s.b - now end
+    if ttl > 0 then redis.call('PEXPIRE', KEYS[i], ttl) end
+  end
+  local r = {s.b > 0 and (s.b - now) or 0, newly}
+  for j, l in ipairs(s.lim) do r[#r + 1] = math.floor(l.est * 1000) end
+  out[#out + 1] = r
+end
+return out
+)lua";
+
+std::string format_window(std::chrono::milliseconds w) {
+  return config::format_duration(config::Duration(w));
+}
+
+}  // namespace
+
+Limit Limit::parse(std::string_view text) {
+  auto slash = text.find('/');
+  if (slash == std::string_view::npos) {
+    throw std::invalid_argument("'" + std::string(text) + "': expected COUNT/WINDOW, e.g. 10/1m");
+  }
+  Limit l;
+  std::string_view count = text.substr(0, slash);
+  auto [p, ec] = std::from_chars(count.data(), count.data() + count.size(), l.max);
+  if (ec != std::errc() || p != count.data() + count.size() || l.max == 0) {
+    throw std::invalid_argument("'" + std::string(text) + "': count must be a positive number");
+  }
+  try {
+    l.window = config::parse_duration(text.substr(slash + 1)).value;
+  } catch (const std::invalid_argument& ex) {
+    throw std::invalid_argument("'" + std::string(text) + "': " + ex.what());
+  }
+  if (l.window.count() < 1000) {
+    throw std::invalid_argument("'" + std::string(text) + "': window must be at least 1s");
+  }
+  return l;
+}
+
+std::string Limit::to_string() const { return std::to_string(max) + "/" + format_window(window); }
+
+bool Result::blocked() const {
+  return std::any_of(subjects.begin(), subjects.end(),
+                     [](const SubjectState& s) { return s.blocked_for.count() > 0; });
+}
+
+std::int64_t system_clock_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string key_part(std::string_view id) {
+  bool plain = !id.empty() && id.size() <= 128;
+  for (char c : id) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '@' || c == '.' || c == '_' ||
+          c == '+' || c == '-' || c == ':' || c == '/')) {
+      plain = false;
+      break;
+    }
+  }
+  return plain ? std::string(id) : "h:" + redis::sha1_hex(id);
+}
+
+const redis::Script& ratelimit_script() {
+  static const redis::Script script("ratelimit", kScript);
+  return script;
+}
+
+Limiter::Limiter(redis::Pool& redis, Clock clock) : redis_(redis), clock_(std::move(clock)) {}
+
+std::string Limiter::redis_key(std::string_view subject_key) const {
+  return redis_.key("rl:{" + std::string(subject_key) + "}");
+}
+
+Result Limiter::hit(const std::vector<Subject>& subjects, Mode mode, std::uint64_t cost) {
+  Result result;
+  if (subjects.empty()) return result;
+  std::vector<std::string> keys;
+  std::vector<std::string> args{std::to_string(clock_()), std::to_string(cost),
+                                mode == Mode::kPeek    ? "peek"
+                                : mode == Mode::kCount ? "count"
+                                                       : "consume"};
+  for (const auto& s : subjects) {
+    keys.push_back(redis_key(s.key));
+    args.push_back(std::to_string(s.limits.size()));
+    args.push_back(std::to_string(s.block_for.count()));
+    for (const auto& l : s.limits) {
+      args.push_back(std::to_string(l.max));
+      args.push_back(std::to_string(std::max<long long>(l.window.count(), 1)));
+    }
+  }
+  redis::Reply reply = redis_.eval(ratelimit_script(), keys, args);
+  const auto& top = reply.as_array();
+  if (top.size() != subjects.size() + 1) throw std::runtime_error("ratelimit: unexpected reply");
+  result.counted = top[0].as_integer() == 1;
+  for (std::size_t i = 0; i < subjects.size(); ++i) {
+    const auto& r = top[i + 1].as_array();
+    const auto& limits = subjects[i].limits;
+    if (r.size() != limits.size() + 2) throw std::runtime_error("ratelimit: unexpected reply");
+    SubjectState st;
+    st.blocked_for = std::chrono::milliseconds(r[0].as_integer());
+    st.newly_blocked = r[1].as_integer() == 1;
+    for (std::size_t j = 0; j < limits.size(); ++j) {
+      double est = static_cast<double>(r[j + 2].as_integer()) / 1000.0;
+      st.counts.push_back(est);
+      double max = static_cast<double>(limits[j].max);
+      if (!st.exceeded && est > max) st.exceeded = j;
+      if (!st.reached && est >= max) st.reached = j;
+    }
+    result.subjects.push_back(std::move(st));
+  }
+  return result;
+}
+
+void Limiter::reset(std::string_view subject_key) { redis_.command({"DEL", redis_key(subject_key)}); }
+
+void Limiter::block(std::string_view subject_key, std::chrono::milliseconds duration) {
+  std::string key = redis_key(subject_key);
+  std::int64_t until = clock_() + duration.count();
+  auto replies = redis_.pipeline({{"HSET", key, "b", std::to_string(until)}, {"PTTL", key}});
+  long long ttl = replies[1].as_integer();
+  if (ttl < duration.count()) redis_.command({"PEXPIRE", key, std::to_string(duration.count())});
+}
+
+void Limiter::unblock(std::string_view subject_key) {
+  redis_.command({"HDEL", redis_key(subject_key), "b"});
+}
+
+std::vector<std::pair<std::string, std::chrono::milliseconds>> Limiter::blocked(
+    std::string_view key_prefix) {
+  std::string head = redis_.key("rl:{");
+  std::string pattern = head + std::string(key_prefix) + "*";
+  std::vector<std::string> keys;
+  std::string cursor = "0";
+  do {
+    auto r = redis_.command({"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"});
+    const auto& a = r.as_array();
+    cursor = a.at(0).as_string();
+    for (const auto& k : a.at(1).as_array()) keys.push_back(k.as_string());
+  } while (cursor != "0");
+  std::sort(keys.begin(), keys.end());
+  std::vector<std::pair<std::string, std::chrono::milliseconds>> out;
+  if (keys.empty()) return out;
+  std::vector<std::vector<std::string>> cmds;
+  for (const auto& k : keys) cmds.push_back({"HGET", k, "b"});
+  auto replies = redis_.pipeline(cmds);
+  std::int64_t now = clock_();
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    auto v = replies[i].as_optional_string();
+    if (!v) continue;
+    std::int64_t until = 0;
+    std::from_chars(v->data(), v->data() + v->size(), until);
+    if (until <= now) continue;
+    std::string subject = keys[i].substr(head.size());
+    if (!subject.empty() && subject.back() == '}') subject.pop_back();
+    out.emplace_back(subject, std::chrono::milliseconds(until - now));
+  }
+  return out;
+}
+
+}  // namespace mxguard::common::ratelimit
