@@ -12,7 +12,9 @@ namespace mxguard::common::ratelimit {
 namespace {
 
 // KEYS: one hash per subject. ARGV: now_ms, cost, mode (peek|count|consume), then per subject:
-// number of limits, block_ms, then per limit: max, window_ms.
+// number of limits, block_ms, then per limit: max, window_ms, blocks (0|1).
+// Mode countnew: the first subject is always counted, the others only if the first one's first
+// limit had no events (current or previous window).
 // Hash fields: s:W / c:W / p:W = start, current and previous count of the fixed windows of
 // length W ms; b = blocked until (ms). The estimate of a sliding window of length W is
 // prev * (W - elapsed) / W + cur.
@@ -34,7 +36,8 @@ for i = 1, #KEYS do
   for j = 1, n do
     local max = tonumber(ARGV[pos])
     local w = tonumber(ARGV[pos + 1])
-    pos = pos + 2
+    local blocks = ARGV[pos + 2] == '1'
+    pos = pos + 3
     local start = now - (now % w)
     local st = redis.call('HMGET', KEYS[i], 's:' .. w, 'c:' .. w, 'p:' .. w)
     local ss = tonumber(st[1])
@@ -44,7 +47,7 @@ for i = 1, #KEYS do
     elseif ss == start - w then
       prev = tonumber(st[2]) or 0
     end
-    local l = {max = max, w = w, start = start, cur = cur, prev = prev}
+    local l = {max = max, w = w, start = start, cur = cur, prev = prev, blocks = blocks}
     l.est = prev * (w - (now - start)) / w + cur
     if l.est + cost > max then fits = false end
     if w > s.maxw then s.maxw = w end
@@ -53,10 +56,20 @@ for i = 1, #KEYS do
   subjects[i] = s
 end
 local counted = 0
-if mode == 'count' or (mode == 'consume' and fits) then
+local last = #KEYS
+local repeated = 0
+if mode == 'countnew' and #KEYS > 0 then
+  local l = subjects[1].lim[1]
+  if l and (l.cur > 0 or l.prev > 0) then
+    repeated = 1
+    last = 1
+  end
+end
+if mode == 'count' or mode == 'countnew' or (mode == 'consume' and fits) then
   counted = 1
-  for i = 1, #KEYS do
+  for i = 1, last do
     local s = subjects[i]
+    s.counted = true
     for j, l in ipairs(s.lim) do
       l.cur = l.cur + cost
       l.est = l.est + cost
@@ -64,13 +77,13 @@ if mode == 'count' or (mode == 'consume' and fits) then
     end
   end
 end
-local out = {counted}
+local out = {counted, repeated}
 for i = 1, #KEYS do
   local s = subjects[i]
   local newly = 0
-  if counted == 1 and s.block > 0 and s.b == 0 then
+  if s.counted and s.block > 0 and s.b == 0 then
     for j, l in ipairs(s.lim) do
-      if l.est > l.max then
+      if l.blocks and l.est > l.max then
         s.b = now + s.block
         newly = 1
         redis.call('HSET', KEYS[i], 'b', s.b)
@@ -78,7 +91,7 @@ for i = 1, #KEYS do
       end
     end
   end
-  if counted == 1 then
+  if s.counted then
     local ttl = 2 * s.maxw
     if s.b - now > ttl then ttl = s.b - now end
     if ttl > 0 then redis.call('PEXPIRE', KEYS[i], ttl) end
@@ -89,6 +102,24 @@ for i = 1, #KEYS do
 end
 return out
 )lua";
+
+// KEYS[1]: a subject. Deletes its counters, keeps a block that is still in force (ARGV[1]: now).
+constexpr const char* kResetScript = R"lua(
+local b = tonumber(redis.call('HGET', KEYS[1], 'b') or '0') or 0
+redis.call('DEL', KEYS[1])
+local now = tonumber(ARGV[1])
+if b > now then
+  redis.call('HSET', KEYS[1], 'b', b)
+  redis.call('PEXPIRE', KEYS[1], b - now)
+  return 1
+end
+return 0
+)lua";
+
+const redis::Script& reset_script() {
+  static const redis::Script script("ratelimit-reset", kResetScript);
+  return script;
+}
 
 std::string format_window(std::chrono::milliseconds w) {
   return config::format_duration(config::Duration(w));
@@ -159,9 +190,10 @@ Result Limiter::hit(const std::vector<Subject>& subjects, Mode mode, std::uint64
   if (subjects.empty()) return result;
   std::vector<std::string> keys;
   std::vector<std::string> args{std::to_string(clock_()), std::to_string(cost),
-                                mode == Mode::kPeek    ? "peek"
-                                : mode == Mode::kCount ? "count"
-                                                       : "consume"};
+                                mode == Mode::kPeek      ? "peek"
+                                : mode == Mode::kCount   ? "count"
+                                : mode == Mode::kCountNew ? "countnew"
+                                                         : "consume"};
   for (const auto& s : subjects) {
     keys.push_back(redis_key(s.key));
     args.push_back(std::to_string(s.limits.size()));
@@ -169,14 +201,16 @@ Result Limiter::hit(const std::vector<Subject>& subjects, Mode mode, std::uint64
     for (const auto& l : s.limits) {
       args.push_back(std::to_string(l.max));
       args.push_back(std::to_string(std::max<long long>(l.window.count(), 1)));
+      args.push_back(l.blocks ? "1" : "0");
     }
   }
   redis::Reply reply = redis_.eval(ratelimit_script(), keys, args);
   const auto& top = reply.as_array();
-  if (top.size() != subjects.size() + 1) throw std::runtime_error("ratelimit: unexpected reply");
+  if (top.size() != subjects.size() + 2) throw std::runtime_error("ratelimit: unexpected reply");
   result.counted = top[0].as_integer() == 1;
+  result.repeat = top[1].as_integer() == 1;
   for (std::size_t i = 0; i < subjects.size(); ++i) {
-    const auto& r = top[i + 1].as_array();
+    const auto& r = top[i + 2].as_array();
     const auto& limits = subjects[i].limits;
     if (r.size() != limits.size() + 2) throw std::runtime_error("ratelimit: unexpected reply");
     SubjectState st;
@@ -195,6 +229,10 @@ Result Limiter::hit(const std::vector<Subject>& subjects, Mode mode, std::uint64
 }
 
 void Limiter::reset(std::string_view subject_key) { redis_.command({"DEL", redis_key(subject_key)}); }
+
+void Limiter::reset_counts(std::string_view subject_key) {
+  redis_.eval(reset_script(), {redis_key(subject_key)}, {std::to_string(clock_())});
+}
 
 void Limiter::block(std::string_view subject_key, std::chrono::milliseconds duration) {
   std::string key = redis_key(subject_key);

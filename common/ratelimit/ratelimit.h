@@ -26,6 +26,9 @@ namespace mxguard::common::ratelimit {
 struct Limit {
   std::uint64_t max = 0;
   std::chrono::milliseconds window{0};
+  // Exceeding this limit by counting blocks the subject for Subject::block_for; a limit that
+  // does not block is only reported (e.g. a tarpit threshold).
+  bool blocks = true;
 
   // Throws std::invalid_argument naming the text.
   static Limit parse(std::string_view text);
@@ -58,11 +61,16 @@ enum class Mode {
   kPeek,     // read only
   kCount,    // count `cost` on every subject, whatever the limits say
   kConsume,  // count only if no subject would exceed a limit (all or nothing), else nothing
+  // Count the first subject; count the others only if the first one had no events in its first
+  // limit's window yet. authpolicy's (login, password hash) pair: the same wrong password
+  // retried is one failure for the address and login counters, not many.
+  kCountNew,
 };
 
 struct Result {
   std::vector<SubjectState> subjects;
   bool counted = false;  // kConsume: false when a limit would have been exceeded
+  bool repeat = false;   // kCountNew: the first subject had been seen, the others not counted
   bool blocked() const;  // any subject blocked
 };
 
@@ -84,6 +92,8 @@ class Limiter {
   Result hit(const std::vector<Subject>& subjects, Mode mode, std::uint64_t cost = 1);
   // Forgets a subject's counters and block.
   void reset(std::string_view subject_key);
+  // Forgets a subject's counters but keeps a block in force (one script call).
+  void reset_counts(std::string_view subject_key);
   // Blocks a subject for `duration` (administrative ban); keeps its counters.
   void block(std::string_view subject_key, std::chrono::milliseconds duration);
   // Lifts a block; keeps the counters.

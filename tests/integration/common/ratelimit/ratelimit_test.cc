@@ -132,6 +132,46 @@ TEST_F(RateLimitTest, BlocksWhenExceededAndExpires) {
   EXPECT_TRUE(l.blocked("t:").empty());
 }
 
+TEST_F(RateLimitTest, ReportOnlyLimitsDoNotBlock) {
+  auto l = limiter();
+  auto s = subject("t:tarpit", {{1, 60s, false}, {5, 60s, true}}, 600s);
+  for (int i = 0; i < 5; ++i) EXPECT_FALSE(l.hit({s}, Mode::kCount).blocked()) << i;
+  auto r = l.hit({s}, Mode::kCount);
+  EXPECT_TRUE(r.subjects[0].newly_blocked);
+  EXPECT_EQ(r.subjects[0].exceeded, 0u);  // the first exceeded limit is still reported
+}
+
+TEST_F(RateLimitTest, CountNewCountsARepeatOnlyOnTheFirstSubject) {
+  auto l = limiter();
+  auto pair = subject("t:pair:x", {{50, 3600s}});
+  auto ip = subject("t:ip", {{50, 3600s}});
+  auto r = l.hit({pair, ip}, Mode::kCountNew);
+  EXPECT_FALSE(r.repeat);
+  r = l.hit({pair, ip}, Mode::kCountNew);
+  EXPECT_TRUE(r.repeat);
+  EXPECT_DOUBLE_EQ(r.subjects[0].counts[0], 2);
+  EXPECT_DOUBLE_EQ(r.subjects[1].counts[0], 1);
+  auto other = subject("t:pair:y", {{50, 3600s}});
+  r = l.hit({other, ip}, Mode::kCountNew);
+  EXPECT_FALSE(r.repeat);
+  EXPECT_DOUBLE_EQ(r.subjects[1].counts[0], 2);
+}
+
+TEST_F(RateLimitTest, ResetCountsKeepsTheBlock) {
+  auto l = limiter();
+  auto s = subject("t:rc", {{1, 60s}}, 600s);
+  l.hit({s}, Mode::kCount);
+  l.hit({s}, Mode::kCount);
+  l.reset_counts("t:rc");
+  auto r = l.hit({s}, Mode::kPeek);
+  EXPECT_TRUE(r.blocked());
+  EXPECT_DOUBLE_EQ(r.subjects[0].counts[0], 0);
+  auto free = subject("t:rc2", {{5, 60s}}, 600s);
+  l.hit({free}, Mode::kCount);
+  l.reset_counts("t:rc2");
+  EXPECT_EQ(pool_->command({"EXISTS", l.redis_key("t:rc2")}).as_integer(), 0);
+}
+
 TEST_F(RateLimitTest, EveryKeyHasATtl) {
   auto l = limiter();
   l.hit({subject("t:ttl", {{5, 60s}, {50, 3600s}})}, Mode::kCount);
