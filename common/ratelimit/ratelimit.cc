@@ -30,7 +30,16 @@ for i = 1, #KEYS do
   local n = tonumber(ARGV[pos])
   local s = {block = tonumber(ARGV[pos + 1]), lim = {}, maxw = 0}
   pos = pos + 2
-  s.b = tonumber(redis.call('HGET', KEYS[i], 'b') or '0') or 0
+  -- One HMGET per subject: b, then s:W c:W p:W per limit.
+  local fields = {'b'}
+  for j = 1, n do
+    local w = ARGV[pos + (j - 1) * 3 + 1]
+    fields[#fields + 1] = 's:' .. w
+    fields[#fields + 1] = 'c:' .. w
+    fields[#fields + 1] = 'p:' .. w
+  end
+  local st = redis.call('HMGET', KEYS[i], unpack(fields))
+  s.b = tonumber(st[1]) or 0
   if s.b <= now then s.b = 0 end
   if s.b > 0 then fits = false end
   for j = 1, n do
@@ -39,13 +48,13 @@ for i = 1, #KEYS do
     local blocks = ARGV[pos + 2] == '1'
     pos = pos + 3
     local start = now - (now % w)
-    local st = redis.call('HMGET', KEYS[i], 's:' .. w, 'c:' .. w, 'p:' .. w)
-    local ss = tonumber(st[1])
+    local k = (j - 1) * 3 + 2
+    local ss = tonumber(st[k])
     local cur, prev = 0, 0
     if ss == start then
-      cur, prev = tonumber(st[2]) or 0, tonumber(st[3]) or 0
+      cur, prev = tonumber(st[k + 1]) or 0, tonumber(st[k + 2]) or 0
     elseif ss == start - w then
-      prev = tonumber(st[2]) or 0
+      prev = tonumber(st[k + 1]) or 0
     end
     local l = {max = max, w = w, start = start, cur = cur, prev = prev, blocks = blocks}
     l.est = prev * (w - (now - start)) / w + cur
@@ -70,10 +79,17 @@ if mode == 'count' or mode == 'countnew' or (mode == 'consume' and fits) then
   for i = 1, last do
     local s = subjects[i]
     s.counted = true
+    s.set = {}
     for j, l in ipairs(s.lim) do
       l.cur = l.cur + cost
       l.est = l.est + cost
-      redis.call('HSET', KEYS[i], 's:' .. l.w, l.start, 'c:' .. l.w, l.cur, 'p:' .. l.w, l.prev)
+      local t = s.set
+      t[#t + 1] = 's:' .. l.w
+      t[#t + 1] = l.start
+      t[#t + 1] = 'c:' .. l.w
+      t[#t + 1] = l.cur
+      t[#t + 1] = 'p:' .. l.w
+      t[#t + 1] = l.prev
     end
   end
 end
@@ -86,12 +102,14 @@ for i = 1, #KEYS do
       if l.blocks and l.est > l.max then
         s.b = now + s.block
         newly = 1
-        redis.call('HSET', KEYS[i], 'b', s.b)
+        s.set[#s.set + 1] = 'b'
+        s.set[#s.set + 1] = s.b
         break
       end
     end
   end
   if s.counted then
+    if #s.set > 0 then redis.call('HSET', KEYS[i], unpack(s.set)) end
     local ttl = 2 * s.maxw
     if s.b - now > ttl then ttl = s.b - now end
     if ttl > 0 then redis.call('PEXPIRE', KEYS[i], ttl) end

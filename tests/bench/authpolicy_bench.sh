@@ -71,7 +71,7 @@ for command in allow report mixed; do
   c1=$(( $(cpu_ticks "$daemon_pid") + $(cpu_ticks "$redis_pid") ))
   echo "$out" >"$tmp/load-$command.txt"
   line=$(head -n 1 <<<"$out")
-  get() { sed -n "s/.*$1=\([0-9.]*\).*/\1/p" <<<"$line"; }
+  get() { sed -n "s|.*$1=\([0-9.]*\).*|\1|p" <<<"$line"; }
   n=$(get requests)
   cpu=$(awk -v t=$((c1 - c0)) -v hz="$hz" -v n="$n" 'BEGIN { printf "%.0f", t / hz * 1e6 / n }')
   echo "| mxguard-authpolicy command=$command | $(get 'decisions/s') | $(get p50_us) | $(get p99_us) | $(get max_us) | $cpu |"
