@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <cmath>
 #include <stdexcept>
 
 #include "common/config/units.h"
@@ -203,9 +204,71 @@ std::string Limiter::redis_key(std::string_view subject_key) const {
   return redis_.key("rl:{" + std::string(subject_key) + "}");
 }
 
+namespace {
+
+std::int64_t to_int(const std::optional<std::string>& v) {
+  if (!v) return 0;
+  std::int64_t out = 0;
+  auto [p, ec] = std::from_chars(v->data(), v->data() + v->size(), out);
+  if (ec != std::errc()) return 0;
+  (void)p;
+  return out;
+}
+
+}  // namespace
+
+// Read only, so no script: one pipelined HMGET per subject, and the script's arithmetic here.
+// A peek is the most frequent call (authpolicy's allow) and Lua's per-call overhead dominated
+// it (docs/BENCHMARKS.md).
+Result Limiter::peek(const std::vector<Subject>& subjects) {
+  Result result;
+  std::int64_t now = clock_();
+  std::vector<std::vector<std::string>> commands;
+  for (const auto& s : subjects) {
+    std::vector<std::string> c{"HMGET", redis_key(s.key), "b"};
+    for (const auto& l : s.limits) {
+      std::string w = std::to_string(std::max<long long>(l.window.count(), 1));
+      c.push_back("s:" + w);
+      c.push_back("c:" + w);
+      c.push_back("p:" + w);
+    }
+    commands.push_back(std::move(c));
+  }
+  auto replies = redis_.pipeline(commands);
+  for (std::size_t i = 0; i < subjects.size(); ++i) {
+    const auto& fields = replies.at(i).as_array();
+    const auto& limits = subjects[i].limits;
+    if (fields.size() != 1 + 3 * limits.size()) throw std::runtime_error("ratelimit: bad reply");
+    SubjectState st;
+    std::int64_t b = to_int(fields[0].as_optional_string());
+    if (b > now) st.blocked_for = std::chrono::milliseconds(b - now);
+    for (std::size_t j = 0; j < limits.size(); ++j) {
+      std::int64_t w = std::max<long long>(limits[j].window.count(), 1);
+      std::int64_t start = now - now % w;
+      std::int64_t stored = to_int(fields[1 + 3 * j].as_optional_string());
+      double cur = 0, prev = 0;
+      if (stored == start) {
+        cur = static_cast<double>(to_int(fields[2 + 3 * j].as_optional_string()));
+        prev = static_cast<double>(to_int(fields[3 + 3 * j].as_optional_string()));
+      } else if (stored == start - w) {
+        prev = static_cast<double>(to_int(fields[2 + 3 * j].as_optional_string()));
+      }
+      double est = prev * static_cast<double>(w - (now - start)) / static_cast<double>(w) + cur;
+      est = std::floor(est * 1000) / 1000;  // as the script returns it
+      st.counts.push_back(est);
+      auto max = static_cast<double>(limits[j].max);
+      if (!st.exceeded && est > max) st.exceeded = j;
+      if (!st.reached && est >= max) st.reached = j;
+    }
+    result.subjects.push_back(std::move(st));
+  }
+  return result;
+}
+
 Result Limiter::hit(const std::vector<Subject>& subjects, Mode mode, std::uint64_t cost) {
   Result result;
   if (subjects.empty()) return result;
+  if (mode == Mode::kPeek) return peek(subjects);
   std::vector<std::string> keys;
   std::vector<std::string> args{std::to_string(clock_()), std::to_string(cost),
                                 mode == Mode::kPeek      ? "peek"

@@ -88,7 +88,8 @@ class Limiter {
   // Keys are prefix + "rl:{" + subject key + "}".
   Limiter(redis::Pool& redis, Clock clock = system_clock_ms);
 
-  // One script call. Throws redis::Error (IoError when Redis is unavailable).
+  // One script call (kPeek: one pipelined read, no script). Throws redis::Error (IoError when
+  // Redis is unavailable).
   Result hit(const std::vector<Subject>& subjects, Mode mode, std::uint64_t cost = 1);
   // Forgets a subject's counters and block.
   void reset(std::string_view subject_key);
@@ -106,6 +107,8 @@ class Limiter {
   const Clock& clock() const { return clock_; }
 
  private:
+  Result peek(const std::vector<Subject>& subjects);
+
   redis::Pool& redis_;
   Clock clock_;
 };
