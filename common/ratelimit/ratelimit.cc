@@ -60,7 +60,10 @@ for i = 1, #KEYS do
     local l = {max = max, w = w, start = start, cur = cur, prev = prev, blocks = blocks}
     l.est = prev * (w - (now - start)) / w + cur
     if l.est + cost > max then fits = false end
-    if w > s.maxw then s.maxw = w end
+    if w > s.maxw then
+      s.maxw = w
+      s.rolled = ss ~= start  -- first count in the longest window: the TTL must be renewed
+    end
     s.lim[j] = l
   end
   subjects[i] = s
@@ -111,9 +114,13 @@ for i = 1, #KEYS do
   end
   if s.counted then
     if #s.set > 0 then redis.call('HSET', KEYS[i], unpack(s.set)) end
-    local ttl = 2 * s.maxw
-    if s.b - now > ttl then ttl = s.b - now end
-    if ttl > 0 then redis.call('PEXPIRE', KEYS[i], ttl) end
+    -- Counts matter until the end of the window after theirs: a TTL of 2 x the longest window,
+    -- set at the first count of each of its windows, covers that (and saves a call per hit).
+    if s.rolled or newly == 1 then
+      local ttl = 2 * s.maxw
+      if s.b - now > ttl then ttl = s.b - now end
+      if ttl > 0 then redis.call('PEXPIRE', KEYS[i], ttl) end
+    end
   end
   local r = {s.b > 0 and (s.b - now) or 0, newly}
   for j, l in ipairs(s.lim) do r[#r + 1] = math.floor(l.est * 1000) end

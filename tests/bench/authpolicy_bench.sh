@@ -7,7 +7,7 @@
 #
 #   BUILD_DIR=build bash tests/bench/authpolicy_bench.sh
 #
-# Variables: BUILD_DIR [build], CONNECTIONS [32], REQUESTS [50000], THREADS [2] (daemon
+# Variables: BUILD_DIR [build], CONNECTIONS [32], REQUESTS [50000], THREADS [4] (daemon
 # threads), REDIS_BENCH_N [100000].
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -15,7 +15,7 @@ BUILD_DIR=${BUILD_DIR:-build}
 case $BUILD_DIR in /*) ;; *) BUILD_DIR=$root/$BUILD_DIR ;; esac
 CONNECTIONS=${CONNECTIONS:-32}
 REQUESTS=${REQUESTS:-50000}
-THREADS=${THREADS:-2}
+THREADS=${THREADS:-4}
 REDIS_BENCH_N=${REDIS_BENCH_N:-100000}
 daemon=$BUILD_DIR/authpolicy/mxguard-authpolicy
 load=$BUILD_DIR/tests/bench/mxguard-authpolicy-load
