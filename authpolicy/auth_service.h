@@ -4,8 +4,12 @@
 // status, and never let Redis trouble turn into a reject.
 #pragma once
 
+#include <condition_variable>
+#include <deque>
 #include <memory>
 #include <mutex>
+#include <thread>
+#include <vector>
 #include <string>
 #include <string_view>
 
@@ -21,6 +25,7 @@ class AuthPolicyService : public common::daemon::Service<Options> {
  public:
   explicit AuthPolicyService(const Options& o,
                              common::ratelimit::Clock clock = common::ratelimit::system_clock_ms);
+  ~AuthPolicyService() override;
   void open() override;
   void serve() override;
   void stop() override;
@@ -32,6 +37,13 @@ class AuthPolicyService : public common::daemon::Service<Options> {
 
  private:
   std::shared_ptr<Policy> current() const;
+  void log_decision(const AuthRequest& req, const Verdict& v,
+                    std::chrono::steady_clock::time_point started);
+  // Async reports: a bounded queue and one worker that counts them in pipelined batches. The
+  // worker starts in serve() (after the daemon forked) and drains the queue when serve() ends.
+  bool enqueue_report(AuthRequest req);
+  void report_worker();
+  void stop_reports();
 
   Options options_;
   common::ratelimit::Clock clock_;
@@ -39,6 +51,15 @@ class AuthPolicyService : public common::daemon::Service<Options> {
   mutable std::mutex mutex_;
   std::shared_ptr<Policy> policy_;
   std::unique_ptr<HttpServer> server_;
+
+  const std::size_t report_queue_limit_;  // fixed at start (reload keeps it)
+  const bool async_reports_;
+  std::mutex reports_mutex_;
+  std::condition_variable reports_ready_;
+  std::deque<std::pair<AuthRequest, std::chrono::steady_clock::time_point>> reports_;
+  bool reports_running_ = false;
+  bool reports_stopping_ = false;
+  std::thread reports_thread_;
 };
 
 // {"status":N,"msg":"…"}

@@ -46,6 +46,9 @@ void Options::bind(common::config::Binder& b) {
   b.add("reset-on-success", reset_on_success,
         "a successful login clears its remote address's failure counters (not a block)");
   b.add("reject-message", reject_message, "msg of a reject answer (Dovecot logs it)");
+  b.add("async-reports", async_reports,
+        "answer reports at once and count them in pipelined batches (Dovecot ignores the answer)");
+  b.add("report-queue", report_queue, "most reports waiting to be counted; more are dropped");
 }
 
 void Options::validate() const {
@@ -104,6 +107,7 @@ void Options::validate() const {
   if (tarpit_max_delay.value < tarpit_delay.value) {
     throw OptionError("tarpit-max-delay", "must not be shorter than tarpit-delay");
   }
+  if (report_queue < 1 || report_queue > 1000000) throw OptionError("report-queue", "1 to 1000000");
   if (tarpit_max_delay.value > std::chrono::minutes(5)) {
     throw OptionError("tarpit-max-delay", "at most 5m");
   }

@@ -42,6 +42,9 @@ struct Options {
   common::config::Duration tarpit_max_delay{15s};
   bool reset_on_success = true;
   std::string reject_message = "Too many failed logins, try again later";
+  // Answer reports at once and count them in batches (Dovecot ignores the answer to a report).
+  bool async_reports = true;
+  unsigned report_queue = 10000;  // reports waiting to be counted; more are dropped
 
   void bind(common::config::Binder& b);
   void validate() const;

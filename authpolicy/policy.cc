@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <optional>
 
 #include <nlohmann/json.hpp>
 
@@ -215,32 +216,104 @@ Verdict Policy::allow(const AuthRequest& r, const common::net::IpAddress* ip) {
   return {0, "", "allow", "under limits"};
 }
 
-Verdict Policy::report(const AuthRequest& r, const common::net::IpAddress* ip) {
+// What a report needs besides Redis: a verdict already, or a script call and its subjects.
+struct Policy::PendingReport {
+  std::optional<Verdict> done;
+  Subjects subjects;
+  Mode mode = Mode::kCount;
+};
+
+Policy::PendingReport Policy::prepare_report(const AuthRequest& r,
+                                             const common::net::IpAddress* ip) {
+  PendingReport p;
   if (r.success) {
     if (options_.reset_on_success && ip != nullptr) {
       limiter_.reset_counts(ip_key(*ip));
-      return {0, "", "success", "address counters reset"};
+      p.done = Verdict{0, "", "success", "address counters reset"};
+    } else {
+      p.done = Verdict{0, "", "success", "login succeeded"};
     }
-    return {0, "", "success", "login succeeded"};
+    return p;
   }
-  if (r.policy_reject) return {0, "", "ignored", "rejected by this policy"};
-  if (r.fail_type == "internal") return {0, "", "ignored", "internal failure"};
-  Subjects s = subjects_for(r, ip);
-  if (s.list.empty()) return {0, "", "ignored", "no limits"};
-  bool with_pair = !s.kinds.empty() && s.kinds[0] == "pw";
-  auto result = limiter_.hit(s.list, with_pair ? Mode::kCountNew : Mode::kCount);
+  if (r.policy_reject) {
+    p.done = Verdict{0, "", "ignored", "rejected by this policy"};
+    return p;
+  }
+  if (r.fail_type == "internal") {
+    p.done = Verdict{0, "", "ignored", "internal failure"};
+    return p;
+  }
+  p.subjects = subjects_for(r, ip);
+  if (p.subjects.list.empty()) {
+    p.done = Verdict{0, "", "ignored", "no limits"};
+    return p;
+  }
+  bool with_pair = p.subjects.kinds[0] == "pw";
+  p.mode = with_pair ? Mode::kCountNew : Mode::kCount;
+  return p;
+}
+
+Verdict Policy::finish_report(const PendingReport& p, const common::ratelimit::Result& result) {
   std::string blocked;
-  for (std::size_t i = 0; i < s.list.size(); ++i) {
+  for (std::size_t i = 0; i < p.subjects.list.size(); ++i) {
     if (!result.subjects[i].newly_blocked) continue;
-    blocks(s.kinds[i]).inc();
-    blocked += (blocked.empty() ? "" : ",") + s.kinds[i];
-    common::log::warning("blocked " + s.kinds[i] + " " + s.list[i].key.substr(3 + s.kinds[i].size() + 1) +
-                         " for " + std::to_string(whole_seconds(options_.block_time.value)) +
+    const std::string& kind = p.subjects.kinds[i];
+    blocks(kind).inc();
+    blocked += (blocked.empty() ? "" : ",") + kind;
+    common::log::warning("blocked " + kind + " " +
+                         p.subjects.list[i].key.substr(3 + kind.size() + 1) + " for " +
+                         std::to_string(whole_seconds(options_.block_time.value)) +
                          "s after too many failed logins");
   }
   if (result.repeat) return {0, "", "repeat", "same login and password hash as before"};
   if (!blocked.empty()) return {0, "", "blocked", blocked};
   return {0, "", "counted", "failed login"};
+}
+
+Verdict Policy::report(const AuthRequest& r, const common::net::IpAddress* ip) {
+  PendingReport p = prepare_report(r, ip);
+  if (p.done) return *p.done;
+  return finish_report(p, limiter_.hit(p.subjects.list, p.mode));
+}
+
+std::vector<Verdict> Policy::report_batch(const std::vector<AuthRequest>& reqs) {
+  std::vector<Verdict> out(reqs.size());
+  std::vector<PendingReport> pending(reqs.size());
+  std::vector<common::ratelimit::Hit> hits;
+  std::vector<std::size_t> index;
+  for (std::size_t i = 0; i < reqs.size(); ++i) {
+    try {
+      auto ip = common::net::IpAddress::parse(reqs[i].remote);
+      if (ip && allow_networks_.contains(*ip)) {
+        out[i] = {0, "", "allowlisted", "allow-networks"};
+        continue;
+      }
+      pending[i] = prepare_report(reqs[i], ip ? &*ip : nullptr);
+    } catch (const common::redis::Error& ex) {
+      store_errors().inc();
+      out[i] = {0, "", "store-error", ex.what()};
+      continue;
+    }
+    if (pending[i].done) {
+      out[i] = *pending[i].done;
+      continue;
+    }
+    hits.push_back({pending[i].subjects.list, pending[i].mode, 1});
+    index.push_back(i);
+  }
+  if (hits.empty()) return out;
+  try {
+    auto results = limiter_.hit_batch(hits);
+    for (std::size_t k = 0; k < hits.size(); ++k) {
+      out[index[k]] = finish_report(pending[index[k]], results[k]);
+    }
+  } catch (const common::redis::Error& ex) {
+    for (std::size_t i : index) {
+      store_errors().inc();
+      out[i] = {0, "", "store-error", ex.what()};
+    }
+  }
+  return out;
 }
 
 }  // namespace mxguard::authpolicy

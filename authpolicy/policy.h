@@ -75,10 +75,16 @@ class Policy {
   // Never throws for Redis trouble (allow + store-error result); may throw std::exception for
   // internal errors, which the server answers with HTTP 500.
   Verdict decide(const AuthRequest& r);
+  // Many reports in one Redis round trip (pipelined script calls); verdicts in order. Never
+  // throws for Redis trouble (store-error verdicts).
+  std::vector<Verdict> report_batch(const std::vector<AuthRequest>& reqs);
   common::ratelimit::Limiter& limiter() { return limiter_; }
 
  private:
   struct Subjects;
+  struct PendingReport;
+  PendingReport prepare_report(const AuthRequest& r, const common::net::IpAddress* ip);
+  Verdict finish_report(const PendingReport& p, const common::ratelimit::Result& result);
   Subjects subjects_for(const AuthRequest& r, const common::net::IpAddress* ip) const;
   Verdict allow(const AuthRequest& r, const common::net::IpAddress* ip);
   Verdict report(const AuthRequest& r, const common::net::IpAddress* ip);

@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "common/config/units.h"
+#include "common/redis/errors.h"
 
 namespace mxguard::common::ratelimit {
 namespace {
@@ -272,27 +273,20 @@ Result Limiter::peek(const std::vector<Subject>& subjects) {
   return result;
 }
 
-Result Limiter::hit(const std::vector<Subject>& subjects, Mode mode, std::uint64_t cost) {
-  Result result;
-  if (subjects.empty()) return result;
-  if (mode == Mode::kPeek) return peek(subjects);
-  std::vector<std::string> keys;
-  std::vector<std::string> args{std::to_string(clock_()), std::to_string(cost),
-                                mode == Mode::kPeek      ? "peek"
-                                : mode == Mode::kCount   ? "count"
-                                : mode == Mode::kCountNew ? "countnew"
-                                                         : "consume"};
-  for (const auto& s : subjects) {
-    keys.push_back(redis_key(s.key));
-    args.push_back(std::to_string(s.limits.size()));
-    args.push_back(std::to_string(s.block_for.count()));
-    for (const auto& l : s.limits) {
-      args.push_back(std::to_string(l.max));
-      args.push_back(std::to_string(std::max<long long>(l.window.count(), 1)));
-      args.push_back(l.blocks ? "1" : "0");
-    }
+namespace {
+
+std::string_view mode_name(Mode mode) {
+  switch (mode) {
+    case Mode::kPeek: return "peek";
+    case Mode::kCount: return "count";
+    case Mode::kCountNew: return "countnew";
+    case Mode::kConsume: return "consume";
   }
-  redis::Reply reply = redis_.eval(ratelimit_script(), keys, args);
+  return "peek";
+}
+
+Result parse_result(const redis::Reply& reply, const std::vector<Subject>& subjects) {
+  Result result;
   const auto& top = reply.as_array();
   if (top.size() != subjects.size() + 2) throw std::runtime_error("ratelimit: unexpected reply");
   result.counted = top[0].as_integer() == 1;
@@ -314,6 +308,67 @@ Result Limiter::hit(const std::vector<Subject>& subjects, Mode mode, std::uint64
     result.subjects.push_back(std::move(st));
   }
   return result;
+}
+
+}  // namespace
+
+void Limiter::script_call(const Hit& hit, std::int64_t now, std::vector<std::string>& keys,
+                          std::vector<std::string>& args) const {
+  args = {std::to_string(now), std::to_string(hit.cost), std::string(mode_name(hit.mode))};
+  for (const auto& s : hit.subjects) {
+    keys.push_back(redis_key(s.key));
+    args.push_back(std::to_string(s.limits.size()));
+    args.push_back(std::to_string(s.block_for.count()));
+    for (const auto& l : s.limits) {
+      args.push_back(std::to_string(l.max));
+      args.push_back(std::to_string(std::max<long long>(l.window.count(), 1)));
+      args.push_back(l.blocks ? "1" : "0");
+    }
+  }
+}
+
+Result Limiter::hit(const std::vector<Subject>& subjects, Mode mode, std::uint64_t cost) {
+  if (subjects.empty()) return {};
+  if (mode == Mode::kPeek) return peek(subjects);
+  std::vector<std::string> keys, args;
+  script_call(Hit{subjects, mode, cost}, clock_(), keys, args);
+  return parse_result(redis_.eval(ratelimit_script(), keys, args), subjects);
+}
+
+std::vector<Result> Limiter::hit_batch(const std::vector<Hit>& hits) {
+  std::vector<Result> out(hits.size());
+  std::vector<std::vector<std::string>> commands;
+  std::vector<std::size_t> index;  // command → hit
+  std::int64_t now = clock_();
+  const auto& script = ratelimit_script();
+  for (std::size_t i = 0; i < hits.size(); ++i) {
+    if (hits[i].subjects.empty()) continue;
+    if (hits[i].mode == Mode::kPeek) throw std::invalid_argument("hit_batch: no peeks");
+    std::vector<std::string> keys, args;
+    script_call(hits[i], now, keys, args);
+    std::vector<std::string> c{"EVALSHA", script.sha1(), std::to_string(keys.size())};
+    c.insert(c.end(), keys.begin(), keys.end());
+    c.insert(c.end(), args.begin(), args.end());
+    commands.push_back(std::move(c));
+    index.push_back(i);
+  }
+  if (commands.empty()) return out;
+  auto lease = redis_.borrow();
+  std::vector<redis::Reply> replies;
+  try {
+    replies = lease->pipeline(commands);
+  } catch (const redis::ReplyError& ex) {
+    if (std::string_view(ex.what()).find("NOSCRIPT") == std::string_view::npos) throw;
+    // A restarted or flushed Redis: load once, then the whole batch again (the script did
+    // not run for any NOSCRIPT reply; a batch is all NOSCRIPT or none, bar a SCRIPT FLUSH
+    // racing it, after which counts may be short by one batch).
+    lease->command({"SCRIPT", "LOAD", script.source()});
+    replies = lease->pipeline(commands);
+  }
+  for (std::size_t k = 0; k < replies.size(); ++k) {
+    out[index[k]] = parse_result(replies[k], hits[index[k]].subjects);
+  }
+  return out;
 }
 
 void Limiter::reset(std::string_view subject_key) { redis_.command({"DEL", redis_key(subject_key)}); }

@@ -83,6 +83,13 @@ std::int64_t system_clock_ms();
 // characters, braces (hash tags) or unbounded lengths.
 std::string key_part(std::string_view id);
 
+// One check-and-count for hit_batch().
+struct Hit {
+  std::vector<Subject> subjects;
+  Mode mode = Mode::kCount;
+  std::uint64_t cost = 1;
+};
+
 class Limiter {
  public:
   // Keys are prefix + "rl:{" + subject key + "}".
@@ -91,6 +98,9 @@ class Limiter {
   // One script call (kPeek: one pipelined read, no script). Throws redis::Error (IoError when
   // Redis is unavailable).
   Result hit(const std::vector<Subject>& subjects, Mode mode, std::uint64_t cost = 1);
+  // Several script calls (no kPeek) in one pipelined round trip, on one connection; results in
+  // the same order. Throws redis::Error for the whole batch.
+  std::vector<Result> hit_batch(const std::vector<Hit>& hits);
   // Forgets a subject's counters and block.
   void reset(std::string_view subject_key);
   // Forgets a subject's counters but keeps a block in force (one script call).
@@ -108,6 +118,8 @@ class Limiter {
 
  private:
   Result peek(const std::vector<Subject>& subjects);
+  void script_call(const Hit& hit, std::int64_t now, std::vector<std::string>& keys,
+                   std::vector<std::string>& args) const;
 
   redis::Pool& redis_;
   Clock clock_;

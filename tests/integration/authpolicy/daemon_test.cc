@@ -49,7 +49,8 @@ class AuthPolicyDaemonTest : public ::testing::Test {
                    "ip-limits = 4/10m\n"
                    "max-connections = 4\n"
                    "max-body-size = 1k\n"
-                   "idle-timeout = 2s\n" +
+                   "idle-timeout = 2s\n"
+                   "async-reports = " + (async_ ? "yes" : "no") + "\n" +
                    extra);
   }
   Process start() {
@@ -71,6 +72,7 @@ class AuthPolicyDaemonTest : public ::testing::Test {
   RedisServer redis_;
   int port_ = 0;
   int metrics_port_ = 0;
+  bool async_ = false;  // most tests check a report's effect at once
 };
 
 TEST_F(AuthPolicyDaemonTest, TarpitsThenRejectsOverKeepAlive) {
@@ -210,6 +212,36 @@ TEST_F(AuthPolicyDaemonTest, ReloadsOnSighupAndStopsOnSigterm) {
             R"({"msg":"Go away","status":-1})");
   ::kill(daemon.pid(), SIGTERM);  // with an idle keep-alive connection open
   EXPECT_EQ(daemon.wait_exit(5s), 0) << daemon.log();
+}
+
+TEST_F(AuthPolicyDaemonTest, AsyncReportsAreAnsweredAtOnceCountedAndDrainedAtStop) {
+  async_ = true;
+  write_config("");
+  Process daemon = start();
+  HttpClient c("127.0.0.1", port_);
+  for (int i = 0; i < 5; ++i) {
+    auto r = c.post("/?command=report", report("192.0.2.77", "u" + std::to_string(i), false), kKey);
+    EXPECT_EQ(r.body, R"({"msg":"","status":0})");
+  }
+  int status = 0;
+  for (int i = 0; i < 50 && status != -1; ++i) {
+    status = policy_status(c.post("/?command=allow", allow("192.0.2.77", "a"), kKey).body);
+    if (status != -1) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(status, -1) << daemon.log();
+  // Reports still queued at SIGTERM are counted and logged before the exit.
+  for (int i = 0; i < 200; ++i) {
+    c.post("/?command=report", report("198.51.100." + std::to_string(i % 200), "x", false), kKey);
+  }
+  ::kill(daemon.pid(), SIGTERM);
+  EXPECT_EQ(daemon.wait_exit(10s), 0);
+  std::string log = daemon.log();
+  std::size_t reports = 0;
+  for (auto p = log.find("command=report"); p != std::string::npos;
+       p = log.find("command=report", p + 1)) {
+    ++reports;
+  }
+  EXPECT_EQ(reports, 205u) << log;
 }
 
 TEST_F(AuthPolicyDaemonTest, BanCommand) {

@@ -182,6 +182,31 @@ TEST_F(AuthPolicyTest, LoginLimitsBlockWhenConfigured) {
   EXPECT_EQ(p.decide(allow("192.0.2.99", "dave")).status, -1);
 }
 
+TEST_F(AuthPolicyTest, ReportBatchCountsLikeSingleReports) {
+  auto p = policy();
+  std::vector<AuthRequest> batch;
+  for (int i = 0; i < 7; ++i) batch.push_back(fail("192.0.2.90", "u" + std::to_string(i)));
+  batch.push_back(fail("192.0.2.91", "alice", "a3f"));
+  batch.push_back(fail("192.0.2.91", "alice", "a3f"));  // the same password again
+  batch.push_back(fail("10.0.0.1"));                      // allow-networks
+  AuthRequest ok = req(AuthRequest::Command::kReport, "192.0.2.92", "bob");
+  ok.success = true;
+  batch.push_back(ok);
+  pool_->command({"SCRIPT", "FLUSH"});  // the batch loads the script itself
+  auto v = p.report_batch(batch);
+  ASSERT_EQ(v.size(), batch.size());
+  EXPECT_EQ(v[0].result, "counted");
+  EXPECT_EQ(v[6].result, "blocked");
+  EXPECT_EQ(v[7].result, "counted");
+  EXPECT_EQ(v[8].result, "repeat");
+  EXPECT_EQ(v[9].result, "allowlisted");
+  EXPECT_EQ(v[10].result, "success");
+  EXPECT_EQ(p.decide(allow("192.0.2.90")).status, -1);
+  redis_.stop();
+  v = p.report_batch({fail("192.0.2.93")});
+  EXPECT_EQ(v[0].result, "store-error");
+}
+
 TEST_F(AuthPolicyTest, RedisDownAllows) {
   auto p = policy();
   for (int i = 0; i < 7; ++i) p.decide(fail("192.0.2.80", "u" + std::to_string(i)));
