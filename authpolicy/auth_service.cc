@@ -3,7 +3,6 @@
 
 #include <atomic>
 #include <map>
-
 #include <nlohmann/json.hpp>
 
 #include "common/log/log.h"
@@ -28,12 +27,11 @@ metrics::Counter& decisions(std::string_view command, const std::string& result)
 }
 
 metrics::Histogram& latency() {
-  static auto& h = metrics::Registry::global().histogram(
-      "mxguard_authpolicy_request_seconds", "Time to decide one auth-policy request",
-      metrics::latency_buckets());
+  static auto& h = metrics::Registry::global().histogram("mxguard_authpolicy_request_seconds",
+                                                         "Time to decide one auth-policy request",
+                                                         metrics::latency_buckets());
   return h;
 }
-
 
 }  // namespace
 
@@ -45,7 +43,9 @@ std::string answer_json(int status, std::string_view msg) {
 }
 
 AuthPolicyService::AuthPolicyService(const Options& o, common::ratelimit::Clock clock)
-    : options_(o), clock_(std::move(clock)), report_queue_limit_(o.report_queue),
+    : options_(o),
+      clock_(std::move(clock)),
+      report_queue_limit_(o.report_queue),
       async_reports_(o.async_reports) {
   redis_ = std::make_unique<common::redis::Pool>(options_.redis);
   policy_ = std::make_shared<Policy>(options_, *redis_, clock_);
@@ -198,9 +198,8 @@ void AuthPolicyService::log_decision(const AuthRequest& req, const Verdict& v,
     common::log::warning(std::string(req.session_id.empty() ? "NOQUEUE" : req.session_id) +
                          ": Redis unavailable, login allowed: " + v.reason);
   }
-  std::string success = req.command == AuthRequest::Command::kReport
-                            ? (req.success ? "yes" : "no")
-                            : "-";
+  std::string success =
+      req.command == AuthRequest::Command::kReport ? (req.success ? "yes" : "no") : "-";
   common::log::decision(req.session_id, {{"command", command_name(req.command)},
                                          {"result", v.result},
                                          {"status", std::to_string(v.status)},

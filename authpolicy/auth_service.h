@@ -8,10 +8,10 @@
 #include <deque>
 #include <memory>
 #include <mutex>
-#include <thread>
-#include <vector>
 #include <string>
 #include <string_view>
+#include <thread>
+#include <vector>
 
 #include "authpolicy/options.h"
 #include "authpolicy/policy.h"

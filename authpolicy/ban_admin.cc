@@ -36,7 +36,8 @@ std::string ban_subject(const std::string& kind, const std::string& value, const
     auto cidr = common::net::Cidr::try_parse(value);
     if (!cidr) throw std::invalid_argument("'" + value + "' is not a network");
     // The daemon's network key: the configured prefix of the network's first address.
-    auto first = common::net::IpAddress::parse(cidr->to_string().substr(0, cidr->to_string().find('/')));
+    auto first =
+        common::net::IpAddress::parse(cidr->to_string().substr(0, cidr->to_string().find('/')));
     return net_key(*first, o.ipv4_prefix, o.ipv6_prefix);
   }
   if (kind == "login") return login_key(value);
@@ -110,8 +111,7 @@ int ban_main(int argc, const char* const* argv) {
     }
     return rc;
   }
-  common::log::init("mxguard-authpolicy", common::log::Target::kStderr,
-                    common::log::Level::kError);
+  common::log::init("mxguard-authpolicy", common::log::Target::kStderr, common::log::Level::kError);
   return run_ban_command(opts, req.positional, std::cout, std::cerr);
 }
 

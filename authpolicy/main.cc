@@ -15,7 +15,6 @@ int main(int argc, char** argv) {
   return mxguard::common::daemon::run<Options>(
       {"mxguard-authpolicy", "Dovecot auth policy server: brute-force defence on a shared Redis",
        "/etc/mxguard/authpolicy.conf", ""},
-      argc, argv, [](const Options& o) {
-        return std::make_unique<mxguard::authpolicy::AuthPolicyService>(o);
-      });
+      argc, argv,
+      [](const Options& o) { return std::make_unique<mxguard::authpolicy::AuthPolicyService>(o); });
 }

@@ -26,7 +26,8 @@ void Options::bind(common::config::Binder& b) {
   b.add("allow-networks", allow_networks, "remote addresses that are never limited");
   b.add("threads", threads, "threads answering HTTP requests");
   b.add("max-connections", max_connections, "most concurrent HTTP connections");
-  b.add("idle-timeout", idle_timeout, "close a connection idle (or a request unfinished) this long");
+  b.add("idle-timeout", idle_timeout,
+        "close a connection idle (or a request unfinished) this long");
   b.add("max-body-size", max_body_size, "largest request body accepted");
   b.add("max-header-size", max_header_size, "largest request head (request line and headers)");
   b.add("ip-tarpit", ip_tarpit, "failed logins per remote address before attempts are delayed");
@@ -42,7 +43,8 @@ void Options::bind(common::config::Binder& b) {
         "attempts with the same login and wrong password before they are delayed");
   b.add("block-time", block_time, "how long an address, network or login stays blocked");
   b.add("tarpit-delay", tarpit_delay, "delay at the first tarpit threshold");
-  b.add("tarpit-max-delay", tarpit_max_delay, "longest delay (it grows by tarpit-delay per failure)");
+  b.add("tarpit-max-delay", tarpit_max_delay,
+        "longest delay (it grows by tarpit-delay per failure)");
   b.add("reset-on-success", reset_on_success,
         "a successful login clears its remote address's failure counters (not a block)");
   b.add("reject-message", reject_message, "msg of a reject answer (Dovecot logs it)");
@@ -58,15 +60,15 @@ void Options::validate() const {
   try {
     auto spec = common::net::SocketSpec::parse(daemon.listen);
     if (spec.kind == common::net::SocketSpec::Kind::kUnix) {
-      throw OptionError("listen", "Dovecot's policy client speaks HTTP over TCP: use inet:HOST:PORT");
+      throw OptionError("listen",
+                        "Dovecot's policy client speaks HTTP over TCP: use inet:HOST:PORT");
     }
   } catch (const std::invalid_argument& ex) {
     throw OptionError("listen", ex.what());
   }
   if (!api_header.empty()) {
     auto colon = api_header.find(':');
-    if (colon == std::string::npos || colon == 0 ||
-        api_header.find_first_of(" \t", 0) < colon) {
+    if (colon == std::string::npos || colon == 0 || api_header.find_first_of(" \t", 0) < colon) {
       throw OptionError("api-header", "expected 'Name: value', e.g. 'X-API-Key: secret'");
     }
   }

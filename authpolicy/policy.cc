@@ -4,9 +4,8 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
-#include <optional>
-
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "common/log/log.h"
 #include "common/metrics/metrics.h"
@@ -207,8 +206,8 @@ Verdict Policy::allow(const AuthRequest& r, const common::net::IpAddress* ip) {
           options_.tarpit_delay.value * steps, options_.tarpit_max_delay.value);
       if (d > delay) {
         delay = d;
-        why = s.kinds[i] + " " + std::to_string(static_cast<long long>(count)) + " failures >= " +
-              limits[j].to_string();
+        why = s.kinds[i] + " " + std::to_string(static_cast<long long>(count)) +
+              " failures >= " + limits[j].to_string();
       }
     }
   }

@@ -27,9 +27,10 @@ class RequestError : public std::invalid_argument {
   using std::invalid_argument::invalid_argument;
 };
 
-// The attributes of Dovecot 2.3's default auth_policy_request_attributes (login=%{requested_username}
-// pwhash=%{hashed_password} remote=%{rip} device_id=%{client_id} protocol=%s
-// session_id=%{session}), plus what a report adds (success, policy_reject, fail_type) and tls.
+// The attributes of Dovecot 2.3's default auth_policy_request_attributes
+// (login=%{requested_username} pwhash=%{hashed_password} remote=%{rip} device_id=%{client_id}
+// protocol=%s session_id=%{session}), plus what a report adds (success, policy_reject, fail_type)
+// and tls.
 struct AuthRequest {
   enum class Command { kAllow, kReport };
   Command command = Command::kAllow;
@@ -54,11 +55,11 @@ AuthRequest parse_request(std::string_view command, std::string_view body);
 
 // The answer to Dovecot and what the log line says about it.
 struct Verdict {
-  int status = 0;       // <0 reject, 0 allow, >0 delay in seconds
-  std::string msg;      // the JSON "msg"
-  std::string result;   // for the log and metrics: allow, tarpit, reject, allowlisted, counted,
-                        // repeat, success, ignored, store-error
-  std::string reason;   // what decided
+  int status = 0;      // <0 reject, 0 allow, >0 delay in seconds
+  std::string msg;     // the JSON "msg"
+  std::string result;  // for the log and metrics: allow, tarpit, reject, allowlisted, counted,
+                       // repeat, success, ignored, store-error
+  std::string reason;  // what decided
 };
 
 // The subjects' key layout (docs/ARCHITECTURE.md): ap:ip:ADDR, ap:net:CIDR, ap:login:LOGIN,

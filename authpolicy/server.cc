@@ -3,19 +3,17 @@
 
 #include <openssl/crypto.h>
 
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
 #include <mutex>
 #include <optional>
 #include <set>
 #include <thread>
 #include <vector>
 
-#include "common/util/asio.h"
-
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
-
 #include "common/log/log.h"
 #include "common/metrics/metrics.h"
+#include "common/util/asio.h"
 
 namespace mxguard::authpolicy {
 namespace {
@@ -26,9 +24,9 @@ namespace http = beast::http;
 using tcp = asio::ip::tcp;
 
 common::metrics::Counter& http_errors(const std::string& reason) {
-  return common::metrics::Registry::global().counter(
-      "mxguard_authpolicy_http_errors_total", "HTTP requests refused or connections dropped",
-      {{"reason", reason}});
+  return common::metrics::Registry::global().counter("mxguard_authpolicy_http_errors_total",
+                                                     "HTTP requests refused or connections dropped",
+                                                     {{"reason", reason}});
 }
 
 common::metrics::Counter& refused() {
@@ -121,10 +119,9 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
     parser_->header_limit(static_cast<std::uint32_t>(server_.options.max_header_size));
     stream_.expires_after(server_.options.idle_timeout);
     busy_ = false;
-    http::async_read(stream_, buffer_, *parser_,
-                     [self = shared_from_this()](beast::error_code ec, std::size_t) {
-                       self->on_read(ec);
-                     });
+    http::async_read(
+        stream_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
   }
 
   void on_read(beast::error_code ec) {

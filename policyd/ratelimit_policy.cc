@@ -26,9 +26,9 @@ std::string lower(std::string_view s) {
 }
 
 common::metrics::Counter& exceeded(const std::string& what) {
-  return common::metrics::Registry::global().counter(
-      "mxguard_policyd_ratelimit_exceeded_total", "Requests over an outbound rate limit",
-      {{"what", what}});
+  return common::metrics::Registry::global().counter("mxguard_policyd_ratelimit_exceeded_total",
+                                                     "Requests over an outbound rate limit",
+                                                     {{"what", what}});
 }
 
 common::metrics::Counter& store_errors() {
@@ -139,8 +139,8 @@ RateDecision RateLimiter::check(const common::policy::Request& req, bool trusted
     const auto& st = r.subjects[0];
     std::size_t i = st.reached.value_or(0);
     const Limit& l = (*limits)[i];
-    std::string limit_text = std::to_string(l.max) + " " + what + " per " +
-                             Limit{1, l.window}.to_string().substr(2);
+    std::string limit_text =
+        std::to_string(l.max) + " " + what + " per " + Limit{1, l.window}.to_string().substr(2);
     std::string text = options_.text;
     for (std::size_t p; (p = text.find("%u")) != std::string::npos;) {
       text.replace(p, 2, who.substr(who.find(':') + 1));

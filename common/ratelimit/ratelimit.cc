@@ -277,10 +277,14 @@ namespace {
 
 std::string_view mode_name(Mode mode) {
   switch (mode) {
-    case Mode::kPeek: return "peek";
-    case Mode::kCount: return "count";
-    case Mode::kCountNew: return "countnew";
-    case Mode::kConsume: return "consume";
+    case Mode::kPeek:
+      return "peek";
+    case Mode::kCount:
+      return "count";
+    case Mode::kCountNew:
+      return "countnew";
+    case Mode::kConsume:
+      return "consume";
   }
   return "peek";
 }
@@ -371,7 +375,9 @@ std::vector<Result> Limiter::hit_batch(const std::vector<Hit>& hits) {
   return out;
 }
 
-void Limiter::reset(std::string_view subject_key) { redis_.command({"DEL", redis_key(subject_key)}); }
+void Limiter::reset(std::string_view subject_key) {
+  redis_.command({"DEL", redis_key(subject_key)});
+}
 
 void Limiter::reset_counts(std::string_view subject_key) {
   redis_.eval(reset_script(), {redis_key(subject_key)}, {std::to_string(clock_())});

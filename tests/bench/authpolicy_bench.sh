@@ -42,7 +42,9 @@ started+=("$redis_pid")
 wait_port "$redis_port"
 
 port=$(free_port)
+metrics_port=$(free_port)
 cat >"$tmp/authpolicy.conf" <<CONF
+metrics-listen = inet:127.0.0.1:$metrics_port
 listen = inet:127.0.0.1:$port
 redis-url = redis://127.0.0.1:$redis_port/0
 api-header = X-API-Key: bench
@@ -58,23 +60,38 @@ wait_port "$port"
 
 echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-echo "| run | decisions/s | p50 µs | p99 µs | max µs | server CPU µs/decision (daemon + Redis) |"
-echo "|---|---|---|---|---|---|"
+# Reports are answered before they are counted (async-reports): count what was counted, and
+# how long counting took, from the daemon's metrics.
+metric() {
+  curl -s "http://127.0.0.1:$metrics_port/metrics" |
+    awk -v m="$1" 'index($0, m) == 1 { s += $NF } END { printf "%d", s }'
+}
+counted_reports() { metric 'mxguard_authpolicy_decisions_total{command="report"'; }
+echo "| run | decisions/s | p50 µs | p99 µs | max µs | server CPU µs/decision (daemon + Redis) | reports counted/s (dropped) |"
+echo "|---|---|---|---|---|---|---|"
 commands=()
 hz=$(getconf CLK_TCK)
 for command in allow report mixed; do
   args=("$load" --port "$port" --connections "$CONNECTIONS" --requests "$REQUESTS" --warmup 2000
         --command "$command" --api-header "X-API-Key: bench")
   commands+=("${args[*]}")
+  r0=$(counted_reports) d0=$(metric mxguard_authpolicy_reports_dropped_total)
+  t0=$(date +%s.%N)
   c0=$(( $(cpu_ticks "$daemon_pid") + $(cpu_ticks "$redis_pid") ))
   out=$("${args[@]}")
+  # Wait until the report queue is drained (the count stops moving).
+  prev=-1
+  while :; do r1=$(counted_reports); [ "$r1" = "$prev" ] && break; prev=$r1; sleep 0.2; done
+  t1=$(date +%s.%N)
   c1=$(( $(cpu_ticks "$daemon_pid") + $(cpu_ticks "$redis_pid") ))
+  d1=$(metric mxguard_authpolicy_reports_dropped_total)
   echo "$out" >"$tmp/load-$command.txt"
   line=$(head -n 1 <<<"$out")
   get() { sed -n "s|.*$1=\([0-9.]*\).*|\1|p" <<<"$line"; }
   n=$(get requests)
   cpu=$(awk -v t=$((c1 - c0)) -v hz="$hz" -v n="$n" 'BEGIN { printf "%.0f", t / hz * 1e6 / n }')
-  echo "| mxguard-authpolicy command=$command | $(get 'decisions/s') | $(get p50_us) | $(get p99_us) | $(get max_us) | $cpu |"
+  counted=$(awk -v a="$r0" -v b="$r1" -v t0="$t0" -v t1="$t1" 'BEGIN { if (b > a) printf "%.0f", (b - a) / (t1 - t0 - 0.2); else print "-" }')
+  echo "| mxguard-authpolicy command=$command | $(get 'decisions/s') | $(get p50_us) | $(get p99_us) | $(get max_us) | $cpu | $counted ($((d1 - d0))) |"
 done
 
 # The Redis ceiling: the daemon's own script (from common/ratelimit/ratelimit.cc), one EVALSHA
@@ -90,7 +107,7 @@ for mode in peek countnew; do
       EVALSHA "$sha" "${subjects[@]}" "$now" 1 "$mode" "${limits[@]}")
   commands+=("${rb[*]}")
   "${rb[@]}" | tail -n +2 | tr -d '"' | awk -F, -v m="$mode" \
-    '{ printf "| redis-benchmark EVALSHA ratelimit (%s, 4 subjects) | %.0f | %.0f | %.0f | %.0f | |\n", m, $2, $5 * 1000, $7 * 1000, $8 * 1000 }'
+    '{ printf "| redis-benchmark EVALSHA ratelimit (%s, 4 subjects) | %.0f | %.0f | %.0f | %.0f | | |\n", m, $2, $5 * 1000, $7 * 1000, $8 * 1000 }'
 done
 echo
 echo "Commands:"

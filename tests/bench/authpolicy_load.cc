@@ -82,8 +82,8 @@ class Conn : public std::enable_shared_from_this<Conn> {
     ++stats_.sent;
     std::string b = body();
     request_ = "POST /?command=" + command_ + " HTTP/1.1\r\nHost: " + config_.host +
-               "\r\nContent-Type: application/json\r\nContent-Length: " +
-               std::to_string(b.size()) + "\r\n";
+               "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(b.size()) +
+               "\r\n";
     if (!config_.api_header.empty()) request_ += config_.api_header + "\r\n";
     request_ += "\r\n" + b;
     measured_ = stats_.sent > config_.warmup;
@@ -136,11 +136,12 @@ class Conn : public std::enable_shared_from_this<Conn> {
       self->next();
     };
     if (have >= len) return finish();
-    asio::async_read(socket_, buffer_, asio::transfer_exactly(len - have),
-                     [self = shared_from_this(), finish](boost::system::error_code ec, std::size_t) {
-                       if (ec) return self->fail(ec.message());
-                       finish();
-                     });
+    asio::async_read(
+        socket_, buffer_, asio::transfer_exactly(len - have),
+        [self = shared_from_this(), finish](boost::system::error_code ec, std::size_t) {
+          if (ec) return self->fail(ec.message());
+          finish();
+        });
   }
 
   void fail(const std::string& why) {
@@ -164,16 +165,18 @@ class Conn : public std::enable_shared_from_this<Conn> {
 int main(int argc, char** argv) {
   Config c;
   po::options_description desc("mxguard-authpolicy-load options");
-  desc.add_options()("help,h", "this text")(
-      "host", po::value(&c.host)->default_value(c.host), "server address (loopback only)")(
+  desc.add_options()("help,h", "this text")("host", po::value(&c.host)->default_value(c.host),
+                                            "server address (loopback only)")(
       "port", po::value(&c.port)->default_value(c.port), "server port")(
-      "connections", po::value(&c.connections)->default_value(c.connections), "keep-alive connections")(
-      "requests", po::value(&c.requests)->default_value(c.requests), "measured requests")(
+      "connections", po::value(&c.connections)->default_value(c.connections),
+      "keep-alive connections")("requests", po::value(&c.requests)->default_value(c.requests),
+                                "measured requests")(
       "warmup", po::value(&c.warmup)->default_value(c.warmup), "requests before measuring")(
       "command", po::value(&c.command)->default_value(c.command), "allow, report or mixed")(
       "api-header", po::value(&c.api_header), "'Name: value' sent with every request")(
-      "addresses", po::value(&c.addresses)->default_value(c.addresses), "distinct remote addresses")(
-      "logins", po::value(&c.logins)->default_value(c.logins), "distinct logins");
+      "addresses", po::value(&c.addresses)->default_value(c.addresses),
+      "distinct remote addresses")("logins", po::value(&c.logins)->default_value(c.logins),
+                                   "distinct logins");
   po::variables_map vm;
   try {
     po::store(po::parse_command_line(argc, argv, desc), vm);
@@ -208,10 +211,11 @@ int main(int argc, char** argv) {
     return l.empty() ? 0.0 : l[std::min(l.size() - 1, static_cast<std::size_t>(p * l.size()))];
   };
   double secs = std::chrono::duration<double>(stats.t1 - stats.t0).count();
-  std::printf("command=%s connections=%d requests=%zu seconds=%.2f decisions/s=%.0f p50_us=%.0f "
-              "p99_us=%.0f max_us=%.0f errors=%ld\n",
-              c.command.c_str(), c.connections, l.size(), secs, secs > 0 ? l.size() / secs : 0,
-              pct(0.5), pct(0.99), l.empty() ? 0 : l.back(), stats.errors);
+  std::printf(
+      "command=%s connections=%d requests=%zu seconds=%.2f decisions/s=%.0f p50_us=%.0f "
+      "p99_us=%.0f max_us=%.0f errors=%ld\n",
+      c.command.c_str(), c.connections, l.size(), secs, secs > 0 ? l.size() / secs : 0, pct(0.5),
+      pct(0.99), l.empty() ? 0 : l.back(), stats.errors);
   for (const auto& [k, v] : stats.statuses) std::printf("  %s: %ld\n", k.c_str(), v);
   return stats.errors == 0 ? 0 : 1;
 }

@@ -6,9 +6,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
-#include <string_view>
-
 #include <nlohmann/json.hpp>
+#include <string_view>
 
 #include "authpolicy/auth_service.h"
 #include "common/log/log.h"
@@ -26,7 +25,8 @@ mxguard::authpolicy::AuthPolicyService& service() {
     o.allow_networks = {"10.0.0.0/8"};
     o.login_limits = {"5/1m"};
     o.api_header = "X-API-Key: fuzz";
-    return new mxguard::authpolicy::AuthPolicyService(o, [] { return std::int64_t{1700000000000}; });
+    return new mxguard::authpolicy::AuthPolicyService(o,
+                                                      [] { return std::int64_t{1700000000000}; });
   }();
   return *svc;
 }

@@ -50,8 +50,8 @@ class AuthPolicyDaemonTest : public ::testing::Test {
                    "max-connections = 4\n"
                    "max-body-size = 1k\n"
                    "idle-timeout = 2s\n"
-                   "async-reports = " + (async_ ? "yes" : "no") + "\n" +
-                   extra);
+                   "async-reports = " +
+                   (async_ ? "yes" : "no") + "\n" + extra);
   }
   Process start() {
     Process p({kBinary, "--foreground", "--log-target", "stderr", "-c",
@@ -83,8 +83,8 @@ TEST_F(AuthPolicyDaemonTest, TarpitsThenRejectsOverKeepAlive) {
   EXPECT_EQ(r.body, R"({"msg":"","status":0})");
   EXPECT_TRUE(r.keep_alive);
   for (int i = 0; i < 2; ++i) {
-    EXPECT_EQ(c.post("/?command=report", report("192.0.2.1", "u" + std::to_string(i), false),
-                     kKey).status,
+    EXPECT_EQ(c.post("/?command=report", report("192.0.2.1", "u" + std::to_string(i), false), kKey)
+                  .status,
               200);
   }
   EXPECT_EQ(policy_status(c.post("/?command=allow", allow("192.0.2.1", "x"), kKey).body), 2);
@@ -103,9 +103,9 @@ TEST_F(AuthPolicyDaemonTest, TarpitsThenRejectsOverKeepAlive) {
       << log;
   EXPECT_NE(log.find("warning: blocked ip 192.0.2.1 for 3600s"), std::string::npos) << log;
   std::string metrics = http_get_metrics(metrics_port_);
-  EXPECT_NE(metrics.find(
-                R"(mxguard_authpolicy_decisions_total{command="allow",result="reject"} 1)"),
-            std::string::npos)
+  EXPECT_NE(
+      metrics.find(R"(mxguard_authpolicy_decisions_total{command="allow",result="reject"} 1)"),
+      std::string::npos)
       << metrics;
 }
 
@@ -123,15 +123,15 @@ TEST_F(AuthPolicyDaemonTest, RefusesRequestsWithoutTheApiHeader) {
 TEST_F(AuthPolicyDaemonTest, ProtocolLimits) {
   Process daemon = start();
   HttpClient c("127.0.0.1", port_);
-  EXPECT_EQ(c.post("/?command=allow", "{\"login\":\"" + std::string(2000, 'a') + "\"}", kKey)
-                .status,
-            413);
+  EXPECT_EQ(
+      c.post("/?command=allow", "{\"login\":\"" + std::string(2000, 'a') + "\"}", kKey).status,
+      413);
   EXPECT_EQ(c.post("/?command=allow", "not json", kKey).status, 400);
   EXPECT_EQ(c.post("/?command=delete", "{}", kKey).status, 400);
   EXPECT_EQ(c.raw("GET /?command=allow HTTP/1.1\r\nHost: x\r\nX-API-Key: s3cret\r\n\r\n").status,
             405);
-  EXPECT_EQ(c.raw("POST /?command=allow HTTP/1.1\r\nHost: x\r\nX-Big: " +
-                  std::string(9000, 'b') + "\r\n\r\n")
+  EXPECT_EQ(c.raw("POST /?command=allow HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(9000, 'b') +
+                  "\r\n\r\n")
                 .status,
             431);
   EXPECT_EQ(c.raw("BLAH\r\n\r\n").status, 400);
@@ -170,23 +170,22 @@ TEST_F(AuthPolicyDaemonTest, RedisDownAllowsAndSays) {
 TEST_F(AuthPolicyDaemonTest, CheckConfigNamesFileAndLine) {
   write_config("ip-limits = 10/1x\n");
   std::string out;
-  EXPECT_EQ(run_command({kBinary, "-c", (dir_ / "authpolicy.conf").string(), "--check-config"},
-                        &out),
-            78);
+  EXPECT_EQ(
+      run_command({kBinary, "-c", (dir_ / "authpolicy.conf").string(), "--check-config"}, &out),
+      78);
   EXPECT_NE(out.find("authpolicy.conf:"), std::string::npos) << out;
   EXPECT_NE(out.find("ip-limits"), std::string::npos) << out;
   write_config("api-header = no colon here\n");
-  EXPECT_EQ(run_command({kBinary, "-c", (dir_ / "authpolicy.conf").string(), "--check-config"},
-                        &out),
-            78);
+  EXPECT_EQ(
+      run_command({kBinary, "-c", (dir_ / "authpolicy.conf").string(), "--check-config"}, &out),
+      78);
   write_config("listen = unix:/tmp/x.sock\n");
-  EXPECT_EQ(run_command({kBinary, "-c", (dir_ / "authpolicy.conf").string(), "--check-config"},
-                        &out),
-            78);
+  EXPECT_EQ(
+      run_command({kBinary, "-c", (dir_ / "authpolicy.conf").string(), "--check-config"}, &out),
+      78);
   write_config("");
-  EXPECT_EQ(run_command({kBinary, "-c", (dir_ / "authpolicy.conf").string(), "--check-config"},
-                        &out),
-            0)
+  EXPECT_EQ(
+      run_command({kBinary, "-c", (dir_ / "authpolicy.conf").string(), "--check-config"}, &out), 0)
       << out;
   EXPECT_EQ(run_command({kBinary, "--version"}, &out), 0);
   EXPECT_EQ(out.rfind("mxguard-authpolicy ", 0), 0u);

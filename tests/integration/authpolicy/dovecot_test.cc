@@ -22,18 +22,17 @@ class DovecotAuthPolicyTest : public ::testing::Test {
   void SetUp() override {
     if (auto why = DovecotServer::unavailable_reason(); !why.empty()) GTEST_SKIP() << why;
     port_ = free_tcp_port();
-    write_file(dir_ / "authpolicy.conf",
-               "listen = inet:127.0.0.1:" + std::to_string(port_) + "\n" +
-                   "redis-url = " + redis_.url() + "\n" +
-                   "api-header = X-API-Key: test-secret\n"
-                   "allow-networks = 127.0.0.1/32\n"
-                   "ip-tarpit = 3/10m\n"
-                   "ip-limits = 5/10m\n"
-                   "net-tarpit = 100/10m\n"
-                   "net-limits = 200/10m\n"
-                   "login-tarpit = 100/10m\n"
-                   "tarpit-delay = 1s\n"
-                   "tarpit-max-delay = 2s\n");
+    write_file(dir_ / "authpolicy.conf", "listen = inet:127.0.0.1:" + std::to_string(port_) + "\n" +
+                                             "redis-url = " + redis_.url() + "\n" +
+                                             "api-header = X-API-Key: test-secret\n"
+                                             "allow-networks = 127.0.0.1/32\n"
+                                             "ip-tarpit = 3/10m\n"
+                                             "ip-limits = 5/10m\n"
+                                             "net-tarpit = 100/10m\n"
+                                             "net-limits = 200/10m\n"
+                                             "login-tarpit = 100/10m\n"
+                                             "tarpit-delay = 1s\n"
+                                             "tarpit-max-delay = 2s\n");
     daemon_ = Process({kBinary, "--foreground", "--log-target", "stderr", "-c",
                        (dir_ / "authpolicy.conf").string()},
                       dir_ / "authpolicy.log");
@@ -45,7 +44,8 @@ class DovecotAuthPolicyTest : public ::testing::Test {
   }
   void TearDown() override {
     if (HasFailure()) {
-      std::cerr << "--- authpolicy log:\n" << daemon_.log() << "\n--- dovecot log:\n"
+      std::cerr << "--- authpolicy log:\n"
+                << daemon_.log() << "\n--- dovecot log:\n"
                 << (dovecot_ ? dovecot_->log() : "") << "\n";
     }
   }

@@ -29,7 +29,9 @@ class AuthPolicyTest : public ::testing::Test {
     options_.repeat_tarpit = {"5/1h"};
     pool_ = std::make_unique<common::redis::Pool>(options_.redis);
   }
-  Policy policy() { return Policy(options_, *pool_, [this] { return now_.load(); }); }
+  Policy policy() {
+    return Policy(options_, *pool_, [this] { return now_.load(); });
+  }
   static AuthRequest req(AuthRequest::Command c, std::string remote, std::string login = "alice",
                          std::string pwhash = "") {
     AuthRequest r;
@@ -126,12 +128,12 @@ TEST_F(AuthPolicyTest, SameWrongPasswordIsOneFailure) {
   }
   AuthRequest a = allow("192.0.2.50");
   a.pwhash = "a3f";
-  EXPECT_EQ(p.decide(a).status, 2);          // repeat-tarpit reached for this password
+  EXPECT_EQ(p.decide(a).status, 2);  // repeat-tarpit reached for this password
   a.pwhash = "b00";
-  EXPECT_EQ(p.decide(a).status, 0);          // the address has one failure only
+  EXPECT_EQ(p.decide(a).status, 0);  // the address has one failure only
   p.decide(fail("192.0.2.50", "alice", "b01"));
   p.decide(fail("192.0.2.50", "alice", "b02"));
-  EXPECT_EQ(p.decide(a).status, 2);          // three different passwords: ip-tarpit 3/10m
+  EXPECT_EQ(p.decide(a).status, 2);  // three different passwords: ip-tarpit 3/10m
 }
 
 TEST_F(AuthPolicyTest, AllowedNetworksAreNeverLimited) {
@@ -188,7 +190,7 @@ TEST_F(AuthPolicyTest, ReportBatchCountsLikeSingleReports) {
   for (int i = 0; i < 7; ++i) batch.push_back(fail("192.0.2.90", "u" + std::to_string(i)));
   batch.push_back(fail("192.0.2.91", "alice", "a3f"));
   batch.push_back(fail("192.0.2.91", "alice", "a3f"));  // the same password again
-  batch.push_back(fail("10.0.0.1"));                      // allow-networks
+  batch.push_back(fail("10.0.0.1"));                    // allow-networks
   AuthRequest ok = req(AuthRequest::Command::kReport, "192.0.2.92", "bob");
   ok.success = true;
   batch.push_back(ok);

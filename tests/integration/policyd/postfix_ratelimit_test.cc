@@ -27,18 +27,17 @@ class PostfixRateLimitTest : public ::testing::Test {
     if (auto why = PostfixInstance::unavailable_reason(); !why.empty()) GTEST_SKIP() << why;
     if (auto why = DovecotServer::unavailable_reason(); !why.empty()) GTEST_SKIP() << why;
     policy_port_ = free_tcp_port();
-    write_file(dir_ / "policyd.conf",
-               "listen = inet:127.0.0.1:" + std::to_string(policy_port_) + "\n" +
-                   "redis-url = " + redis_.url() + "\n" +
-                   "trusted-networks = 127.0.0.1/32\n"
-                   "checks = ratelimit\n"
-                   "greylist-whitelist-clients = /dev/null\n"
-                   "greylist-whitelist-recipients = /dev/null\n"
-                   "ratelimit-sasl-recipients = 3/1h\n"
-                   "ratelimit-sasl-messages = 2/1h\n");
-    policyd_ = Process({kBinary, "--foreground", "--log-target", "stderr", "-c",
-                        (dir_ / "policyd.conf").string()},
-                       dir_ / "policyd.log");
+    write_file(dir_ / "policyd.conf", "listen = inet:127.0.0.1:" + std::to_string(policy_port_) +
+                                          "\n" + "redis-url = " + redis_.url() + "\n" +
+                                          "trusted-networks = 127.0.0.1/32\n"
+                                          "checks = ratelimit\n"
+                                          "greylist-whitelist-clients = /dev/null\n"
+                                          "greylist-whitelist-recipients = /dev/null\n"
+                                          "ratelimit-sasl-recipients = 3/1h\n"
+                                          "ratelimit-sasl-messages = 2/1h\n");
+    policyd_ = Process(
+        {kBinary, "--foreground", "--log-target", "stderr", "-c", (dir_ / "policyd.conf").string()},
+        dir_ / "policyd.log");
     ASSERT_TRUE(wait_for_tcp("127.0.0.1", policy_port_, seconds(10))) << policyd_.log();
     DovecotServer::Options d;
     d.users = {{"alice", "alice-pw"}, {"bob", "bob-pw"}};

@@ -36,8 +36,8 @@ class RateLimitCheckTest : public ::testing::Test {
   std::unique_ptr<PolicyService> service(const Options& o) {
     return std::make_unique<PolicyService>(o, [this] { return now_.load(); });
   }
-  static Request request(const std::string& state, const std::string& ip,
-                         const std::string& sasl, const std::string& sender = "a@example.org") {
+  static Request request(const std::string& state, const std::string& ip, const std::string& sasl,
+                         const std::string& sender = "a@example.org") {
     Request r;
     r.set("request", "smtpd_access_policy");
     r.set("protocol_state", state);
@@ -60,9 +60,11 @@ class RateLimitCheckTest : public ::testing::Test {
 
 TEST_F(RateLimitCheckTest, RecipientsPerSaslUserAtRcpt) {
   auto svc = service(options());
-  for (int i = 0; i < 3; ++i) EXPECT_EQ(svc->handle(request("RCPT", "198.51.100.1", "alice")), "DUNNO");
+  for (int i = 0; i < 3; ++i)
+    EXPECT_EQ(svc->handle(request("RCPT", "198.51.100.1", "alice")), "DUNNO");
   std::string over = svc->handle(request("RCPT", "198.51.100.1", "Alice"));
-  EXPECT_EQ(over, "DEFER_IF_PERMIT Rate limit exceeded for alice (3 recipients per 1h), try again later");
+  EXPECT_EQ(over,
+            "DEFER_IF_PERMIT Rate limit exceeded for alice (3 recipients per 1h), try again later");
   // Others are unaffected; inbound mail (no SASL, untrusted) is not rate limited (greylisted).
   EXPECT_EQ(svc->handle(request("RCPT", "198.51.100.1", "bob")), "DUNNO");
   EXPECT_EQ(svc->handle(request("RCPT", "198.51.100.9", "")).rfind("DEFER_IF_PERMIT Greylisted", 0),
@@ -70,15 +72,17 @@ TEST_F(RateLimitCheckTest, RecipientsPerSaslUserAtRcpt) {
   now_ += 3600 + 1800;  // half of the last window still counts: 1.5 of 3
   EXPECT_EQ(svc->handle(request("RCPT", "198.51.100.1", "alice")), "DUNNO");
   now_ += 1800;
-  for (int i = 0; i < 2; ++i) EXPECT_EQ(svc->handle(request("RCPT", "198.51.100.1", "alice")), "DUNNO");
+  for (int i = 0; i < 2; ++i)
+    EXPECT_EQ(svc->handle(request("RCPT", "198.51.100.1", "alice")), "DUNNO");
 }
 
 TEST_F(RateLimitCheckTest, MessagesAtEndOfMessage) {
   auto svc = service(options());
   EXPECT_EQ(svc->handle(request("END-OF-MESSAGE", "198.51.100.1", "carol")), "DUNNO");
   EXPECT_EQ(svc->handle(request("END-OF-MESSAGE", "198.51.100.1", "carol")), "DUNNO");
-  EXPECT_EQ(svc->handle(request("END-OF-MESSAGE", "198.51.100.1", "carol")).rfind("DEFER_IF_PERMIT ", 0),
-            0u);
+  EXPECT_EQ(
+      svc->handle(request("END-OF-MESSAGE", "198.51.100.1", "carol")).rfind("DEFER_IF_PERMIT ", 0),
+      0u);
   // Messages and recipients are separate counters.
   EXPECT_EQ(svc->handle(request("RCPT", "198.51.100.1", "carol")), "DUNNO");
   // END-OF-MESSAGE from an inbound client is not counted.
@@ -88,11 +92,13 @@ TEST_F(RateLimitCheckTest, MessagesAtEndOfMessage) {
 TEST_F(RateLimitCheckTest, SenderDomainForTrustedRelays) {
   auto svc = service(options());
   for (int i = 0; i < 4; ++i) {
-    EXPECT_EQ(svc->handle(request("RCPT", "192.0.2.10", "", "u" + std::to_string(i) + "@Corp.example")),
-              "DUNNO");
+    EXPECT_EQ(
+        svc->handle(request("RCPT", "192.0.2.10", "", "u" + std::to_string(i) + "@Corp.example")),
+        "DUNNO");
   }
-  EXPECT_EQ(svc->handle(request("RCPT", "192.0.2.11", "", "x@corp.example")).rfind("DEFER_IF_PERMIT", 0),
-            0u);
+  EXPECT_EQ(
+      svc->handle(request("RCPT", "192.0.2.11", "", "x@corp.example")).rfind("DEFER_IF_PERMIT", 0),
+      0u);
   EXPECT_EQ(svc->handle(request("RCPT", "192.0.2.11", "", "x@other.example")), "DUNNO");
   EXPECT_EQ(svc->handle(request("RCPT", "192.0.2.11", "", "")), "DUNNO");  // bounces pass
 }
@@ -111,7 +117,8 @@ TEST_F(RateLimitCheckTest, WithoutTheCheckNothingIsCounted) {
   auto o = options();
   o.checks = {"greylist"};
   auto svc = service(o);
-  for (int i = 0; i < 10; ++i) EXPECT_EQ(svc->handle(request("RCPT", "198.51.100.1", "eve")), "DUNNO");
+  for (int i = 0; i < 10; ++i)
+    EXPECT_EQ(svc->handle(request("RCPT", "198.51.100.1", "eve")), "DUNNO");
   common::redis::ClientOptions co;
   co.url = redis_.url();
   common::redis::Pool pool(co);

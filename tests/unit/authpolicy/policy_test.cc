@@ -8,9 +8,9 @@ namespace {
 
 TEST(AuthPolicyRequest, ParsesDovecotDefaultAttributes) {
   // What Dovecot 2.3 sends with the default auth_policy_request_attributes.
-  auto r = parse_request("allow",
-                         R"({"login":"alice","pwhash":"a3f","remote":"192.0.2.7",)"
-                         R"("device_id":"","protocol":"imap","session_id":"Bx2Tz/8AAAE"})");
+  auto r =
+      parse_request("allow", R"({"login":"alice","pwhash":"a3f","remote":"192.0.2.7",)"
+                             R"("device_id":"","protocol":"imap","session_id":"Bx2Tz/8AAAE"})");
   EXPECT_EQ(r.command, AuthRequest::Command::kAllow);
   EXPECT_EQ(r.login, "alice");
   EXPECT_EQ(r.pwhash, "a3f");
@@ -21,8 +21,9 @@ TEST(AuthPolicyRequest, ParsesDovecotDefaultAttributes) {
 }
 
 TEST(AuthPolicyRequest, ParsesReportAttributes) {
-  auto r = parse_request("report", R"({"login":"a","remote":"::1","success":false,)"
-                                   R"("policy_reject":true,"fail_type":"credentials","tls":"true"})");
+  auto r =
+      parse_request("report", R"({"login":"a","remote":"::1","success":false,)"
+                              R"("policy_reject":true,"fail_type":"credentials","tls":"true"})");
   EXPECT_EQ(r.command, AuthRequest::Command::kReport);
   EXPECT_FALSE(r.success);
   EXPECT_TRUE(r.policy_reject);

@@ -9,8 +9,8 @@ namespace mxguard::authpolicy {
 namespace {
 
 TEST(AuthPolicyServer, SplitsTheApiHeader) {
-  EXPECT_EQ(split_header("X-API-Key: s3cret"), std::make_pair(std::string("X-API-Key"),
-                                                              std::string("s3cret")));
+  EXPECT_EQ(split_header("X-API-Key: s3cret"),
+            std::make_pair(std::string("X-API-Key"), std::string("s3cret")));
   EXPECT_EQ(split_header("Authorization: Basic dXNlcjpwdw=="),
             std::make_pair(std::string("Authorization"), std::string("Basic dXNlcjpwdw==")));
   EXPECT_EQ(split_header(""), std::make_pair(std::string(), std::string()));

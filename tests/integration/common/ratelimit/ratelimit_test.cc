@@ -3,10 +3,9 @@
 // blocks and their TTLs, and two processes counting against one Redis.
 #include "common/ratelimit/ratelimit.h"
 
+#include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <atomic>
 
@@ -29,7 +28,8 @@ class RateLimitTest : public ::testing::Test {
   Limiter limiter() {
     return Limiter(*pool_, [this] { return now_.load(); });
   }
-  Subject subject(std::string key, std::vector<Limit> limits, std::chrono::milliseconds block = {}) {
+  Subject subject(std::string key, std::vector<Limit> limits,
+                  std::chrono::milliseconds block = {}) {
     return Subject{std::move(key), std::move(limits), block};
   }
 
