@@ -23,8 +23,8 @@ struct Options {
   unsigned threads = 4;
   unsigned max_connections = 256;
   common::config::Duration idle_timeout{60s};
-  common::config::Size max_body_size{16 * 1024};
-  common::config::Size max_header_size{8 * 1024};
+  common::config::Size max_body_size{std::uint64_t{16} * 1024};
+  common::config::Size max_header_size{std::uint64_t{8} * 1024};
 
   // Failed logins per remote address, per remote network, per login, per (login, password
   // hash). "-tarpit" limits delay the next attempt, "-limits" block for --block-time.
