@@ -99,7 +99,7 @@ check "systemd-analyze verify accepts mxguard-dmarc-report.timer" \
 check "mxguard-av.service reloads with SIGUSR1 (libmilter owns SIGHUP)" \
   grep -qx 'ExecReload=/bin/kill -USR1 $MAINPID' "$av_unit"
 for page in mxguard-policyd.8 mxguard-grey.1 mxguard-setup.8 mxguard.conf.5 mxguard-dkim.8 \
-            mxguard-keygen.1 mxguard-dmarc.8 mxguard-dmarc-report.8 mxguard-av.8; do
+            mxguard-keygen.1 mxguard-dmarc.8 mxguard-dmarc-report.8 mxguard-av.8 mxguard-authpolicy.8; do
   check "man page $page renders without warnings" bash -c \
     "test -z \"\$(LC_ALL=C.UTF-8 MANWIDTH=80 man --warnings -l /usr/share/man/man${page##*.}/$page.gz 2>&1 >/dev/null)\""
 done
@@ -123,6 +123,15 @@ check "mxguard-dmarc-report reads dmarc.conf" /usr/sbin/mxguard-dmarc-report --c
 check "every option is in dmarc.conf" bash -c \
   "diff <(mxguard-dmarc -c /dev/null --dump-config | sed -n 's/^\([a-z0-9-]*\) =.*/\1/p') \
         <(sed -n 's/^#\?\([a-z0-9-]*\) =.*/\1/p' /etc/mxguard/dmarc.conf)"
+check "authpolicy.conf is root:mxguard 640" stat_is /etc/mxguard/authpolicy.conf "root:mxguard 640"
+check "authpolicy.conf: --check-config as mxguard" \
+  setpriv --reuid=mxguard --regid=mxguard --init-groups /usr/sbin/mxguard-authpolicy --check-config
+check "every option is in authpolicy.conf" bash -c \
+  "diff <(mxguard-authpolicy -c /dev/null --dump-config | sed -n 's/^\([a-z0-9-]*\) =.*/\1/p') \
+        <(sed -n 's/^#\?\([a-z0-9-]*\) =.*/\1/p' /etc/mxguard/authpolicy.conf)"
+check "authpolicy.conf: listens on loopback TCP (the default)" grep -Eqx '#?listen = inet:127.0.0.1:10060' /etc/mxguard/authpolicy.conf
+check "systemd-analyze verify accepts mxguard-authpolicy.service" \
+  systemd-analyze verify /lib/systemd/system/mxguard-authpolicy.service
 check "dkim.conf: active lines are listen (unix socket in the spool) and user" \
   test "$(grep -v '^#' /etc/mxguard/dkim.conf | grep . | tr '\n' ' ')" = \
        "listen = unix:$spool/dkim.sock user = mxguard "

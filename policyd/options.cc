@@ -12,13 +12,14 @@ void Options::bind(common::config::Binder& b) {
   common::redis::bind_options(b, redis);
   b.add("trusted-networks", trusted_networks,
         "clients that are never checked (internal relays, localhost)");
-  b.add("checks", checks, "checks to run at RCPT time, in order: spf, greylist");
+  b.add("checks", checks, "checks to run at RCPT time, in order: spf, greylist, ratelimit");
   b.add("threads", threads, "worker threads answering policy requests");
   b.add("max-connections", max_connections, "most concurrent Postfix connections");
   b.add("idle-timeout", idle_timeout, "close a policy connection idle this long");
   common::dns::bind_options(b, dns);
   greylist.bind(b);
   spf.bind(b);
+  ratelimit.bind(b);
 }
 
 void Options::validate() const {
@@ -32,8 +33,8 @@ void Options::validate() const {
   }
   if (checks.empty()) throw OptionError("checks", "name at least one check");
   for (const auto& c : checks) {
-    if (c != "greylist" && c != "spf") {
-      throw OptionError("checks", "unknown check '" + c + "' (known: spf, greylist)");
+    if (c != "greylist" && c != "spf" && c != "ratelimit") {
+      throw OptionError("checks", "unknown check '" + c + "' (known: spf, greylist, ratelimit)");
     }
   }
   if (greylist.spf_pass_by_domain) {
@@ -49,6 +50,7 @@ void Options::validate() const {
   common::dns::validate_options(dns);
   greylist.validate();
   spf.validate();
+  ratelimit.validate();
 }
 
 }  // namespace mxguard::policyd

@@ -10,6 +10,7 @@
 #include "common/dns/options.h"
 #include "common/redis/options.h"
 #include "policyd/greylist.h"
+#include "policyd/ratelimit_policy.h"
 #include "policyd/spf_policy.h"
 
 namespace mxguard::policyd {
@@ -25,6 +26,7 @@ struct Options {
   common::dns::ResolverOptions dns;
   GreylistOptions greylist;
   SpfOptions spf;
+  RateLimitOptions ratelimit;
 
   void bind(common::config::Binder& b);
   void validate() const;

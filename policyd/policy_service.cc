@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <future>
 #include <map>
 
@@ -127,6 +128,10 @@ std::shared_ptr<const Checks> PolicyService::build(const Options& o) {
   skip.insert(skip.end(), o.spf.whitelist.begin(), o.spf.whitelist.end());
   c->spf_skip = common::net::NetworkList(skip);
   c->greylist = std::make_unique<Greylister>(o.greylist, *redis_, clock_);
+  if (std::find(o.checks.begin(), o.checks.end(), "ratelimit") != o.checks.end()) {
+    c->ratelimit = std::make_unique<RateLimiter>(o.ratelimit, *redis_,
+                                                 [clock = clock_] { return clock() * 1000; });
+  }
   c->receiver = o.spf.authserv_id.empty() ? common::util::host_name() : o.spf.authserv_id;
   return c;
 }
@@ -167,6 +172,7 @@ void PolicyService::reload(const Options& fresh) {
   next.checks = fresh.checks;
   next.greylist = fresh.greylist;
   next.spf = fresh.spf;
+  next.ratelimit = fresh.ratelimit;
   auto checks = build(next);  // throws on a bad whitelist: the old checks stay in force
   std::lock_guard lock(mutex_);
   checks_ = std::move(checks);
@@ -249,6 +255,25 @@ void PolicyService::handle_async(common::policy::Request request,
     run->reply(h.empty() ? "DUNNO" : "PREPEND " + h);
     return;
   }
+  // Outbound rate limits: messages at END-OF-MESSAGE, recipients at RCPT, for SASL users and
+  // trusted relays, which every other check skips.
+  auto rate_limited = [&](bool trusted) {
+    RateDecision d = run->checks->ratelimit->check(req, trusted);
+    if (d.kind == RateDecision::Kind::kNotApplicable) return false;
+    run->check_label = "ratelimit";
+    const char* result = d.kind == RateDecision::Kind::kOver    ? "over"
+                         : d.kind == RateDecision::Kind::kError ? "error"
+                                                                : "pass";
+    finish(run, d.action, result, d.subject + ": " + d.reason, -1);
+    return true;
+  };
+  if (state == "END-OF-MESSAGE" && run->checks->ratelimit) {
+    auto client = common::net::IpAddress::parse(req.client_address());
+    bool trusted = client && run->checks->trusted.contains(*client);
+    if (rate_limited(trusted)) return;
+    run->reply("DUNNO");
+    return;
+  }
   if (state != "RCPT") {
     run->reply("DUNNO");
     return;
@@ -261,10 +286,11 @@ void PolicyService::handle_async(common::policy::Request request,
   auto client = common::net::IpAddress::parse(req.client_address());
   if (!client) return simple("request", "invalid", "client_address is not an IP address");
   run->client = *client;
-  if (run->checks->trusted.contains(*client)) return simple("skip", "trusted", "trusted network");
-  if (!req.get("sasl_username").empty()) {
-    return simple("skip", "authenticated", "SASL authenticated");
-  }
+  bool trusted = run->checks->trusted.contains(*client);
+  bool authenticated = !req.get("sasl_username").empty();
+  if ((trusted || authenticated) && run->checks->ratelimit && rate_limited(trusted)) return;
+  if (trusted) return simple("skip", "trusted", "trusted network");
+  if (authenticated) return simple("skip", "authenticated", "SASL authenticated");
   next_check(run);
 }
 

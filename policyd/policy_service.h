@@ -22,6 +22,7 @@
 #include "common/util/asio.h"
 #include "policyd/greylist.h"
 #include "policyd/options.h"
+#include "policyd/ratelimit_policy.h"
 #include "policyd/spf_policy.h"
 
 namespace mxguard::policyd {
@@ -32,6 +33,7 @@ struct Checks {
   common::net::NetworkList trusted;
   common::net::NetworkList spf_skip;
   std::unique_ptr<Greylister> greylist;
+  std::unique_ptr<RateLimiter> ratelimit;  // when `ratelimit` is in --checks
   std::string receiver;  // authserv-id / Received-SPF receiver
 };
 

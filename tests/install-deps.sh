@@ -12,6 +12,7 @@ packages=(
   # test peers
   redis-server postfix swaks python3-dnslib python3-dkim python3-yaml python3-spf postfix-policyd-spf-python miltertest
   postgrey db5.3-util procps iproute2 libxml2-utils
+  dovecot-core dovecot-imapd  # mxguard-authpolicy end to end (tests/fixtures/dovecot_server.h), SASL for Postfix
   openssl  # key generation in the DKIM tests (openssl genpkey)
   clamav-daemon clamav-testfiles clamav-milter  # mxguard-av: private clamd and test files; clamav-milter for tests/bench/av_compare.sh
   # package build and test (packaging/test.sh)

@@ -49,6 +49,27 @@ TEST(OptionsDocTest, DmarcPageNamesEveryOption) {
   expect_documented("/milters/dmarc/mxguard-dmarc-report", "/docs/mxguard-dmarc.md");
 }
 
+TEST(OptionsDocTest, AuthpolicyPageNamesEveryOption) {
+  expect_documented("/authpolicy/mxguard-authpolicy", "/docs/mxguard-authpolicy.md");
+}
+
+TEST(OptionsDocTest, AuthpolicyBanCommandOptionsAreDocumented) {
+  std::string out;
+  ASSERT_EQ(run_command({std::string(MXGUARD_BINARY_DIR) + "/authpolicy/mxguard-authpolicy", "ban",
+                         "-c", "/dev/null", "--dump-config"},
+                        &out),
+            0)
+      << out;
+  std::string text = read_file(std::string(MXGUARD_SOURCE_DIR) + "/docs/mxguard-authpolicy.md");
+  std::istringstream lines(out);
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    std::string name = line.substr(0, line.find(" = "));
+    EXPECT_NE(text.find("`" + name + "`"), std::string::npos) << name;
+  }
+}
+
 TEST(OptionsDocTest, KeygenPageNamesEveryOption) {
   std::string out;
   ASSERT_EQ(run_command({std::string(MXGUARD_BINARY_DIR) + "/milters/dkim/mxguard-keygen",

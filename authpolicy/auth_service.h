@@ -1,0 +1,68 @@
+// mxguard-authpolicy's service: the HTTP server, the Policy (replaced as a whole on SIGHUP), one
+// decision log line per request (Dovecot's session id in place of a queue id) and the metrics.
+// Must never answer a Dovecot request with anything but {"status":N,"msg":"…"} or an HTTP error
+// status, and never let Redis trouble turn into a reject.
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "authpolicy/options.h"
+#include "authpolicy/policy.h"
+#include "authpolicy/server.h"
+#include "common/daemon/daemon.h"
+#include "common/redis/pool.h"
+
+namespace mxguard::authpolicy {
+
+class AuthPolicyService : public common::daemon::Service<Options> {
+ public:
+  explicit AuthPolicyService(const Options& o,
+                             common::ratelimit::Clock clock = common::ratelimit::system_clock_ms);
+  ~AuthPolicyService() override;
+  void open() override;
+  void serve() override;
+  void stop() override;
+  void reload(const Options& fresh) override;
+
+  // One request, as the server hands it over; also used by the fuzz target and tests.
+  HttpAnswer handle(std::string_view command, std::string_view body);
+  int tcp_port() const { return server_->tcp_port(); }
+
+ private:
+  std::shared_ptr<Policy> current() const;
+  void log_decision(const AuthRequest& req, const Verdict& v,
+                    std::chrono::steady_clock::time_point started);
+  // Async reports: a bounded queue and one worker that counts them in pipelined batches. The
+  // worker starts in serve() (after the daemon forked) and drains the queue when serve() ends.
+  bool enqueue_report(AuthRequest req);
+  void report_worker();
+  void stop_reports();
+
+  Options options_;
+  common::ratelimit::Clock clock_;
+  std::unique_ptr<common::redis::Pool> redis_;
+  mutable std::mutex mutex_;
+  std::shared_ptr<Policy> policy_;
+  std::unique_ptr<HttpServer> server_;
+
+  const std::size_t report_queue_limit_;  // fixed at start (reload keeps it)
+  const bool async_reports_;
+  std::mutex reports_mutex_;
+  std::condition_variable reports_ready_;
+  std::deque<std::pair<AuthRequest, std::chrono::steady_clock::time_point>> reports_;
+  bool reports_running_ = false;
+  bool reports_stopping_ = false;
+  std::thread reports_thread_;
+};
+
+// {"status":N,"msg":"…"}
+std::string answer_json(int status, std::string_view msg);
+
+}  // namespace mxguard::authpolicy

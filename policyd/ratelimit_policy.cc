@@ -1,0 +1,173 @@
+// Implementation of mxguard-policyd's outbound rate limits (see ratelimit_policy.h).
+#include "policyd/ratelimit_policy.h"
+
+#include <cctype>
+
+#include "common/config/config.h"
+#include "common/log/log.h"
+#include "common/metrics/metrics.h"
+#include "common/redis/errors.h"
+
+namespace mxguard::policyd {
+namespace {
+
+using common::ratelimit::Limit;
+
+std::vector<Limit> parse(const std::vector<std::string>& texts) {
+  std::vector<Limit> out;
+  for (const auto& t : texts) out.push_back(Limit::parse(t));
+  return out;
+}
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+common::metrics::Counter& exceeded(const std::string& what) {
+  return common::metrics::Registry::global().counter("mxguard_policyd_ratelimit_exceeded_total",
+                                                     "Requests over an outbound rate limit",
+                                                     {{"what", what}});
+}
+
+common::metrics::Counter& store_errors() {
+  static auto& c = common::metrics::Registry::global().counter(
+      "mxguard_policyd_ratelimit_store_errors_total",
+      "Rate-limit checks that could not reach Redis and used --ratelimit-on-store-error");
+  return c;
+}
+
+}  // namespace
+
+void RateLimitOptions::bind(common::config::Binder& b) {
+  b.add("ratelimit-sasl-messages", sasl_messages,
+        "messages per SASL user (COUNT/WINDOW list), counted at END-OF-MESSAGE");
+  b.add("ratelimit-sasl-recipients", sasl_recipients, "recipients per SASL user, counted at RCPT");
+  b.add("ratelimit-sender-messages", sender_messages,
+        "messages per sender domain from trusted networks without SASL");
+  b.add("ratelimit-sender-recipients", sender_recipients,
+        "recipients per sender domain from trusted networks without SASL");
+  b.add("ratelimit-action", action, "action over a limit (DEFER_IF_PERMIT, DEFER, REJECT, 4xx…)");
+  b.add("ratelimit-text", text, "reply text; %u = user or domain, %l = the limit exceeded");
+  b.add("ratelimit-on-store-error", on_store_error,
+        "when Redis is unavailable: dunno (send anyway) or defer");
+}
+
+void RateLimitOptions::validate() const {
+  using common::config::OptionError;
+  auto check = [](const char* name, const std::vector<std::string>& v) {
+    try {
+      parse(v);
+    } catch (const std::invalid_argument& ex) {
+      throw OptionError(name, ex.what());
+    }
+  };
+  check("ratelimit-sasl-messages", sasl_messages);
+  check("ratelimit-sasl-recipients", sasl_recipients);
+  check("ratelimit-sender-messages", sender_messages);
+  check("ratelimit-sender-recipients", sender_recipients);
+  if (action.empty() || action.find_first_of("\r\n") != std::string::npos) {
+    throw OptionError("ratelimit-action", "one word such as DEFER_IF_PERMIT");
+  }
+  if (text.find_first_of("\r\n") != std::string::npos) {
+    throw OptionError("ratelimit-text", "must be one line");
+  }
+  if (on_store_error != "dunno" && on_store_error != "defer") {
+    throw OptionError("ratelimit-on-store-error", "dunno or defer");
+  }
+}
+
+RateLimiter::RateLimiter(RateLimitOptions options, common::redis::Pool& redis,
+                         common::ratelimit::Clock clock)
+    : options_(std::move(options)),
+      sasl_messages_(parse(options_.sasl_messages)),
+      sasl_recipients_(parse(options_.sasl_recipients)),
+      sender_messages_(parse(options_.sender_messages)),
+      sender_recipients_(parse(options_.sender_recipients)),
+      limiter_(redis, std::move(clock)) {}
+
+bool RateLimiter::first_alert(const std::string& key, std::int64_t window_end) {
+  std::lock_guard lock(mutex_);
+  auto now = limiter_.clock()();
+  if (alerted_until_.size() > 100000) alerted_until_.clear();  // bounded
+  auto& until = alerted_until_[key];
+  if (now < until) return false;
+  until = window_end;
+  return true;
+}
+
+RateDecision RateLimiter::check(const common::policy::Request& req, bool trusted) {
+  RateDecision d;
+  std::string state(req.protocol_state());
+  bool rcpt = state == "RCPT";
+  bool eom = state == "END-OF-MESSAGE";
+  if (!rcpt && !eom) return d;
+  std::string sasl = lower(req.get("sasl_username"));
+  std::string who;
+  const std::vector<Limit>* limits = nullptr;
+  if (!sasl.empty()) {
+    who = "sasl:" + sasl;
+    limits = rcpt ? &sasl_recipients_ : &sasl_messages_;
+  } else if (trusted) {
+    std::string sender = lower(req.sender());
+    auto at = sender.rfind('@');
+    if (at == std::string::npos || at + 1 == sender.size()) return d;  // null sender: bounces
+    who = "sender:" + sender.substr(at + 1);
+    limits = rcpt ? &sender_recipients_ : &sender_messages_;
+  } else {
+    return d;
+  }
+  d.subject = who;
+  if (limits->empty()) {
+    d.kind = RateDecision::Kind::kPass;
+    d.action = "DUNNO";
+    d.reason = "no limit";
+    return d;
+  }
+  std::string what = rcpt ? "recipients" : "messages";
+  common::ratelimit::Subject subject{
+      "pd:" + common::ratelimit::key_part(who) + (rcpt ? ":r" : ":m"), *limits, {}};
+  try {
+    auto r = limiter_.hit({subject}, common::ratelimit::Mode::kConsume);
+    if (r.counted) {
+      d.kind = RateDecision::Kind::kPass;
+      d.action = "DUNNO";
+      d.reason = what + " within limits";
+      return d;
+    }
+    const auto& st = r.subjects[0];
+    std::size_t i = st.reached.value_or(0);
+    const Limit& l = (*limits)[i];
+    std::string limit_text =
+        std::to_string(l.max) + " " + what + " per " + Limit{1, l.window}.to_string().substr(2);
+    std::string text = options_.text;
+    for (std::size_t p; (p = text.find("%u")) != std::string::npos;) {
+      text.replace(p, 2, who.substr(who.find(':') + 1));
+    }
+    for (std::size_t p; (p = text.find("%l")) != std::string::npos;) text.replace(p, 2, limit_text);
+    d.kind = RateDecision::Kind::kOver;
+    d.action = options_.action + (text.empty() ? "" : " " + text);
+    d.reason = what + " over " + l.to_string();
+    exceeded(what).inc();
+    auto now = limiter_.clock()();
+    auto window_end = now - now % l.window.count() + l.window.count();
+    if (first_alert(subject.key + "/" + l.to_string(), window_end)) {
+      common::log::warning(std::string(req.queue_id().empty() ? "NOQUEUE" : req.queue_id()) +
+                           ": ratelimit: " + who + " exceeded " + limit_text +
+                           "; further mail is deferred until the window has room (logged once "
+                           "per window)");
+    }
+    return d;
+  } catch (const common::redis::Error& ex) {
+    store_errors().inc();
+    d.kind = RateDecision::Kind::kError;
+    d.action = options_.on_store_error == "defer"
+                   ? "DEFER_IF_PERMIT 4.3.0 Service temporarily unavailable"
+                   : "DUNNO";
+    d.reason = std::string("store error: ") + ex.what();
+    return d;
+  }
+}
+
+}  // namespace mxguard::policyd

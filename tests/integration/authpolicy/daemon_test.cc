@@ -1,0 +1,281 @@
+// Starts the real mxguard-authpolicy binary with a per-test config and checks what Dovecot and
+// an administrator rely on: the HTTP protocol and its limits, the API header, decisions over
+// keep-alive connections, --check-config errors, SIGHUP reload, metrics, the ban subcommand and
+// SIGTERM shutdown.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <thread>
+
+#include "tests/fixtures/http_client.h"
+#include "tests/fixtures/policy_client.h"
+#include "tests/fixtures/process.h"
+#include "tests/fixtures/redis_server.h"
+
+namespace mxguard::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+const std::string kBinary = std::string(MXGUARD_BINARY_DIR) + "/authpolicy/mxguard-authpolicy";
+const std::vector<std::pair<std::string, std::string>> kKey{{"X-API-Key", "s3cret"}};
+
+std::string report(const std::string& remote, const std::string& login, bool success,
+                   const std::string& pwhash = "") {
+  return R"({"login":")" + login + R"(","pwhash":")" + pwhash + R"(","remote":")" + remote +
+         R"(","device_id":"","protocol":"imap","session_id":"S)" + login + R"(","success":)" +
+         (success ? "true" : "false") + R"(,"policy_reject":false})";
+}
+
+std::string allow(const std::string& remote, const std::string& login) {
+  return R"({"login":")" + login + R"(","pwhash":"abc","remote":")" + remote +
+         R"(","device_id":"","protocol":"imap","session_id":"S)" + login + R"("})";
+}
+
+class AuthPolicyDaemonTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    port_ = free_tcp_port();
+    metrics_port_ = free_tcp_port();
+    write_config("");
+  }
+  void write_config(const std::string& extra) {
+    write_file(dir_ / "authpolicy.conf",
+               "listen = inet:127.0.0.1:" + std::to_string(port_) + "\n" +
+                   "redis-url = " + redis_.url() + "\n" +
+                   "metrics-listen = inet:127.0.0.1:" + std::to_string(metrics_port_) + "\n" +
+                   "api-header = X-API-Key: s3cret\n"
+                   "ip-tarpit = 2/10m\n"
+                   "ip-limits = 4/10m\n"
+                   "max-connections = 4\n"
+                   "max-body-size = 1k\n"
+                   "idle-timeout = 2s\n"
+                   "async-reports = " +
+                   (async_ ? "yes" : "no") + "\n" + extra);
+  }
+  Process start() {
+    Process p({kBinary, "--foreground", "--log-target", "stderr", "-c",
+               (dir_ / "authpolicy.conf").string()},
+              dir_ / "authpolicy.log");
+    if (!wait_for_tcp("127.0.0.1", port_, 10s)) {
+      ADD_FAILURE() << "mxguard-authpolicy did not start:\n" << p.log();
+    }
+    return p;
+  }
+  int ban(const std::vector<std::string>& args, std::string* out) {
+    std::vector<std::string> argv{kBinary, "ban", "-c", (dir_ / "authpolicy.conf").string()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return run_command(argv, out);
+  }
+
+  TempDir dir_;
+  RedisServer redis_;
+  int port_ = 0;
+  int metrics_port_ = 0;
+  bool async_ = false;  // most tests check a report's effect at once
+};
+
+TEST_F(AuthPolicyDaemonTest, TarpitsThenRejectsOverKeepAlive) {
+  Process daemon = start();
+  HttpClient c("127.0.0.1", port_);
+  auto r = c.post("/?command=allow", allow("192.0.2.1", "alice"), kKey);
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.body, R"({"msg":"","status":0})");
+  EXPECT_TRUE(r.keep_alive);
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_EQ(c.post("/?command=report", report("192.0.2.1", "u" + std::to_string(i), false), kKey)
+                  .status,
+              200);
+  }
+  EXPECT_EQ(policy_status(c.post("/?command=allow", allow("192.0.2.1", "x"), kKey).body), 2);
+  for (int i = 2; i < 5; ++i) {
+    c.post("/?command=report", report("192.0.2.1", "u" + std::to_string(i), false), kKey);
+  }
+  r = c.post("/?command=allow", allow("192.0.2.1", "alice"), kKey);
+  EXPECT_EQ(r.body, R"({"msg":"Too many failed logins, try again later","status":-1})");
+  // Dovecot appends '&command=' when the URL ends in '&'.
+  EXPECT_EQ(policy_status(c.post("/policy?x=1&command=allow", allow("192.0.2.9", "a"), kKey).body),
+            0);
+  std::string log = daemon.log();
+  EXPECT_NE(log.find("Salice: command=allow result=reject status=-1 remote=192.0.2.1 "
+                     "login=alice protocol=imap success=- reason=\"ip blocked for 3600s\""),
+            std::string::npos)
+      << log;
+  EXPECT_NE(log.find("warning: blocked ip 192.0.2.1 for 3600s"), std::string::npos) << log;
+  std::string metrics = http_get_metrics(metrics_port_);
+  EXPECT_NE(
+      metrics.find(R"(mxguard_authpolicy_decisions_total{command="allow",result="reject"} 1)"),
+      std::string::npos)
+      << metrics;
+}
+
+TEST_F(AuthPolicyDaemonTest, RefusesRequestsWithoutTheApiHeader) {
+  Process daemon = start();
+  HttpClient c("127.0.0.1", port_);
+  EXPECT_EQ(c.post("/?command=allow", allow("192.0.2.1", "a")).status, 401);
+  EXPECT_EQ(c.post("/?command=allow", allow("192.0.2.1", "a"), {{"X-API-Key", "s3cre"}}).status,
+            401);
+  EXPECT_EQ(c.post("/?command=allow", allow("192.0.2.1", "a"), {{"x-api-key", "s3cret"}}).status,
+            200);  // header names are case-insensitive
+  EXPECT_EQ(daemon.log().find("command=allow"), daemon.log().rfind("command=allow"));
+}
+
+TEST_F(AuthPolicyDaemonTest, ProtocolLimits) {
+  Process daemon = start();
+  HttpClient c("127.0.0.1", port_);
+  EXPECT_EQ(
+      c.post("/?command=allow", "{\"login\":\"" + std::string(2000, 'a') + "\"}", kKey).status,
+      413);
+  EXPECT_EQ(c.post("/?command=allow", "not json", kKey).status, 400);
+  EXPECT_EQ(c.post("/?command=delete", "{}", kKey).status, 400);
+  EXPECT_EQ(c.raw("GET /?command=allow HTTP/1.1\r\nHost: x\r\nX-API-Key: s3cret\r\n\r\n").status,
+            405);
+  EXPECT_EQ(c.raw("POST /?command=allow HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(9000, 'b') +
+                  "\r\n\r\n")
+                .status,
+            431);
+  EXPECT_EQ(c.raw("BLAH\r\n\r\n").status, 400);
+  // Still serving after all that.
+  EXPECT_EQ(c.post("/?command=allow", allow("192.0.2.1", "a"), kKey).status, 200);
+}
+
+TEST_F(AuthPolicyDaemonTest, ConnectionLimitAndIdleTimeout) {
+  Process daemon = start();
+  std::vector<std::unique_ptr<HttpClient>> clients;
+  for (int i = 0; i < 4; ++i) {
+    clients.push_back(std::make_unique<HttpClient>("127.0.0.1", port_));
+    ASSERT_EQ(clients.back()->post("/?command=allow", allow("192.0.2.1", "a"), kKey).status, 200);
+  }
+  HttpClient fifth("127.0.0.1", port_);
+  EXPECT_EQ(fifth.post("/?command=allow", allow("192.0.2.1", "a"), kKey).status, 0);
+  std::this_thread::sleep_for(2500ms);  // idle-timeout 2s closes the four
+  EXPECT_EQ(fifth.post("/?command=allow", allow("192.0.2.1", "a"), kKey).status, 200);
+  EXPECT_NE(http_get_metrics(metrics_port_).find("mxguard_authpolicy_connections_refused_total 1"),
+            std::string::npos);
+}
+
+TEST_F(AuthPolicyDaemonTest, RedisDownAllowsAndSays) {
+  Process daemon = start();
+  HttpClient c("127.0.0.1", port_);
+  redis_.stop();
+  auto r = c.post("/?command=allow", allow("192.0.2.1", "bob"), kKey);
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(policy_status(r.body), 0);
+  EXPECT_NE(daemon.log().find("Sbob: Redis unavailable, login allowed"), std::string::npos)
+      << daemon.log();
+  EXPECT_NE(http_get_metrics(metrics_port_).find("mxguard_authpolicy_store_errors_total 1"),
+            std::string::npos);
+}
+
+TEST_F(AuthPolicyDaemonTest, CheckConfigNamesFileAndLine) {
+  write_config("ip-limits = 10/1x\n");
+  std::string out;
+  EXPECT_EQ(
+      run_command({kBinary, "-c", (dir_ / "authpolicy.conf").string(), "--check-config"}, &out),
+      78);
+  EXPECT_NE(out.find("authpolicy.conf:"), std::string::npos) << out;
+  EXPECT_NE(out.find("ip-limits"), std::string::npos) << out;
+  write_config("api-header = no colon here\n");
+  EXPECT_EQ(
+      run_command({kBinary, "-c", (dir_ / "authpolicy.conf").string(), "--check-config"}, &out),
+      78);
+  write_config("listen = unix:/tmp/x.sock\n");
+  EXPECT_EQ(
+      run_command({kBinary, "-c", (dir_ / "authpolicy.conf").string(), "--check-config"}, &out),
+      78);
+  write_config("");
+  EXPECT_EQ(
+      run_command({kBinary, "-c", (dir_ / "authpolicy.conf").string(), "--check-config"}, &out), 0)
+      << out;
+  EXPECT_EQ(run_command({kBinary, "--version"}, &out), 0);
+  EXPECT_EQ(out.rfind("mxguard-authpolicy ", 0), 0u);
+}
+
+TEST_F(AuthPolicyDaemonTest, ReloadsOnSighupAndStopsOnSigterm) {
+  Process daemon = start();
+  HttpClient c("127.0.0.1", port_);
+  for (int i = 0; i < 5; ++i) c.post("/?command=report", report("192.0.2.5", "u", false), kKey);
+  write_config("reject-message = Go away\n");
+  ::kill(daemon.pid(), SIGHUP);
+  for (int i = 0; i < 50 && daemon.log().find("reload: done") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_EQ(c.post("/?command=allow", allow("192.0.2.5", "a"), kKey).body,
+            R"({"msg":"Go away","status":-1})");
+  write_config("ip-limits = broken\n");
+  ::kill(daemon.pid(), SIGHUP);
+  for (int i = 0; i < 50 && daemon.log().find("reload failed") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_EQ(c.post("/?command=allow", allow("192.0.2.5", "a"), kKey).body,
+            R"({"msg":"Go away","status":-1})");
+  ::kill(daemon.pid(), SIGTERM);  // with an idle keep-alive connection open
+  EXPECT_EQ(daemon.wait_exit(5s), 0) << daemon.log();
+}
+
+TEST_F(AuthPolicyDaemonTest, AsyncReportsAreAnsweredAtOnceCountedAndDrainedAtStop) {
+  async_ = true;
+  write_config("");
+  Process daemon = start();
+  HttpClient c("127.0.0.1", port_);
+  for (int i = 0; i < 5; ++i) {
+    auto r = c.post("/?command=report", report("192.0.2.77", "u" + std::to_string(i), false), kKey);
+    EXPECT_EQ(r.body, R"({"msg":"","status":0})");
+  }
+  int status = 0;
+  for (int i = 0; i < 50 && status != -1; ++i) {
+    status = policy_status(c.post("/?command=allow", allow("192.0.2.77", "a"), kKey).body);
+    if (status != -1) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(status, -1) << daemon.log();
+  // Reports still queued at SIGTERM are counted and logged before the exit.
+  for (int i = 0; i < 200; ++i) {
+    c.post("/?command=report", report("198.51.100." + std::to_string(i % 200), "x", false), kKey);
+  }
+  ::kill(daemon.pid(), SIGTERM);
+  EXPECT_EQ(daemon.wait_exit(10s), 0);
+  std::string log = daemon.log();
+  std::size_t reports = 0;
+  for (auto p = log.find("command=report"); p != std::string::npos;
+       p = log.find("command=report", p + 1)) {
+    ++reports;
+  }
+  EXPECT_EQ(reports, 205u) << log;
+}
+
+TEST_F(AuthPolicyDaemonTest, BanCommand) {
+  std::string out;
+  EXPECT_EQ(ban({"list"}, &out), 0) << out;
+  EXPECT_EQ(out, "");
+  EXPECT_EQ(ban({"add", "ip", "198.51.100.7", "--duration", "10m"}, &out), 0) << out;
+  EXPECT_EQ(ban({"add", "net", "203.0.113.77"}, &out), 0) << out;
+  EXPECT_EQ(ban({"add", "login", "Mallory"}, &out), 0) << out;
+  EXPECT_EQ(ban({"list"}, &out), 0) << out;
+  EXPECT_NE(out.find("ip 198.51.100.7 600s\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("net 203.0.113.0/24 3600s\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("login mallory 3600s\n"), std::string::npos) << out;
+  {
+    Process daemon = start();
+    HttpClient c("127.0.0.1", port_);
+    EXPECT_EQ(policy_status(c.post("/?command=allow", allow("198.51.100.7", "a"), kKey).body), -1);
+    EXPECT_EQ(policy_status(c.post("/?command=allow", allow("203.0.113.1", "a"), kKey).body), -1);
+    // An administrator's login block is honoured even though login-limits (automatic login
+    // blocks) is empty.
+    EXPECT_EQ(policy_status(c.post("/?command=allow", allow("192.0.2.1", "MALLORY"), kKey).body),
+              -1);
+    EXPECT_EQ(ban({"del", "ip", "198.51.100.7"}, &out), 0) << out;
+    EXPECT_EQ(policy_status(c.post("/?command=allow", allow("198.51.100.7", "a"), kKey).body), 0);
+  }
+  EXPECT_EQ(ban({"del", "ip", "198.51.100.7"}, &out), 1) << out;
+  EXPECT_EQ(ban({"add", "ip", "not-an-ip"}, &out), 64) << out;
+  EXPECT_EQ(ban({"frobnicate"}, &out), 64) << out;
+  EXPECT_EQ(ban({"flush"}, &out), 0) << out;
+  EXPECT_EQ(out, "lifted 2 block(s)\n");
+  EXPECT_EQ(ban({"list"}, &out), 0);
+  EXPECT_EQ(out, "");
+  redis_.stop();
+  EXPECT_EQ(ban({"list"}, &out), 69) << out;
+}
+
+}  // namespace
+}  // namespace mxguard::testing
