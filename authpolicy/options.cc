@@ -1,6 +1,7 @@
 // Binding and validation of mxguard-authpolicy's options (see options.h).
 #include "authpolicy/options.h"
 
+#include "common/config/checks.h"
 #include "common/net/ip.h"
 #include "common/net/socket_spec.h"
 
@@ -72,11 +73,7 @@ void Options::validate() const {
       throw OptionError("api-header", "expected 'Name: value', e.g. 'X-API-Key: secret'");
     }
   }
-  try {
-    common::net::NetworkList n(allow_networks);
-  } catch (const std::invalid_argument& ex) {
-    throw OptionError("allow-networks", ex.what());
-  }
+  common::config::require_networks("allow-networks", allow_networks);
   if (threads < 1 || threads > 256) throw OptionError("threads", "1 to 256");
   if (max_connections < 1) throw OptionError("max-connections", "must be at least 1");
   if (idle_timeout.value.count() < 1000) throw OptionError("idle-timeout", "at least 1s");

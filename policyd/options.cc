@@ -3,6 +3,7 @@
 
 #include <algorithm>
 
+#include "common/config/checks.h"
 #include "common/net/ip.h"
 
 namespace mxguard::policyd {
@@ -26,11 +27,7 @@ void Options::validate() const {
   using common::config::OptionError;
   daemon.validate();
   common::redis::validate_options(redis);
-  try {
-    common::net::NetworkList n(trusted_networks);
-  } catch (const std::invalid_argument& ex) {
-    throw OptionError("trusted-networks", ex.what());
-  }
+  common::config::require_networks("trusted-networks", trusted_networks);
   if (checks.empty()) throw OptionError("checks", "name at least one check");
   for (const auto& c : checks) {
     if (c != "greylist" && c != "spf" && c != "ratelimit") {

@@ -1,6 +1,7 @@
 // Binding and validation of mxguard-av's options (see options.h).
 #include "milters/av/options.h"
 
+#include "common/config/checks.h"
 #include "common/net/ip.h"
 #include "common/net/socket_spec.h"
 #include "milters/av/verdict.h"
@@ -44,11 +45,7 @@ void Options::validate() const {
       throw OptionError("clamd", c + ": " + ex.what());
     }
   }
-  try {
-    common::net::NetworkList n(skip_networks);
-  } catch (const std::invalid_argument& ex) {
-    throw OptionError("skip-networks", ex.what());
-  }
+  common::config::require_networks("skip-networks", skip_networks);
   for (auto [name, list] : {std::pair{"allow-senders", &allow_senders},
                             std::pair{"allow-recipients", &allow_recipients}}) {
     for (const auto& e : *list) {
@@ -60,20 +57,10 @@ void Options::validate() const {
   } catch (const std::invalid_argument& ex) {
     throw OptionError("on-infected", ex.what());
   }
-  try {
-    parse_error_action(on_error);
-  } catch (const std::invalid_argument& ex) {
-    throw OptionError("on-error", ex.what());
-  }
-  try {
-    parse_oversize_action(on_oversize);
-  } catch (const std::invalid_argument& ex) {
-    throw OptionError("on-oversize", ex.what());
-  }
-  if (on_internal_error != "accept" && on_internal_error != "tempfail" &&
-      on_internal_error != "reject") {
-    throw OptionError("on-internal-error", "expected accept, tempfail or reject");
-  }
+  common::config::require_parses("on-error", on_error, parse_error_action);
+  common::config::require_parses("on-oversize", on_oversize, parse_oversize_action);
+  common::config::require_one_of("on-internal-error", on_internal_error,
+                                 {"accept", "tempfail", "reject"});
   for (char c : reject_text) {
     if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7f) {
       throw OptionError("reject-text", "printable ASCII on one line only");

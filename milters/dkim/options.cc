@@ -1,6 +1,7 @@
 // Binding and validation of mxguard-dkim's options (see options.h).
 #include "milters/dkim/options.h"
 
+#include "common/config/checks.h"
 #include "common/net/ip.h"
 #include "milters/dkim/keys.h"
 
@@ -59,25 +60,15 @@ void Options::validate() const {
   using common::config::OptionError;
   daemon.validate();
   common::dns::validate_options(dns);
-  try {
-    common::net::NetworkList n(internal_hosts);
-  } catch (const std::invalid_argument& ex) {
-    throw OptionError("internal-hosts", ex.what());
-  }
+  common::config::require_networks("internal-hosts", internal_hosts);
   for (auto [name, value] : {std::pair{"on-dns-error", &on_dns_error},
                              std::pair{"on-bad-signature", &on_bad_signature},
                              std::pair{"on-key-not-found", &on_key_not_found},
                              std::pair{"on-signing-error", &on_signing_error}}) {
-    try {
-      parse_failure_action(*value);
-    } catch (const std::invalid_argument& ex) {
-      throw OptionError(name, ex.what());
-    }
+    common::config::require_parses(name, *value, parse_failure_action);
   }
-  if (on_internal_error != "accept" && on_internal_error != "tempfail" &&
-      on_internal_error != "reject") {
-    throw OptionError("on-internal-error", "expected accept, tempfail or reject");
-  }
+  common::config::require_one_of("on-internal-error", on_internal_error,
+                                 {"accept", "tempfail", "reject"});
   if (max_signatures_to_verify < 1 || max_signatures_to_verify > 100) {
     throw OptionError("max-signatures-to-verify", "1 to 100");
   }

@@ -1,6 +1,7 @@
 // Binding and validation of mxguard-dmarc's options (see options.h).
 #include "milters/dmarc/options.h"
 
+#include "common/config/checks.h"
 #include "common/net/ip.h"
 #include "milters/dmarc/from.h"
 #include "milters/dmarc/orgdomain.h"
@@ -50,19 +51,12 @@ void Options::validate() const {
   daemon.validate();
   common::dns::validate_options(dns);
   common::redis::validate_options(redis);
-  auto one_of = [](const char* name, const std::string& v, std::initializer_list<const char*> ok) {
-    std::string list;
-    for (const char* o : ok) {
-      if (v == o) return;
-      list += list.empty() ? o : std::string("|") + o;
-    }
-    throw OptionError(name, "expected " + list);
-  };
-  one_of("quarantine-action", quarantine_action, {"hold", "header", "accept"});
-  one_of("on-temperror", on_temperror, {"accept", "tempfail"});
-  one_of("on-bad-from", on_bad_from, {"accept", "reject"});
-  one_of("multi-from", multi_from, {"reject", "evaluate"});
-  one_of("on-internal-error", on_internal_error, {"accept", "tempfail", "reject"});
+  using common::config::require_one_of;
+  require_one_of("quarantine-action", quarantine_action, {"hold", "header", "accept"});
+  require_one_of("on-temperror", on_temperror, {"accept", "tempfail"});
+  require_one_of("on-bad-from", on_bad_from, {"accept", "reject"});
+  require_one_of("multi-from", multi_from, {"reject", "evaluate"});
+  require_one_of("on-internal-error", on_internal_error, {"accept", "tempfail", "reject"});
   auto colon = quarantine_header.find(':');
   if (colon == std::string::npos || colon == 0 ||
       quarantine_header.find_first_of(" \t\r\n") < colon) {
@@ -71,11 +65,7 @@ void Options::validate() const {
   if (max_from_addresses < 1 || max_from_addresses > 1000) {
     throw OptionError("max-from-addresses", "1 to 1000");
   }
-  try {
-    common::net::NetworkList n(trusted_networks);
-  } catch (const std::invalid_argument& ex) {
-    throw OptionError("trusted-networks", ex.what());
-  }
+  common::config::require_networks("trusted-networks", trusted_networks);
   for (const auto& d : never_reject_domains) {
     if (!valid_domain(normalize_domain(d))) {
       throw OptionError("never-reject-domains", "not a domain: " + d);
