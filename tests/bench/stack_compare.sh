@@ -570,6 +570,7 @@ PY
   echo "${results[-1]}" >&2
 }
 
+load0=$(cut -d" " -f1-3 /proc/loadavg)
 log "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; $MESSAGES messages, $SESSIONS sessions, NO_AV=${NO_AV:-0}"
 for profile in $PROFILES; do
   case $profile in
@@ -601,3 +602,9 @@ PY
   # the shared back ends stay: restart the bookkeeping for the next profile
   [[ -n ${daemon_pid[redis]:-} ]] || true
 done
+
+echo "$MESSAGES messages, $SESSIONS smtp-source sessions, 4 KiB DKIM-signed message; $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; load average before: $load0; clamd ${NO_AV:+excluded}${NO_AV:-included}"
+echo
+echo "| profile | msg/s | wall s | p50 ms | p99 ms | filter CPU s | filter peak RSS MiB | rejected/deferred | per daemon: CPU s, peak RSS (VmHWM; summed over a daemon's processes) |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---|"
+printf '%s\n' "${results[@]}"
