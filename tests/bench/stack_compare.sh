@@ -96,7 +96,7 @@ procstat() {
   /usr/bin/python3 - "$@" <<'PY'
 import os, sys
 pg = int(sys.argv[1]); comm = sys.argv[2] if len(sys.argv) > 2 else None
-ticks = hwm = n = 0
+ticks = hwm = pss = n = 0
 for p in os.listdir("/proc"):
     if not p.isdigit(): continue
     try:
@@ -120,8 +120,13 @@ for p in os.listdir("/proc"):
     ticks += int(f[11]) + int(f[12]) + (0 if comm else int(f[13]) + int(f[14]))
     for line in status.splitlines():
         if line.startswith("VmHWM:"): hwm += int(line.split()[1])
+    try:  # proportional set size now: shared pages split between their users
+        for line in open(f"/proc/{p}/smaps_rollup"):
+            if line.startswith("Pss:"): pss += int(line.split()[1])
+    except OSError:
+        pass
     n += 1
-print(ticks, hwm, n)
+print(ticks, hwm, n, pss)
 PY
 }
 
@@ -540,7 +545,7 @@ PY
   local wall; wall=$(echo "$end - $start" | bc -l)
   local rate; rate=$(echo "$MESSAGES / $wall" | bc -l)
   # Per-daemon CPU seconds and peak RSS.
-  local detail="" total_rss=0 filter_cpu=0 s ticks hwm n
+  local detail="" total_rss=0 total_pss=0 filter_cpu=0 s ticks hwm n pss
   local names; names=$(printf '%s\n' "${!daemon_pid[@]}" | sort)
   local spf_delta=0
   [[ $profile == classic ]] && { read -r ticks hwm n <<<"$(procstat "${daemon_pid[postfix]}" policyd-spf "$tmp/policyd-spf.conf")"; spf_delta=$((ticks - ${cpu0[policyd-spf]})); }
@@ -553,19 +558,19 @@ PY
       [[ $name == clamd && $profile == postfix ]] && continue
       s=$(procstat "${daemon_pid[$name]}")
     fi
-    read -r ticks hwm n <<<"$s"
+    read -r ticks hwm n pss <<<"$s"
     local cpu=$(((ticks - ${cpu0[$name]:-0})))
     [[ $name == postfix && $profile == classic ]] && cpu=$((cpu - spf_delta))
-    detail+="$name $(printf '%.2f' "$(echo "$cpu / 100" | bc -l)") s, $((hwm / 1024)) MiB"
+    detail+="$name $(printf '%.2f' "$(echo "$cpu / 100" | bc -l)") s, $((hwm / 1024)) MiB (Pss $((pss / 1024)))"
     ((n > 1)) && detail+=" ($n procs)"
     detail+="; "
     if [[ $name != postfix && $name != clamd && $name != redis ]]; then
-      total_rss=$((total_rss + hwm)); filter_cpu=$((filter_cpu + cpu))
+      total_rss=$((total_rss + hwm)); total_pss=$((total_pss + pss)); filter_cpu=$((filter_cpu + cpu))
     fi
   done
   read -r p50 p99 nlat <<<"$lat"
-  results+=("$(printf '| %s | %.0f | %.2f | %s | %s | %.2f | %d | %s | %s |' "$label" "$rate" "$wall" \
-    "$p50" "$p99" "$(echo "$filter_cpu / 100" | bc -l)" $((total_rss / 1024)) "$rejects" "${detail%; }")")
+  results+=("$(printf '| %s | %.0f | %.2f | %s | %s | %.2f | %s | %s | %s |' "$label" "$rate" "$wall" \
+    "$p50" "$p99" "$(echo "$filter_cpu / 100" | bc -l)" "$((total_rss / 1024)) / $((total_pss / 1024))" "$rejects" "${detail%; }")")
   log "$label: $(printf '%.0f' "$rate") msg/s (smtp-source done after $(echo "$src_end - $start" | bc -l | cut -c1-5) s, all delivered after $(printf '%.2f' "$wall") s), p50 $p50 ms, p99 $p99 ms over $nlat probe sessions"
   echo "${results[-1]}" >&2
 }
@@ -603,8 +608,8 @@ PY
   [[ -n ${daemon_pid[redis]:-} ]] || true
 done
 
-echo "$MESSAGES messages, $SESSIONS smtp-source sessions, 4 KiB DKIM-signed message; $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; load average before: $load0; clamd ${NO_AV:+excluded}${NO_AV:-included}"
+echo "$MESSAGES messages, $SESSIONS smtp-source sessions, 4 KiB DKIM-signed message; $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; load average before: $load0; clamd $([[ -n $NO_AV ]] && echo excluded || echo included)"
 echo
-echo "| profile | msg/s | wall s | p50 ms | p99 ms | filter CPU s | filter peak RSS MiB | rejected/deferred | per daemon: CPU s, peak RSS (VmHWM; summed over a daemon's processes) |"
+echo "| profile | msg/s | wall s | p50 ms | p99 ms | filter CPU s | filter RSS MiB: peak / Pss | rejected/deferred | per daemon: CPU s, peak RSS MiB (VmHWM summed over its processes) and Pss at the end |"
 echo "|---|---:|---:|---:|---:|---:|---:|---:|---|"
 printf '%s\n' "${results[@]}"
