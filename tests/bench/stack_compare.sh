@@ -6,8 +6,9 @@
 #            mxguard-dmarc, mxguard-av; one private Redis
 #   classic  postfix-policyd-spf-python (spawn(8), as its README says) + postgrey at RCPT,
 #            milters opendkim, opendmarc, clamav-milter (Debian packages)
-#   rspamd   rspamd (Debian 3.4) proxy worker in milter mode: dkim, dmarc, spf, greylist (Redis),
-#            antivirus (clamav) — every other module off
+#   rspamd   rspamd (Debian 3.4) proxy worker in milter mode → normal worker: dkim, dmarc, spf,
+#            greylist (Redis), antivirus (clamav) — no other module, no stock rule set
+# OpenDKIM alone reads the DKIM key from a file (TestPublicKeys): see start_classic for why.
 # Load: smtp-source, SESSIONS (20) concurrent sessions, MESSAGES (2000) messages of one 4 KiB
 # message file (-F), DKIM-signed in advance by python3-dkim (relaxed/relaxed, rsa-sha256,
 # sender.test), envelope alice@sender.test → bob@dest.test, one message per SMTP session (as
@@ -18,10 +19,12 @@
 # smtp-source connects from 127.0.0.1, so every tool is told that 127.0.0.1 is external
 # (trusted/internal/skip networks = 127.0.0.9/32, rspamd local_addrs = []).
 # Wall time: start of smtp-source until the Postfix log shows MESSAGES deliveries to the sink
-# (Postfix's own smtp-sink on a port). Per-message time: smtpd "connect from" → "disconnect
-# from" of each measured session in Postfix's log (µs timestamps). CPU: utime+stime (+ reaped
-# children) of each daemon's process group from /proc before/after; peak RSS: VmHWM summed over
-# the group's processes (shared pages counted in each). NO_AV=1 leaves clamd and every antivirus
+# (Postfix's own smtp-sink on a port). Per-message time: a probe client alongside the load
+# sends one message per session, sequentially, and times connect → QUIT (Postfix's maillog has
+# whole seconds only). CPU: utime+stime (+ reaped children) of each daemon's process group from
+# /proc before/after; peak RSS: VmHWM summed over the group's processes (shared pages counted
+# in each), and Pss at the end. Classic: policyd-spf runs under Postfix's spawn(8) in sessions
+# of its own and is counted apart from Postfix. NO_AV=1 leaves clamd and every antivirus
 # part out of all profiles.
 #
 # Everything runs in a private network and mount namespace (unshare, as root): /etc/resolv.conf
@@ -30,7 +33,8 @@
 # system service or system config is used. Everything started is stopped by pid on exit.
 #
 # Usage: tests/bench/stack_compare.sh   (BUILD_DIR, MESSAGES [2000], SESSIONS [20], NO_AV,
-#        PROFILES ["postfix mxguard classic rspamd"], GREY_DELAY [1], KEEP=1 keeps the temp dir)
+#        PROFILES ["postfix mxguard classic rspamd"], GREY_DELAY [1], WARMUP [100],
+#        CHECK=1 shows added headers + sends EICAR, RSPAMD_LOG_LEVEL [warning], KEEP=1 keeps tmp)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
