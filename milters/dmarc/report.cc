@@ -2,6 +2,7 @@
 #include "milters/dmarc/report.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <openssl/evp.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -230,6 +231,12 @@ Sender sendmail_sender(const std::string& program) {
       if (message[i] == '\r' && i + 1 < message.size() && message[i + 1] == '\n') continue;
       text += message[i];
     }
+    // A sendmail that exits without reading (it refused the message) must not kill us with
+    // SIGPIPE: the write fails with EPIPE and the exit status says why.
+    struct sigaction ignore {}, previous {};
+    ignore.sa_handler = SIG_IGN;
+    sigemptyset(&ignore.sa_mask);
+    ::sigaction(SIGPIPE, &ignore, &previous);
     std::size_t off = 0;
     bool write_ok = true;
     while (off < text.size()) {
@@ -242,6 +249,7 @@ Sender sendmail_sender(const std::string& program) {
       off += static_cast<std::size_t>(n);
     }
     ::close(in[1]);
+    ::sigaction(SIGPIPE, &previous, nullptr);
     int status = 0;
     while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }

@@ -214,6 +214,17 @@ TEST_F(DmarcReportTest, UnverifiableDestinationKeepsTheData) {
   EXPECT_EQ(store_->pending().size(), 1u);
 }
 
+TEST_F(DmarcReportTest, SendmailThatExitsWithoutReadingIsAFailureNotACrash) {
+  // Without care the write into the closed pipe raises SIGPIPE and kills the reporter.
+  testing::write_file(dir_ / "refuse", "#!/bin/sh\nexec 0<&-\nexit 75\n");
+  ::chmod((dir_ / "refuse").c_str(), 0755);
+  std::string error;
+  bool ok = sendmail_sender((dir_ / "refuse").string())("a@b.test", "c@d.test",
+                                                        std::string(1 << 20, 'x'), error);
+  EXPECT_FALSE(ok);
+  EXPECT_NE(error.find("exit 75"), std::string::npos) << error;
+}
+
 TEST_F(DmarcReportTest, SchemaRejectsABrokenReport) {
   // The validation above means something: a report missing its required parts fails.
   std::string out;
