@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <optional>
 #include <stdexcept>
 
 #include "common/log/log.h"
@@ -27,6 +28,14 @@ Milter* g_milter = nullptr;
 struct Holder {
   std::unique_ptr<Session> session;
   bool skip_offered = false;
+  bool no_reply_headers = false;  // SMFIP_NR_HDR negotiated: header callbacks answer nothing
+  // What a header callback could not answer (no_reply_headers), for the next answered step.
+  std::optional<Status> deferred;
+  std::string deferred_error;
+  void clear_deferred() {
+    deferred.reset();
+    deferred_error.clear();
+  }
 };
 
 Holder* holder(SMFICTX* ctx) { return static_cast<Holder*>(smfi_getpriv(ctx)); }
@@ -87,6 +96,17 @@ sfsistat guarded(SMFICTX* ctx, const char* stage, F&& fn) {
   try {
     Holder* h = holder(ctx);
     if (h == nullptr || !h->session) throw std::logic_error("callback without a session");
+    // A header callback that could not answer (SMFIP_NR_HDR) answers here instead.
+    if (!h->deferred_error.empty()) {
+      std::string what = h->deferred_error;
+      h->clear_deferred();
+      return fail(ctx, "header", what.c_str());
+    }
+    if (h->deferred) {
+      Status s = *h->deferred;
+      h->clear_deferred();
+      return to_sfsistat(s, h->skip_offered);
+    }
     Context c(ctx);
     return to_sfsistat(fn(*h->session, c), h->skip_offered);
   } catch (const std::exception& ex) {
@@ -135,8 +155,11 @@ sfsistat cb_negotiate(SMFICTX* ctx, unsigned long f0, unsigned long f1, unsigned
   } catch (const std::exception& ex) {
     return fail(ctx, "negotiate", ex.what());
   }
+  unsigned long want = o.protocol | SMFIP_SKIP;
+  if (o.no_reply_headers) want |= SMFIP_NR_HDR;
   *pf0 = o.actions;
-  *pf1 = (o.protocol | SMFIP_SKIP) & f1;
+  *pf1 = want & f1;
+  ensure_holder(ctx)->no_reply_headers = (*pf1 & SMFIP_NR_HDR) != 0;
   *pf2 = 0;
   *pf3 = 0;
   return SMFIS_CONTINUE;
@@ -159,6 +182,7 @@ sfsistat cb_helo(SMFICTX* ctx, char* helo) {
 }
 
 sfsistat cb_envfrom(SMFICTX* ctx, char** argv) {
+  if (Holder* h = holder(ctx)) h->clear_deferred();  // a new message
   return guarded(ctx, "mail", [&](Session& s, Context& c) {
     return s.on_mail_from(c, to_args(argv));
   });
@@ -171,6 +195,22 @@ sfsistat cb_envrcpt(SMFICTX* ctx, char** argv) {
 }
 
 sfsistat cb_header(SMFICTX* ctx, char* name, char* value) {
+  Holder* h = holder(ctx);
+  if (h != nullptr && h->no_reply_headers) {
+    // The MTA expects no answer: remember what we would have said for the next step.
+    if (h->deferred || !h->deferred_error.empty()) return SMFIS_NOREPLY;
+    try {
+      if (!h->session) throw std::logic_error("callback without a session");
+      Context c(ctx);
+      Status s = h->session->on_header(c, name ? name : "", value ? value : "");
+      if (s != Status::kContinue) h->deferred = s;
+    } catch (const std::exception& ex) {
+      h->deferred_error = ex.what();
+    } catch (...) {
+      h->deferred_error = "unknown exception";
+    }
+    return SMFIS_NOREPLY;
+  }
   return guarded(ctx, "header", [&](Session& s, Context& c) {
     return s.on_header(c, name ? name : "", value ? value : "");
   });
@@ -193,6 +233,7 @@ sfsistat cb_eom(SMFICTX* ctx) {
 sfsistat cb_abort(SMFICTX* ctx) {
   Holder* h = holder(ctx);
   if (h == nullptr || !h->session) return SMFIS_CONTINUE;
+  h->clear_deferred();
   try {
     Context c(ctx);
     h->session->on_abort(c);
