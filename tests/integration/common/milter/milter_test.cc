@@ -30,6 +30,7 @@ class TestSession : public Session {
   Status on_header(Context&, std::string_view name, std::string_view) override {
     ++headers_;
     if (name == "X-Boom") boom_ = true;
+    if (name == "X-Header-Boom") throw std::runtime_error("header callback failure");
     if (name == "X-Reject") reject_ = true;
     return Status::kContinue;
   }
@@ -137,6 +138,27 @@ mt.disconnect(conn)
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_EQ(counter.value(), before + 1);
   EXPECT_NE(log.find("4Xk2Qz1abc: stage=eom action=tempfail reason=\"simulated internal failure\""),
+            std::string::npos)
+      << log;
+}
+
+TEST_F(MilterTest, HeaderCallbackFailureIsAnsweredAtTheNextStep) {
+  // With SMFIP_NR_HDR negotiated the header itself gets no answer; the failure must still end
+  // in the configured tempfail (at end of headers), never in an accept.
+  std::string script = std::string(kPrologue) + R"(
+mt.header(conn, "X-Header-Boom", "1")
+mt.header(conn, "Subject", "after the failure")
+mt.eoh(conn)
+local r = mt.getreply(conn)
+mt.echo("EOH=" .. tostring(r))
+if r ~= SMFIR_REPLYCODE and r ~= SMFIR_TEMPFAIL then error("expected tempfail, got " .. tostring(r)) end
+mt.disconnect(conn)
+)";
+  ::testing::internal::CaptureStderr();
+  auto r = testing::run_miltertest(script, socket());
+  std::string log = ::testing::internal::GetCapturedStderr();
+  ASSERT_EQ(r.exit_code, 0) << r.output << log;
+  EXPECT_NE(log.find("stage=header action=tempfail reason=\"header callback failure\""),
             std::string::npos)
       << log;
 }
