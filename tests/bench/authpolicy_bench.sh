@@ -17,7 +17,7 @@ CONNECTIONS=${CONNECTIONS:-32}
 REQUESTS=${REQUESTS:-50000}
 THREADS=${THREADS:-4}
 REDIS_BENCH_N=${REDIS_BENCH_N:-100000}
-daemon=$BUILD_DIR/authpolicy/mxguard-authpolicy
+daemon=$BUILD_DIR/policyd/authpolicy/mxguard-authpolicy
 load=$BUILD_DIR/tests/bench/mxguard-authpolicy-load
 for f in "$daemon" "$load"; do [ -x "$f" ] || { echo "missing $f (build first)" >&2; exit 1; }; done
 

@@ -9,23 +9,23 @@
 #include <nlohmann/json.hpp>
 #include <string_view>
 
-#include "authpolicy/auth_service.h"
+#include "policyd/authpolicy/auth_service.h"
 #include "common/log/log.h"
 
 namespace {
 
-mxguard::authpolicy::AuthPolicyService& service() {
-  static mxguard::authpolicy::AuthPolicyService* svc = [] {
+mxguard::policyd::authpolicy::AuthPolicyService& service() {
+  static mxguard::policyd::authpolicy::AuthPolicyService* svc = [] {
     mxguard::common::log::init("fuzz", mxguard::common::log::Target::kStderr,
                                mxguard::common::log::Level::kFatal);
-    mxguard::authpolicy::Options o;
+    mxguard::policyd::authpolicy::Options o;
     o.daemon.listen = "inet:127.0.0.1:1";
     o.redis.url = "redis://127.0.0.1:1/0";  // nothing listens there
     o.redis.connect_timeout = std::chrono::milliseconds(50);
     o.allow_networks = {"10.0.0.0/8"};
     o.login_limits = {"5/1m"};
     o.api_header = "X-API-Key: fuzz";
-    return new mxguard::authpolicy::AuthPolicyService(o,
+    return new mxguard::policyd::authpolicy::AuthPolicyService(o,
                                                       [] { return std::int64_t{1700000000000}; });
   }();
   return *svc;

@@ -50,12 +50,12 @@ TEST(OptionsDocTest, DmarcPageNamesEveryOption) {
 }
 
 TEST(OptionsDocTest, AuthpolicyPageNamesEveryOption) {
-  expect_documented("/authpolicy/mxguard-authpolicy", "/docs/mxguard-authpolicy.md");
+  expect_documented("/policyd/authpolicy/mxguard-authpolicy", "/docs/mxguard-authpolicy.md");
 }
 
 TEST(OptionsDocTest, AuthpolicyBanCommandOptionsAreDocumented) {
   std::string out;
-  ASSERT_EQ(run_command({std::string(MXGUARD_BINARY_DIR) + "/authpolicy/mxguard-authpolicy", "ban",
+  ASSERT_EQ(run_command({std::string(MXGUARD_BINARY_DIR) + "/policyd/authpolicy/mxguard-authpolicy", "ban",
                          "-c", "/dev/null", "--dump-config"},
                         &out),
             0)

@@ -1,11 +1,11 @@
-// Unit tests for authpolicy/server.cc helpers: the API header setting and query parsing.
-#include "authpolicy/server.h"
+// Unit tests for policyd/authpolicy/server.cc helpers: the API header setting and query parsing.
+#include "policyd/authpolicy/server.h"
 
 #include <gtest/gtest.h>
 
-#include "authpolicy/auth_service.h"
+#include "policyd/authpolicy/auth_service.h"
 
-namespace mxguard::authpolicy {
+namespace mxguard::policyd::authpolicy {
 namespace {
 
 TEST(AuthPolicyServer, SplitsTheApiHeader) {
@@ -30,4 +30,4 @@ TEST(AuthPolicyServer, AnswerJson) {
 }
 
 }  // namespace
-}  // namespace mxguard::authpolicy
+}  // namespace mxguard::policyd::authpolicy

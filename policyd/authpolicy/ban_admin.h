@@ -7,11 +7,11 @@
 #include <string>
 #include <vector>
 
-#include "authpolicy/options.h"
+#include "policyd/authpolicy/options.h"
 #include "common/config/config.h"
 #include "common/ratelimit/ratelimit.h"
 
-namespace mxguard::authpolicy {
+namespace mxguard::policyd::authpolicy {
 
 constexpr int kBanOk = 0;
 constexpr int kBanNotFound = 1;
@@ -40,4 +40,4 @@ int run_ban_command(const BanOptions& o, const std::vector<std::string>& args, s
 // main() of `mxguard-authpolicy ban …` (argv[0] is "ban").
 int ban_main(int argc, const char* const* argv);
 
-}  // namespace mxguard::authpolicy
+}  // namespace mxguard::policyd::authpolicy

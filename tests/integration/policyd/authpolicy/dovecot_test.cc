@@ -15,7 +15,7 @@ namespace {
 
 using namespace std::chrono_literals;
 
-const std::string kBinary = std::string(MXGUARD_BINARY_DIR) + "/authpolicy/mxguard-authpolicy";
+const std::string kBinary = std::string(MXGUARD_BINARY_DIR) + "/policyd/authpolicy/mxguard-authpolicy";
 
 class DovecotAuthPolicyTest : public ::testing::Test {
  protected:

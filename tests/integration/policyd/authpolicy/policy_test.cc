@@ -1,7 +1,7 @@
-// Integration tests for authpolicy/policy.cc on a private redis-server with an injected clock:
+// Integration tests for policyd/authpolicy/policy.cc on a private redis-server with an injected clock:
 // tarpit then block per address, network and login, the same wrong password retried, allowed
 // networks, reset on success, and Redis down → allow.
-#include "authpolicy/policy.h"
+#include "policyd/authpolicy/policy.h"
 
 #include <gtest/gtest.h>
 
@@ -9,7 +9,7 @@
 
 #include "tests/fixtures/redis_server.h"
 
-namespace mxguard::authpolicy {
+namespace mxguard::policyd::authpolicy {
 namespace {
 
 using namespace std::chrono_literals;
@@ -221,4 +221,4 @@ TEST_F(AuthPolicyTest, RedisDownAllows) {
 }
 
 }  // namespace
-}  // namespace mxguard::authpolicy
+}  // namespace mxguard::policyd::authpolicy

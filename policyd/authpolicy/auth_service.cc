@@ -1,5 +1,5 @@
 // Implementation of mxguard-authpolicy's service (see auth_service.h).
-#include "authpolicy/auth_service.h"
+#include "policyd/authpolicy/auth_service.h"
 
 #include <atomic>
 #include <map>
@@ -8,7 +8,7 @@
 #include "common/log/log.h"
 #include "common/metrics/metrics.h"
 
-namespace mxguard::authpolicy {
+namespace mxguard::policyd::authpolicy {
 namespace {
 
 namespace metrics = common::metrics;
@@ -210,4 +210,4 @@ void AuthPolicyService::log_decision(const AuthRequest& req, const Verdict& v,
                                          {"reason", v.reason}});
 }
 
-}  // namespace mxguard::authpolicy
+}  // namespace mxguard::policyd::authpolicy

@@ -1,5 +1,5 @@
 // Implementation of mxguard-authpolicy's decisions (see policy.h).
-#include "authpolicy/policy.h"
+#include "policyd/authpolicy/policy.h"
 
 #include <algorithm>
 #include <cctype>
@@ -11,7 +11,7 @@
 #include "common/metrics/metrics.h"
 #include "common/redis/errors.h"
 
-namespace mxguard::authpolicy {
+namespace mxguard::policyd::authpolicy {
 namespace {
 
 namespace metrics = common::metrics;
@@ -315,4 +315,4 @@ std::vector<Verdict> Policy::report_batch(const std::vector<AuthRequest>& reqs) 
   return out;
 }
 
-}  // namespace mxguard::authpolicy
+}  // namespace mxguard::policyd::authpolicy

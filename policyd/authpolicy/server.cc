@@ -1,5 +1,5 @@
 // Implementation of mxguard-authpolicy's HTTP server (see server.h).
-#include "authpolicy/server.h"
+#include "policyd/authpolicy/server.h"
 
 #include <openssl/crypto.h>
 
@@ -15,7 +15,7 @@
 #include "common/metrics/metrics.h"
 #include "common/util/asio.h"
 
-namespace mxguard::authpolicy {
+namespace mxguard::policyd::authpolicy {
 namespace {
 
 namespace asio = boost::asio;
@@ -274,4 +274,4 @@ void HttpServer::stop() {
   });
 }
 
-}  // namespace mxguard::authpolicy
+}  // namespace mxguard::policyd::authpolicy

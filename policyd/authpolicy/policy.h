@@ -13,12 +13,12 @@
 #include <string>
 #include <string_view>
 
-#include "authpolicy/options.h"
+#include "policyd/authpolicy/options.h"
 #include "common/net/ip.h"
 #include "common/ratelimit/ratelimit.h"
 #include "common/redis/pool.h"
 
-namespace mxguard::authpolicy {
+namespace mxguard::policyd::authpolicy {
 
 // A request the protocol does not allow (not JSON, not an object, wrong types, unknown command):
 // answered with HTTP 400.
@@ -96,4 +96,4 @@ class Policy {
   common::ratelimit::Limiter limiter_;
 };
 
-}  // namespace mxguard::authpolicy
+}  // namespace mxguard::policyd::authpolicy

@@ -1,11 +1,11 @@
 // Binding and validation of mxguard-authpolicy's options (see options.h).
-#include "authpolicy/options.h"
+#include "policyd/authpolicy/options.h"
 
 #include "common/config/checks.h"
 #include "common/net/ip.h"
 #include "common/net/socket_spec.h"
 
-namespace mxguard::authpolicy {
+namespace mxguard::policyd::authpolicy {
 
 std::vector<common::ratelimit::Limit> parse_limits(const std::vector<std::string>& texts,
                                                    bool blocks) {
@@ -112,4 +112,4 @@ void Options::validate() const {
   }
 }
 
-}  // namespace mxguard::authpolicy
+}  // namespace mxguard::policyd::authpolicy

@@ -16,7 +16,7 @@
 
 #include "common/net/socket_spec.h"
 
-namespace mxguard::authpolicy {
+namespace mxguard::policyd::authpolicy {
 
 struct HttpOptions {
   common::net::SocketSpec listen;
@@ -59,4 +59,4 @@ class HttpServer {
   std::unique_ptr<Impl> impl_;
 };
 
-}  // namespace mxguard::authpolicy
+}  // namespace mxguard::policyd::authpolicy

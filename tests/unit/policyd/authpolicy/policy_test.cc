@@ -1,9 +1,9 @@
-// Unit tests for authpolicy/policy.cc without Redis: Dovecot's request attributes and keys.
-#include "authpolicy/policy.h"
+// Unit tests for policyd/authpolicy/policy.cc without Redis: Dovecot's request attributes and keys.
+#include "policyd/authpolicy/policy.h"
 
 #include <gtest/gtest.h>
 
-namespace mxguard::authpolicy {
+namespace mxguard::policyd::authpolicy {
 namespace {
 
 TEST(AuthPolicyRequest, ParsesDovecotDefaultAttributes) {
@@ -64,4 +64,4 @@ TEST(AuthPolicyKeys, Layout) {
 }
 
 }  // namespace
-}  // namespace mxguard::authpolicy
+}  // namespace mxguard::policyd::authpolicy

@@ -13,13 +13,13 @@
 #include <thread>
 #include <vector>
 
-#include "authpolicy/options.h"
-#include "authpolicy/policy.h"
-#include "authpolicy/server.h"
+#include "policyd/authpolicy/options.h"
+#include "policyd/authpolicy/policy.h"
+#include "policyd/authpolicy/server.h"
 #include "common/daemon/daemon.h"
 #include "common/redis/pool.h"
 
-namespace mxguard::authpolicy {
+namespace mxguard::policyd::authpolicy {
 
 class AuthPolicyService : public common::daemon::Service<Options> {
  public:
@@ -65,4 +65,4 @@ class AuthPolicyService : public common::daemon::Service<Options> {
 // {"status":N,"msg":"…"}
 std::string answer_json(int status, std::string_view msg);
 
-}  // namespace mxguard::authpolicy
+}  // namespace mxguard::policyd::authpolicy

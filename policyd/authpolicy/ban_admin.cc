@@ -1,15 +1,15 @@
 // Implementation of `mxguard-authpolicy ban` (see ban_admin.h).
-#include "authpolicy/ban_admin.h"
+#include "policyd/authpolicy/ban_admin.h"
 
 #include <iostream>
 
-#include "authpolicy/policy.h"
+#include "policyd/authpolicy/policy.h"
 #include "common/daemon/daemon.h"
 #include "common/log/log.h"
 #include "common/redis/errors.h"
 #include "common/redis/pool.h"
 
-namespace mxguard::authpolicy {
+namespace mxguard::policyd::authpolicy {
 
 void BanOptions::bind(common::config::Binder& b) {
   authpolicy.bind(b);
@@ -115,4 +115,4 @@ int ban_main(int argc, const char* const* argv) {
   return run_ban_command(opts, req.positional, std::cout, std::cerr);
 }
 
-}  // namespace mxguard::authpolicy
+}  // namespace mxguard::policyd::authpolicy

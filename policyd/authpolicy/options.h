@@ -10,7 +10,7 @@
 #include "common/ratelimit/ratelimit.h"
 #include "common/redis/options.h"
 
-namespace mxguard::authpolicy {
+namespace mxguard::policyd::authpolicy {
 
 using namespace std::chrono_literals;
 
@@ -54,4 +54,4 @@ struct Options {
 std::vector<common::ratelimit::Limit> parse_limits(const std::vector<std::string>& texts,
                                                    bool blocks);
 
-}  // namespace mxguard::authpolicy
+}  // namespace mxguard::policyd::authpolicy
