@@ -363,8 +363,8 @@ template <class Fn>
 void GreyAdmin::scan(const std::string& pattern, Fn&& on_batch) {
   std::string cursor = "0";
   do {
-    Reply r = redis_.command(
-        {"SCAN", cursor, "MATCH", pattern, "COUNT", std::to_string(kScanCount)});
+    Reply r =
+        redis_.command({"SCAN", cursor, "MATCH", pattern, "COUNT", std::to_string(kScanCount)});
     const auto& a = r.as_array();
     if (a.size() != 2) throw common::redis::ProtocolError("SCAN returned a bad reply");
     cursor = a[0].as_string();
@@ -480,8 +480,8 @@ WhitelistEntry GreyAdmin::whitelist_add(std::string_view kind, std::string_view 
 }
 
 bool GreyAdmin::whitelist_del(std::string_view kind, std::string_view value) {
-  return redis_.command({"HDEL", redis_.key("gl:wl"), whitelist_field(kind, value)})
-             .as_integer() > 0;
+  return redis_.command({"HDEL", redis_.key("gl:wl"), whitelist_field(kind, value)}).as_integer() >
+         0;
 }
 
 std::vector<WhitelistEntry> GreyAdmin::whitelist_list() {
@@ -877,8 +877,7 @@ int cmd_show(GreyAdmin& admin, const GreyOptions& o, const std::vector<std::stri
   want_args(args, 4, "show CLIENT-IP SENDER RECIPIENT");
   auto t = admin.show(parse_client(args[1]), sender_arg(args[2]), args[3]);
   if (!t) {
-    err << "mxguard-grey: no triplet for " << args[1] << " " << args[2] << " " << args[3]
-        << "\n";
+    err << "mxguard-grey: no triplet for " << args[1] << " " << args[2] << " " << args[3] << "\n";
     return kExitNotFound;
   }
   std::int64_t now = admin.now();
@@ -887,19 +886,18 @@ int cmd_show(GreyAdmin& admin, const GreyOptions& o, const std::vector<std::stri
     return kExitOk;
   }
   std::int64_t wait = admin.greylist().delay.seconds().count() - (now - t->first);
-  std::string state = t->passed ? "passed"
+  std::string state = t->passed  ? "passed"
                       : wait > 0 ? "pending (a retry is accepted in " + human_duration(wait) + ")"
                                  : "pending (the next retry passes)";
-  print_table(out, {{"key:", t->key},
-                    {"client:", t->client},
-                    {"sender:", show_sender(t->sender)},
-                    {"recipient:", t->recipient},
-                    {"state:", state},
-                    {"first seen:", iso_time(t->first) + " (" + human_duration(now - t->first) +
-                                        " ago)"},
-                    {"last seen:", iso_time(t->last) + " (" + human_duration(now - t->last) +
-                                       " ago)"},
-                    {"expires:", t->ttl >= 0 ? "in " + human_duration(t->ttl) : "never"}});
+  print_table(
+      out, {{"key:", t->key},
+            {"client:", t->client},
+            {"sender:", show_sender(t->sender)},
+            {"recipient:", t->recipient},
+            {"state:", state},
+            {"first seen:", iso_time(t->first) + " (" + human_duration(now - t->first) + " ago)"},
+            {"last seen:", iso_time(t->last) + " (" + human_duration(now - t->last) + " ago)"},
+            {"expires:", t->ttl >= 0 ? "in " + human_duration(t->ttl) : "never"}});
   return kExitOk;
 }
 
@@ -908,8 +906,7 @@ int cmd_delete(GreyAdmin& admin, const GreyOptions& o, const std::vector<std::st
   allow_only(o, "delete", {});
   want_args(args, 4, "delete CLIENT-IP SENDER RECIPIENT");
   if (!admin.remove(parse_client(args[1]), sender_arg(args[2]), args[3])) {
-    err << "mxguard-grey: no triplet for " << args[1] << " " << args[2] << " " << args[3]
-        << "\n";
+    err << "mxguard-grey: no triplet for " << args[1] << " " << args[2] << " " << args[3] << "\n";
     return kExitNotFound;
   }
   out << "deleted " << args[1] << " " << args[2] << " " << args[3] << "\n";
@@ -997,21 +994,21 @@ int cmd_stats(GreyAdmin& admin, const GreyOptions& o, const std::vector<std::str
         << "\n";
     return kExitOk;
   }
-  print_table(out, {{"triplets pending:", std::to_string(s.pending)},
-                    {"triplets passed:", std::to_string(s.passed)},
-                    {"awl clients:", std::to_string(s.awl_clients) + " (" +
-                                         std::to_string(s.awl_whitelisted) +
-                                         (awl_n > 0 ? " reached " + std::to_string(awl_n) +
-                                                          " deliveries: whitelisted)"
-                                                    : " whitelisted: auto-whitelisting is off)")},
-                    {"whitelist entries:", std::to_string(s.whitelist_active) + " active, " +
-                                               std::to_string(s.whitelist_expired) + " expired"},
-                    {"redis used memory:", s.used_memory}});
+  print_table(out,
+              {{"triplets pending:", std::to_string(s.pending)},
+               {"triplets passed:", std::to_string(s.passed)},
+               {"awl clients:",
+                std::to_string(s.awl_clients) + " (" + std::to_string(s.awl_whitelisted) +
+                    (awl_n > 0 ? " reached " + std::to_string(awl_n) + " deliveries: whitelisted)"
+                               : " whitelisted: auto-whitelisting is off)")},
+               {"whitelist entries:", std::to_string(s.whitelist_active) + " active, " +
+                                          std::to_string(s.whitelist_expired) + " expired"},
+               {"redis used memory:", s.used_memory}});
   return kExitOk;
 }
 
-void print_counts(std::ostream& out, const std::string& file, const ImportCounts& c,
-                  bool triplets, bool dry_run) {
+void print_counts(std::ostream& out, const std::string& file, const ImportCounts& c, bool triplets,
+                  bool dry_run) {
   std::string verb = dry_run ? "would import " : "imported ";
   out << file << ": " << c.read << " entries read; " << verb;
   if (triplets) {
@@ -1059,8 +1056,8 @@ int cmd_import(GreyAdmin& admin, const GreyOptions& o, const std::vector<std::st
 
 }  // namespace
 
-int run_grey_command(const GreyOptions& o, const std::vector<std::string>& args,
-                     std::ostream& out, std::ostream& err, Clock clock) {
+int run_grey_command(const GreyOptions& o, const std::vector<std::string>& args, std::ostream& out,
+                     std::ostream& err, Clock clock) {
   try {
     if (args.empty()) throw UsageError("no command given");
     common::redis::Pool pool(o.policyd.redis);

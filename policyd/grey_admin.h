@@ -45,10 +45,10 @@ struct GreyOptions {
   std::string recipient;  // list --recipient ADDR | @DOMAIN
   std::string state;      // list --state pending|passed
   bool json = false;
-  common::config::Duration ttl{};         // whitelist add --ttl (0: never expires)
-  common::config::Duration older_than{};  // purge --older-than
-  bool dry_run = false;                   // import-postgrey --dry-run
-  std::string db_dump = "db5.3_dump";     // BerkeleyDB's dump tool, for import-postgrey
+  common::config::Duration ttl{};            // whitelist add --ttl (0: never expires)
+  common::config::Duration older_than{};     // purge --older-than
+  bool dry_run = false;                      // import-postgrey --dry-run
+  std::string db_dump = "db5.3_dump";        // BerkeleyDB's dump tool, for import-postgrey
   std::string db_recover = "db5.3_recover";  // replays postgrey's transaction log
 
   void bind(common::config::Binder& b);
@@ -96,14 +96,14 @@ bool is_hashed_key(std::string_view key);
 // ---- what the commands return ---------------------------------------------------------------
 
 struct TripletInfo {
-  std::string key;        // the Redis key
-  bool hashed = false;    // privacy mode: client/sender/recipient unknown
-  std::string client;     // client address, or the network when only that is known
+  std::string key;      // the Redis key
+  bool hashed = false;  // privacy mode: client/sender/recipient unknown
+  std::string client;   // client address, or the network when only that is known
   std::string sender;
   std::string recipient;
   std::int64_t first = 0;
   std::int64_t last = 0;
-  bool passed = false;  // last - first >= greylist-delay, postgrey's rule
+  bool passed = false;    // last - first >= greylist-delay, postgrey's rule
   std::int64_t ttl = -1;  // seconds until Redis forgets it (show only; -1 unknown)
 };
 
@@ -142,7 +142,7 @@ struct ImportCounts {
 
 struct ImportReport {
   ImportCounts triplets;
-  ImportCounts clients;  // passed = AWL entries written
+  ImportCounts clients;     // passed = AWL entries written
   bool clients_db = false;  // postgrey_clients.db was present
 };
 
@@ -195,8 +195,8 @@ std::string human_duration(std::int64_t seconds);
 
 // The whole CLI after option parsing: runs `args` (command and its arguments) and writes to
 // out/err. Returns the exit code. Redis is reached through a Pool built from o.policyd.redis.
-int run_grey_command(const GreyOptions& o, const std::vector<std::string>& args,
-                     std::ostream& out, std::ostream& err, Clock clock = system_clock_seconds);
+int run_grey_command(const GreyOptions& o, const std::vector<std::string>& args, std::ostream& out,
+                     std::ostream& err, Clock clock = system_clock_seconds);
 
 // The usage text that follows "Usage:" on errors (the commands and their arguments).
 std::string grey_usage();

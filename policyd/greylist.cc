@@ -10,8 +10,8 @@
 #include "common/log/log.h"
 #include "common/metrics/metrics.h"
 #include "common/redis/errors.h"
-#include "common/version.h"
 #include "common/util/host.h"
+#include "common/version.h"
 
 namespace mxguard::policyd {
 namespace {
@@ -127,7 +127,8 @@ void GreylistOptions::bind(common::config::Binder& b) {
         "greylist IPv4 clients by this network size; 32 = by host (postgrey --ipv4cidr)");
   b.add("greylist-ipv6-prefix", ipv6_prefix,
         "greylist IPv6 clients by this network size; 128 = by host (postgrey --ipv6cidr)");
-  b.add("greylist-privacy", privacy, "store SHA-1 hashes instead of addresses (postgrey --privacy)");
+  b.add("greylist-privacy", privacy,
+        "store SHA-1 hashes instead of addresses (postgrey --privacy)");
   b.add("greylist-auto-whitelist-clients", auto_whitelist_clients,
         "whitelist a client after this many passed deliveries; 0 = off "
         "(postgrey --auto-whitelist-clients)");
@@ -220,7 +221,8 @@ std::string normalize_sender(std::string_view sender) {
   // Numeric words → '#', so VERP bounce addresses do not create a triplet per message.
   std::string out;
   for (std::size_t i = 0; i < user.size();) {
-    if (std::isdigit(static_cast<unsigned char>(user[i])) && (i == 0 || !is_word_char(user[i - 1]))) {
+    if (std::isdigit(static_cast<unsigned char>(user[i])) &&
+        (i == 0 || !is_word_char(user[i - 1]))) {
       std::size_t j = i;
       while (j < user.size() && std::isdigit(static_cast<unsigned char>(user[j]))) ++j;
       if (j == user.size() || !is_word_char(user[j])) {
@@ -357,8 +359,7 @@ std::string Greylister::header_value(long delay) const {
          mxguard::kVersion + " at " + hostname_ + "; " + date;
 }
 
-Decision Greylister::check(const common::policy::Request& req,
-                           const common::net::IpAddress& client,
+Decision Greylister::check(const common::policy::Request& req, const common::net::IpAddress& client,
                            std::string_view spf_passed_domain) {
   if (clients_.matches(req.get("client_name"), client)) {
     return Decision{Decision::Kind::kWhitelisted, "DUNNO", "client whitelist", -1};
@@ -379,9 +380,8 @@ Decision Greylister::check(const common::policy::Request& req,
         {std::to_string(now), std::to_string(options_.delay.seconds().count()),
          std::to_string(options_.max_age.seconds().count()),
          std::to_string(options_.retry_window.seconds().count()),
-         std::to_string(options_.auto_whitelist_clients),
-         options_.privacy ? "" : t.client_ip, options_.privacy ? "" : t.sender,
-         options_.privacy ? "" : t.recipient});
+         std::to_string(options_.auto_whitelist_clients), options_.privacy ? "" : t.client_ip,
+         options_.privacy ? "" : t.sender, options_.privacy ? "" : t.recipient});
   } catch (const common::redis::Error& ex) {
     store_errors().inc();
     bool defer = options_.on_store_error == "defer";
@@ -401,8 +401,8 @@ Decision Greylister::check(const common::policy::Request& req,
   }
   if (verdict == "awl") return Decision{Decision::Kind::kWhitelisted, "DUNNO", "client AWL", -1};
   if (verdict == "greylist") {
-    std::string action = options_.action + " " +
-                         format_text(wait, req.recipient(), req.has("etrn_domain"));
+    std::string action =
+        options_.action + " " + format_text(wait, req.recipient(), req.has("etrn_domain"));
     return Decision{Decision::Kind::kGreylist, action, age == 0 ? "new" : "early-retry", age};
   }
   if (!was_ok && options_.header && first_time_for_instance(req.instance())) {

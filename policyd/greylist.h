@@ -48,7 +48,7 @@ struct GreylistOptions {
   std::vector<std::string> whitelist_recipients{"/etc/mxguard/whitelist_recipients",
                                                 "/etc/mxguard/whitelist_recipients.local"};
   std::string on_store_error = "dunno";  // dunno | defer
-  std::string hostname;                   // for the header; empty: this host's name
+  std::string hostname;                  // for the header; empty: this host's name
   // Pool-tolerant greylisting: when the client passes SPF for the sender's domain, the triplet
   // uses that domain instead of the client network, so a retry from another address of the
   // sender's pool is not greylisted again.

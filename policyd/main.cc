@@ -8,7 +8,6 @@ int main(int argc, char** argv) {
   return mxguard::common::daemon::run<Options>(
       {"mxguard-policyd", "Postfix policy server: greylisting on a shared Redis",
        "/etc/mxguard/policyd.conf", ""},
-      argc, argv, [](const Options& o) {
-        return std::make_unique<mxguard::policyd::PolicyService>(o);
-      });
+      argc, argv,
+      [](const Options& o) { return std::make_unique<mxguard::policyd::PolicyService>(o); });
 }

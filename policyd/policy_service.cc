@@ -34,8 +34,7 @@ metrics::Counter& decisions(const std::string& check, const std::string& result)
 }
 
 metrics::Counter& spf_results(const std::string& identity, const std::string& result) {
-  return metrics::Registry::global().counter("mxguard_spf_results_total",
-                                             "SPF results by identity",
+  return metrics::Registry::global().counter("mxguard_spf_results_total", "SPF results by identity",
                                              {{"identity", identity}, {"result", result}});
 }
 
@@ -47,9 +46,9 @@ metrics::Counter& internal_errors(const std::string& where) {
 }
 
 metrics::Histogram& latency() {
-  static auto& h = metrics::Registry::global().histogram(
-      "mxguard_policyd_request_seconds", "Time to answer one policy request",
-      metrics::latency_buckets());
+  static auto& h = metrics::Registry::global().histogram("mxguard_policyd_request_seconds",
+                                                         "Time to answer one policy request",
+                                                         metrics::latency_buckets());
   return h;
 }
 
@@ -60,10 +59,14 @@ std::string client_field(const common::policy::Request& r) {
 
 std::string kind_name(Decision::Kind k) {
   switch (k) {
-    case Decision::Kind::kPass: return "pass";
-    case Decision::Kind::kGreylist: return "greylist";
-    case Decision::Kind::kWhitelisted: return "whitelist";
-    case Decision::Kind::kError: return "error";
+    case Decision::Kind::kPass:
+      return "pass";
+    case Decision::Kind::kGreylist:
+      return "greylist";
+    case Decision::Kind::kWhitelisted:
+      return "whitelist";
+    case Decision::Kind::kError:
+      return "error";
   }
   return "error";
 }
@@ -83,11 +86,11 @@ struct PolicyService::Run {
   std::shared_ptr<const Checks> checks;
   common::net::IpAddress client;
   std::chrono::steady_clock::time_point started;
-  std::size_t next = 0;      // index into checks->options.checks
-  std::string spf_summary;   // for the log line
-  std::string spf_domain;    // MAIL FROM domain that passed SPF
-  bool first_rcpt = true;    // first request of this message
-  std::string check_label;   // the log's check= when no configured check decided
+  std::size_t next = 0;     // index into checks->options.checks
+  std::string spf_summary;  // for the log line
+  std::string spf_domain;   // MAIL FROM domain that passed SPF
+  bool first_rcpt = true;   // first request of this message
+  std::string check_label;  // the log's check= when no configured check decided
 };
 
 PolicyService::PolicyService(const Options& o, Clock clock)
@@ -104,10 +107,10 @@ PolicyService::PolicyService(const Options& o, Clock clock)
                         ? "DEFER_IF_PERMIT 4.3.0 Service temporarily unavailable"
                         : "DUNNO";
   server_ = std::make_unique<common::policy::Server>(
-      so, common::policy::AsyncHandler(
-              [this](common::policy::Request r, common::policy::Reply reply) {
-                handle_async(std::move(r), std::move(reply));
-              }));
+      so,
+      common::policy::AsyncHandler([this](common::policy::Request r, common::policy::Reply reply) {
+        handle_async(std::move(r), std::move(reply));
+      }));
 }
 
 PolicyService::~PolicyService() {
@@ -233,8 +236,7 @@ void PolicyService::finish(const std::shared_ptr<Run>& run, const std::string& a
   run->reply(action);
 }
 
-void PolicyService::handle_async(common::policy::Request request,
-                                 common::policy::Reply reply) {
+void PolicyService::handle_async(common::policy::Request request, common::policy::Reply reply) {
   auto run = std::make_shared<Run>();
   run->req = std::move(request);
   const common::policy::Request& req = run->req;
@@ -381,17 +383,19 @@ void PolicyService::run_spf(std::shared_ptr<Run> run) {
       if (stopping_) {
         // Shutting down with this check in flight: accept, but never silently.
         internal_errors("shutdown").inc();
-        common::log::warning(std::string(run->req.queue_id().empty() ? "NOQUEUE"
-                                                                      : run->req.queue_id()) +
-                             ": SPF check abandoned at shutdown, action=DUNNO");
+        common::log::warning(
+            std::string(run->req.queue_id().empty() ? "NOQUEUE" : run->req.queue_id()) +
+            ": SPF check abandoned at shutdown, action=DUNNO");
         run->reply("DUNNO");
         return;
       }
       try {
         SpfVerdict v = decide(run->checks->options.spf, *results, run->checks->receiver);
-        if (results->helo) spf_results("helo", std::string(common::spf::result_name(results->helo->result))).inc();
+        if (results->helo)
+          spf_results("helo", std::string(common::spf::result_name(results->helo->result))).inc();
         if (results->mail_from) {
-          spf_results("mailfrom", std::string(common::spf::result_name(results->mail_from->result))).inc();
+          spf_results("mailfrom", std::string(common::spf::result_name(results->mail_from->result)))
+              .inc();
         }
         run->spf_summary = v.summary;
         run->spf_domain = v.passed_domain;
@@ -410,10 +414,9 @@ void PolicyService::run_spf(std::shared_ptr<Run> run) {
         next_check(run);
       } catch (const std::exception& ex) {
         internal_errors("spf").inc();
-        common::log::error(std::string(run->req.queue_id().empty() ? "NOQUEUE"
-                                                                    : run->req.queue_id()) +
-                           ": spf: internal error, action per greylist-on-store-error: " +
-                           ex.what());
+        common::log::error(
+            std::string(run->req.queue_id().empty() ? "NOQUEUE" : run->req.queue_id()) +
+            ": spf: internal error, action per greylist-on-store-error: " + ex.what());
         run->reply(run->checks->options.greylist.on_store_error == "defer"
                        ? "DEFER_IF_PERMIT 4.3.0 Service temporarily unavailable"
                        : "DUNNO");
@@ -468,14 +471,14 @@ void PolicyService::run_spf(std::shared_ptr<Run> run) {
     common::spf::Request r = base();
     r.domain = (*domains)[i];
     r.sender = "postmaster@" + r.domain;
-    evaluator().check_host_async(std::move(r), [results, domains, i, self, done](
-                                                   common::spf::Outcome out) {
-      if (out.result == common::spf::Result::kPass) {
-        results->whitelisted_by = (*domains)[i];
-        return done();
-      }
-      (*self)(i + 1);
-    });
+    evaluator().check_host_async(std::move(r),
+                                 [results, domains, i, self, done](common::spf::Outcome out) {
+                                   if (out.result == common::spf::Result::kPass) {
+                                     results->whitelisted_by = (*domains)[i];
+                                     return done();
+                                   }
+                                   (*self)(i + 1);
+                                 });
   };
   (*step)(0);
 }

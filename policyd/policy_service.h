@@ -34,7 +34,7 @@ struct Checks {
   common::net::NetworkList spf_skip;
   std::unique_ptr<Greylister> greylist;
   std::unique_ptr<RateLimiter> ratelimit;  // when `ratelimit` is in --checks
-  std::string receiver;  // authserv-id / Received-SPF receiver
+  std::string receiver;                    // authserv-id / Received-SPF receiver
 };
 
 // Per-message state, keyed by `instance`: SPF is evaluated once per message, and headers are
@@ -69,8 +69,8 @@ class PolicyService : public common::daemon::Service<Options> {
   boost::asio::thread_pool& workers();
   void next_check(std::shared_ptr<Run> run);
   void run_spf(std::shared_ptr<Run> run);
-  void finish(const std::shared_ptr<Run>& run, const std::string& action,
-              const std::string& result, const std::string& reason, long age);
+  void finish(const std::shared_ptr<Run>& run, const std::string& action, const std::string& result,
+              const std::string& reason, long age);
   std::string pop_header(const std::string& instance);
   // The state of one message, created (and the oldest evicted) on first use. Caller holds
   // messages_mutex_.

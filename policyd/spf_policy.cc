@@ -37,16 +37,20 @@ std::string one_line(std::string s) {
 
 std::string comment(const Outcome& o, const std::string& who, const std::string& ip) {
   switch (o.result) {
-    case Result::kPass: return "domain of " + who + " designates " + ip + " as permitted sender";
+    case Result::kPass:
+      return "domain of " + who + " designates " + ip + " as permitted sender";
     case Result::kFail:
       return "domain of " + who + " does not designate " + ip + " as permitted sender";
     case Result::kSoftfail:
       return "domain of transitioning " + who + " does not designate " + ip +
              " as permitted sender";
-    case Result::kNeutral: return ip + " is neither permitted nor denied by domain of " + who;
-    case Result::kNone: return "domain of " + who + " does not provide an SPF record";
+    case Result::kNeutral:
+      return ip + " is neither permitted nor denied by domain of " + who;
+    case Result::kNone:
+      return "domain of " + who + " does not provide an SPF record";
     case Result::kTemperror:
-    case Result::kPermerror: return "error in processing during lookup of " + who;
+    case Result::kPermerror:
+      return "error in processing during lookup of " + who;
   }
   return "";
 }
@@ -104,8 +108,8 @@ void SpfOptions::validate() const {
   if (!one_of(header, {"received-spf", "authentication-results", "both", "none"})) {
     throw OptionError("spf-header", "expected received-spf, authentication-results, both or none");
   }
-  for (const auto& [name, list] : {std::pair{"spf-skip-addresses", &skip_addresses},
-                                   std::pair{"spf-whitelist", &whitelist}}) {
+  for (const auto& [name, list] :
+       {std::pair{"spf-skip-addresses", &skip_addresses}, std::pair{"spf-whitelist", &whitelist}}) {
     try {
       common::net::NetworkList n(*list);
     } catch (const std::invalid_argument& ex) {
@@ -126,9 +130,9 @@ std::string domain_of(const std::string& address) {
 std::string received_spf(const Outcome& o, const SpfResults& r, const std::string& identity,
                          const std::string& receiver, bool hide_receiver) {
   std::string ip = r.client.to_string();
-  std::string who = identity == "helo" ? r.helo_name
-                                       : (r.sender.empty() ? "postmaster@" + r.helo_name
-                                                           : r.sender);
+  std::string who = identity == "helo"
+                        ? r.helo_name
+                        : (r.sender.empty() ? "postmaster@" + r.helo_name : r.sender);
   std::string value = std::string(common::spf::result_name(o.result)) + " (" +
                       (hide_receiver ? "" : receiver + ": ") + comment(o, who, ip) + ")";
   value += " client-ip=" + ip + ";";

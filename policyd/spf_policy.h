@@ -24,10 +24,10 @@ struct SpfOptions {
   std::string helo_reject = "fail";
   // pypolicyd-spf Mail_From_reject: fail | softfail | no | no-check
   std::string mail_from_reject = "fail";
-  bool permerror_reject = false;  // PermError_reject
-  bool temperror_defer = false;   // TempError_Defer
+  bool permerror_reject = false;                                  // PermError_reject
+  bool temperror_defer = false;                                   // TempError_Defer
   std::vector<std::string> skip_addresses{"127.0.0.0/8", "::1"};  // skip_addresses
-  std::vector<std::string> whitelist;                              // Whitelist (CIDR)
+  std::vector<std::string> whitelist;                             // Whitelist (CIDR)
   // Domain_Whitelist: clients that pass SPF for one of these domains are not checked.
   std::vector<std::string> domain_whitelist;
   std::string header = "received-spf";  // received-spf | authentication-results | both | none

@@ -12,16 +12,18 @@ namespace {
 bool all_digits_and_dots(std::string_view s, int dots) {
   int seen = 0;
   for (char c : s) {
-    if (c == '.') ++seen;
-    else if (!std::isdigit(static_cast<unsigned char>(c))) return false;
+    if (c == '.')
+      ++seen;
+    else if (!std::isdigit(static_cast<unsigned char>(c)))
+      return false;
   }
   return seen == dots;
 }
 
 std::regex compile(std::string_view pattern, const std::string& where) {
   try {
-    return std::regex(std::string(pattern), std::regex::ECMAScript | std::regex::icase |
-                                                std::regex::optimize);
+    return std::regex(std::string(pattern),
+                      std::regex::ECMAScript | std::regex::icase | std::regex::optimize);
   } catch (const std::regex_error& ex) {
     throw std::runtime_error(where + ": bad regular expression /" + std::string(pattern) +
                              "/: " + ex.what());
@@ -89,15 +91,15 @@ void ClientWhitelist::add_entry(std::string_view e, const std::string& where) {
   }
   for (char c : e) {
     if (std::isspace(static_cast<unsigned char>(c)) || c == '/' || c == ':') {
-      throw std::runtime_error(where + ": doesn't look like a host name, address or /regex/: " +
-                               std::string(e));
+      throw std::runtime_error(
+          where + ": doesn't look like a host name, address or /regex/: " + std::string(e));
     }
   }
   domains_.insert(to_lower(e));
 }
 
-bool ClientWhitelist::matches(std::string_view client_name, const common::net::IpAddress& addr)
-    const {
+bool ClientWhitelist::matches(std::string_view client_name,
+                              const common::net::IpAddress& addr) const {
   for (const auto& n : networks_) {
     if (n.contains(addr)) return true;
   }

@@ -8,8 +8,21 @@ namespace {
 
 bool is_tspecial(char c) {
   switch (c) {
-    case '(': case ')': case '<': case '>': case '@': case ',': case ';': case ':':
-    case '\\': case '"': case '/': case '[': case ']': case '?': case '=':
+    case '(':
+    case ')':
+    case '<':
+    case '>':
+    case '@':
+    case ',':
+    case ';':
+    case ':':
+    case '\\':
+    case '"':
+    case '/':
+    case '[':
+    case ']':
+    case '?':
+    case '=':
       return true;
     default:
       return false;
@@ -27,9 +40,27 @@ bool is_pvalue_char(char c) {
   auto u = static_cast<unsigned char>(c);
   if (std::isalnum(u)) return true;
   switch (c) {
-    case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+': case '-':
-    case '/': case '=': case '?': case '^': case '_': case '`': case '{': case '|': case '}':
-    case '~': case '.': case '@':
+    case '!':
+    case '#':
+    case '$':
+    case '%':
+    case '&':
+    case '\'':
+    case '*':
+    case '+':
+    case '-':
+    case '/':
+    case '=':
+    case '?':
+    case '^':
+    case '_':
+    case '`':
+    case '{':
+    case '|':
+    case '}':
+    case '~':
+    case '.':
+    case '@':
       return true;
     default:
       return u >= 0x80;  // RFC 6532 UTF-8 in addresses
@@ -157,7 +188,8 @@ bool parse_resinfo(Cursor& c, Result& r, std::string* error) {
   if (!c.skip_cfws()) return fail(error, "unterminated comment", c.pos());
   if (c.eat('/')) {
     c.skip_cfws();
-    r.method_version = c.take_while([](char ch) { return std::isdigit(static_cast<unsigned char>(ch)) != 0; });
+    r.method_version =
+        c.take_while([](char ch) { return std::isdigit(static_cast<unsigned char>(ch)) != 0; });
     if (r.method_version.empty()) return fail(error, "expected a method version", c.pos());
     c.skip_cfws();
   }
@@ -221,7 +253,8 @@ std::optional<Header> parse(std::string_view value, std::string* error) {
   }
   c.skip_cfws();
   if (std::isdigit(static_cast<unsigned char>(c.peek()))) {
-    std::string digits = c.take_while([](char ch) { return std::isdigit(static_cast<unsigned char>(ch)) != 0; });
+    std::string digits =
+        c.take_while([](char ch) { return std::isdigit(static_cast<unsigned char>(ch)) != 0; });
     if (digits.size() > 3) return fail(error, "bad version", c.pos()), std::nullopt;
     h.version = std::stoi(digits);
     c.skip_cfws();

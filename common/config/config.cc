@@ -46,9 +46,12 @@ void parse_value(std::string_view text, std::string& out) { out = std::string(te
 void parse_value(std::string_view text, bool& out) {
   std::string t;
   for (char c : text) t.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
-  if (t == "yes" || t == "true" || t == "on" || t == "1") out = true;
-  else if (t == "no" || t == "false" || t == "off" || t == "0") out = false;
-  else throw std::invalid_argument("expected yes or no, got '" + std::string(text) + "'");
+  if (t == "yes" || t == "true" || t == "on" || t == "1")
+    out = true;
+  else if (t == "no" || t == "false" || t == "off" || t == "0")
+    out = false;
+  else
+    throw std::invalid_argument("expected yes or no, got '" + std::string(text) + "'");
 }
 
 void parse_value(std::string_view text, int& out) { parse_integer(text, out); }
@@ -177,12 +180,12 @@ Request parse(const ProgramInfo& info, Binder& binder, int argc, const char* con
 
   po::parsed_options parsed(nullptr);
   try {
-    parsed = po::command_line_parser(argc, argv)
-                 .options(all)
-                 .positional(pos)
-                 .style(po::command_line_style::unix_style &
-                        ~po::command_line_style::allow_guessing)
-                 .run();
+    parsed =
+        po::command_line_parser(argc, argv)
+            .options(all)
+            .positional(pos)
+            .style(po::command_line_style::unix_style & ~po::command_line_style::allow_guessing)
+            .run();
   } catch (const po::error& ex) {
     throw ConfigError(std::string("command line: ") + ex.what());
   }
@@ -192,10 +195,14 @@ Request parse(const ProgramInfo& info, Binder& binder, int argc, const char* con
   bool config_given = false;
   for (const auto& opt : parsed.options) {
     const std::string& key = opt.string_key;
-    if (key == "help") req.action = Request::Action::kHelp;
-    else if (key == "version") req.action = Request::Action::kVersion;
-    else if (key == "check-config") req.action = Request::Action::kCheckConfig;
-    else if (key == "dump-config") req.action = Request::Action::kDumpConfig;
+    if (key == "help")
+      req.action = Request::Action::kHelp;
+    else if (key == "version")
+      req.action = Request::Action::kVersion;
+    else if (key == "check-config")
+      req.action = Request::Action::kCheckConfig;
+    else if (key == "dump-config")
+      req.action = Request::Action::kDumpConfig;
     else if (key == "config") {
       config_arg = opt.value.empty() ? "" : opt.value.front();
       config_given = true;

@@ -63,9 +63,10 @@ class Binder {
  public:
   template <class T>
   void add(std::string name, T& target, std::string help) {
-    add_entry(std::move(name), std::move(help), false, std::is_same_v<T, bool>,
-              [&target](std::string_view v) { parse_value(v, target); },
-              [&target] { return format_value(target); });
+    add_entry(
+        std::move(name), std::move(help), false, std::is_same_v<T, bool>,
+        [&target](std::string_view v) { parse_value(v, target); },
+        [&target] { return format_value(target); });
   }
   // A list option: repeatable on the command line, comma/space separated anywhere. A source
   // that sets it replaces the earlier source's list (the command line replaces the file).
@@ -122,8 +123,8 @@ struct ProgramInfo {
 struct Request {
   enum class Action { kRun, kHelp, kVersion, kCheckConfig, kDumpConfig };
   Action action = Action::kRun;
-  std::string config_file;              // the file actually read, empty if none
-  std::vector<std::string> positional;  // only when ProgramInfo::usage_args is set
+  std::string config_file;                    // the file actually read, empty if none
+  std::vector<std::string> positional;        // only when ProgramInfo::usage_args is set
   std::map<std::string, std::string> origin;  // option name → "file:line" or "--name"
 };
 
@@ -134,7 +135,8 @@ Request parse(const ProgramInfo& info, Binder& binder, int argc, const char* con
               const std::function<void()>& validate);
 
 // Reads "name = value" lines from a file into the binder (used by parse and by reload).
-void apply_file(const std::string& path, Binder& binder, std::map<std::string, std::string>* origin);
+void apply_file(const std::string& path, Binder& binder,
+                std::map<std::string, std::string>* origin);
 
 std::string help_text(const ProgramInfo& info, const Binder& binder);
 std::string dump_config(const Binder& binder);

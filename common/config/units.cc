@@ -13,8 +13,8 @@ namespace {
 std::uint64_t split_number(std::string_view text, std::string_view& unit) {
   std::size_t i = 0;
   while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) ++i;
-  if (i == 0) throw std::invalid_argument("expected a number with a unit, got '" +
-                                          std::string(text) + "'");
+  if (i == 0)
+    throw std::invalid_argument("expected a number with a unit, got '" + std::string(text) + "'");
   std::uint64_t n = 0;
   auto [ptr, ec] = std::from_chars(text.data(), text.data() + i, n);
   if (ec != std::errc() || ptr != text.data() + i) {
@@ -37,12 +37,18 @@ Duration parse_duration(std::string_view text) {
   std::string_view unit;
   std::uint64_t n = split_number(text, unit);
   std::uint64_t ms_per = 0;
-  if (unit == "ms") ms_per = 1;
-  else if (unit.empty() || unit == "s") ms_per = 1000;
-  else if (unit == "m") ms_per = 60'000;
-  else if (unit == "h") ms_per = 3'600'000;
-  else if (unit == "d") ms_per = 86'400'000;
-  else if (unit == "w") ms_per = 7 * 86'400'000ULL;
+  if (unit == "ms")
+    ms_per = 1;
+  else if (unit.empty() || unit == "s")
+    ms_per = 1000;
+  else if (unit == "m")
+    ms_per = 60'000;
+  else if (unit == "h")
+    ms_per = 3'600'000;
+  else if (unit == "d")
+    ms_per = 86'400'000;
+  else if (unit == "w")
+    ms_per = 7 * 86'400'000ULL;
   else {
     throw std::invalid_argument("unknown duration unit in '" + std::string(text) +
                                 "' (use ms, s, m, h, d or w)");
@@ -75,13 +81,16 @@ Size parse_size(std::string_view text) {
   if (u.size() == 2 && u[1] == 'B') u.pop_back();
   if (u == "B") u.clear();
   std::uint64_t mult = 0;
-  if (u.empty()) mult = 1;
-  else if (u == "K") mult = 1024;
-  else if (u == "M") mult = 1024 * 1024;
-  else if (u == "G") mult = 1024ULL * 1024 * 1024;
+  if (u.empty())
+    mult = 1;
+  else if (u == "K")
+    mult = 1024;
+  else if (u == "M")
+    mult = 1024 * 1024;
+  else if (u == "G")
+    mult = 1024ULL * 1024 * 1024;
   else {
-    throw std::invalid_argument("unknown size unit in '" + std::string(text) +
-                                "' (use k, M or G)");
+    throw std::invalid_argument("unknown size unit in '" + std::string(text) + "' (use k, M or G)");
   }
   return Size{checked_mul(n, mult, text)};
 }

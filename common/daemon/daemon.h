@@ -11,8 +11,8 @@
 #include <iostream>
 #include <memory>
 #include <set>
-#include <thread>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/config/config.h"
@@ -80,24 +80,29 @@ using ServiceFactory = std::function<std::unique_ptr<Service<Options>>(const Opt
 // --version, --check-config and --dump-config. Returns -1 when the caller should go on, or the
 // exit code.
 template <class Options>
-int parse_options(const config::ProgramInfo& info, Options& opts, int argc,
-                  const char* const* argv, config::Request* request = nullptr) {
+int parse_options(const config::ProgramInfo& info, Options& opts, int argc, const char* const* argv,
+                  config::Request* request = nullptr) {
   config::Binder binder;
   opts.bind(binder);
   try {
     auto req = config::parse(info, binder, argc, argv, [&] { opts.validate(); });
     if (request) *request = req;
     switch (req.action) {
-      case config::Request::Action::kHelp: std::cout << config::help_text(info, binder); return 0;
+      case config::Request::Action::kHelp:
+        std::cout << config::help_text(info, binder);
+        return 0;
       case config::Request::Action::kVersion:
         std::cout << info.name << " " << mxguard::kVersion << "\n";
         return 0;
-      case config::Request::Action::kDumpConfig: std::cout << config::dump_config(binder); return 0;
+      case config::Request::Action::kDumpConfig:
+        std::cout << config::dump_config(binder);
+        return 0;
       case config::Request::Action::kCheckConfig:
         std::cout << info.name << ": configuration "
                   << (req.config_file.empty() ? "(defaults)" : req.config_file) << " is valid\n";
         return 0;
-      case config::Request::Action::kRun: return -1;
+      case config::Request::Action::kRun:
+        return -1;
     }
   } catch (const config::ConfigError& ex) {
     std::cerr << info.name << ": fatal: " << ex.what() << "\n";

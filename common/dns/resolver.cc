@@ -243,10 +243,12 @@ Resolver::Impl::Impl(ResolverOptions options) : options_(std::move(options)) {
   // for the admin's view: unbound must not answer NXDOMAIN itself for private and
   // documentation reverse zones (a 10.x client's PTR, SPF "ptr" against TEST-NET addresses).
   static constexpr const char* kReverseZones[] = {
-      "10.in-addr.arpa.",       "168.192.in-addr.arpa.",  "254.169.in-addr.arpa.",
-      "2.0.192.in-addr.arpa.",  "100.51.198.in-addr.arpa.", "113.0.203.in-addr.arpa.",
-      "8.b.d.0.1.0.0.2.ip6.arpa.", "d.f.ip6.arpa.",       "8.e.f.ip6.arpa.",
-      "9.e.f.ip6.arpa.",        "a.e.f.ip6.arpa.",        "b.e.f.ip6.arpa."};
+      "10.in-addr.arpa.",          "168.192.in-addr.arpa.",
+      "254.169.in-addr.arpa.",     "2.0.192.in-addr.arpa.",
+      "100.51.198.in-addr.arpa.",  "113.0.203.in-addr.arpa.",
+      "8.b.d.0.1.0.0.2.ip6.arpa.", "d.f.ip6.arpa.",
+      "8.e.f.ip6.arpa.",           "9.e.f.ip6.arpa.",
+      "a.e.f.ip6.arpa.",           "b.e.f.ip6.arpa."};
   for (const char* zone : kReverseZones) ub_ctx_zone_remove(ctx_.get(), zone);
   for (int i = 16; i <= 31; ++i) {
     ub_ctx_zone_remove(ctx_.get(), (std::to_string(i) + ".172.in-addr.arpa.").c_str());

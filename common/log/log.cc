@@ -19,21 +19,30 @@ std::mutex g_stderr_mutex;
 
 int syslog_priority(Level level) {
   switch (level) {
-    case Level::kDebug: return LOG_DEBUG;
-    case Level::kInfo: return LOG_INFO;
-    case Level::kWarning: return LOG_WARNING;
-    case Level::kError: return LOG_ERR;
-    case Level::kFatal: return LOG_CRIT;
+    case Level::kDebug:
+      return LOG_DEBUG;
+    case Level::kInfo:
+      return LOG_INFO;
+    case Level::kWarning:
+      return LOG_WARNING;
+    case Level::kError:
+      return LOG_ERR;
+    case Level::kFatal:
+      return LOG_CRIT;
   }
   return LOG_INFO;
 }
 
 std::string_view prefix(Level level) {
   switch (level) {
-    case Level::kWarning: return "warning: ";
-    case Level::kError: return "error: ";
-    case Level::kFatal: return "fatal: ";
-    default: return "";
+    case Level::kWarning:
+      return "warning: ";
+    case Level::kError:
+      return "error: ";
+    case Level::kFatal:
+      return "fatal: ";
+    default:
+      return "";
   }
 }
 
@@ -59,11 +68,16 @@ Level parse_level(std::string_view text) {
 
 std::string_view level_name(Level level) {
   switch (level) {
-    case Level::kDebug: return "debug";
-    case Level::kInfo: return "info";
-    case Level::kWarning: return "warning";
-    case Level::kError: return "error";
-    case Level::kFatal: return "fatal";
+    case Level::kDebug:
+      return "debug";
+    case Level::kInfo:
+      return "info";
+    case Level::kWarning:
+      return "warning";
+    case Level::kError:
+      return "error";
+    case Level::kFatal:
+      return "fatal";
   }
   return "info";
 }

@@ -1,11 +1,11 @@
 // Implementation of the metrics HTTP endpoint: a deliberately tiny HTTP/1.0 responder.
 #include "common/metrics/http_server.h"
 
-#include "common/util/asio.h"
 #include <thread>
 
 #include "common/log/log.h"
 #include "common/net/socket_spec.h"
+#include "common/util/asio.h"
 
 namespace mxguard::common::metrics {
 namespace asio = boost::asio;
@@ -25,15 +25,14 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
       if (!ec) self->socket_.close();
     });
-    asio::async_read_until(
-        socket_, asio::dynamic_buffer(request_, kMaxRequest), "\r\n\r\n",
-        [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
-          if (ec) {
-            self->timer_.cancel();
-            return;
-          }
-          self->respond();
-        });
+    asio::async_read_until(socket_, asio::dynamic_buffer(request_, kMaxRequest), "\r\n\r\n",
+                           [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
+                             if (ec) {
+                               self->timer_.cancel();
+                               return;
+                             }
+                             self->respond();
+                           });
   }
 
  private:

@@ -18,8 +18,8 @@ class HttpServer {
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
 
-  void start();  // starts the serving thread
-  void stop();   // idempotent
+  void start();      // starts the serving thread
+  void stop();       // idempotent
   int port() const;  // bound TCP port (useful with port 0)
 
  private:

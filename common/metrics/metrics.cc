@@ -23,9 +23,12 @@ std::string format_double(double v) {
 std::string escape_help(const std::string& s) {
   std::string out;
   for (char c : s) {
-    if (c == '\\') out += "\\\\";
-    else if (c == '\n') out += "\\n";
-    else out.push_back(c);
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '\n')
+      out += "\\n";
+    else
+      out.push_back(c);
   }
   return out;
 }
@@ -82,10 +85,14 @@ std::string render_labels(const Labels& labels) {
     out += k;
     out += "=\"";
     for (char c : v) {
-      if (c == '\\') out += "\\\\";
-      else if (c == '"') out += "\\\"";
-      else if (c == '\n') out += "\\n";
-      else out.push_back(c);
+      if (c == '\\')
+        out += "\\\\";
+      else if (c == '"')
+        out += "\\\"";
+      else if (c == '\n')
+        out += "\\n";
+      else
+        out.push_back(c);
     }
     out.push_back('"');
   }
@@ -104,8 +111,7 @@ Registry::Family& Registry::family(const std::string& name, const std::string& h
   return it->second;
 }
 
-Counter& Registry::counter(const std::string& name, const std::string& help,
-                           const Labels& labels) {
+Counter& Registry::counter(const std::string& name, const std::string& help, const Labels& labels) {
   std::lock_guard lock(mutex_);
   auto& slot = family(name, help, Kind::kCounter).counters[render_labels(labels)];
   if (!slot) slot = std::make_unique<Counter>();
@@ -143,8 +149,9 @@ std::string Registry::render() const {
     for (const auto& [labels, h] : fam.histograms) {
       auto cum = h->cumulative();
       for (std::size_t i = 0; i < h->bounds().size(); ++i) {
-        out += name + "_bucket" + with_label(labels, "le=\"" + format_double(h->bounds()[i]) + "\"") +
-               " " + std::to_string(cum[i]) + "\n";
+        out += name + "_bucket" +
+               with_label(labels, "le=\"" + format_double(h->bounds()[i]) + "\"") + " " +
+               std::to_string(cum[i]) + "\n";
       }
       out += name + "_bucket" + with_label(labels, "le=\"+Inf\"") + " " +
              std::to_string(cum.back()) + "\n";

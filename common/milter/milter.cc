@@ -51,20 +51,26 @@ Holder* ensure_holder(SMFICTX* ctx) {
 
 sfsistat to_sfsistat(Status s, bool skip_ok) {
   switch (s) {
-    case Status::kContinue: return SMFIS_CONTINUE;
-    case Status::kAccept: return SMFIS_ACCEPT;
-    case Status::kReject: return SMFIS_REJECT;
-    case Status::kDiscard: return SMFIS_DISCARD;
-    case Status::kTempfail: return SMFIS_TEMPFAIL;
-    case Status::kSkip: return skip_ok ? SMFIS_SKIP : SMFIS_CONTINUE;
+    case Status::kContinue:
+      return SMFIS_CONTINUE;
+    case Status::kAccept:
+      return SMFIS_ACCEPT;
+    case Status::kReject:
+      return SMFIS_REJECT;
+    case Status::kDiscard:
+      return SMFIS_DISCARD;
+    case Status::kTempfail:
+      return SMFIS_TEMPFAIL;
+    case Status::kSkip:
+      return skip_ok ? SMFIS_SKIP : SMFIS_CONTINUE;
   }
   return SMFIS_TEMPFAIL;
 }
 
 metrics::Counter& internal_errors(const char* stage) {
-  return metrics::Registry::global().counter(
-      "mxguard_milter_internal_errors_total",
-      "Milter callbacks that failed with an internal error", {{"stage", stage}});
+  return metrics::Registry::global().counter("mxguard_milter_internal_errors_total",
+                                             "Milter callbacks that failed with an internal error",
+                                             {{"stage", stage}});
 }
 
 // The exception barrier's outcome: log, count, set the reply, return the configured status.
@@ -78,9 +84,8 @@ sfsistat fail(SMFICTX* ctx, const char* stage, const char* what) {
     // Reading a macro failed as well; the line still goes out with NOQUEUE.
   }
   internal_errors(stage).inc();
-  log::error(log::format_decision(qid, {{"stage", stage},
-                                        {"action", status_name(o.on_internal_error)},
-                                        {"reason", what}}));
+  log::error(log::format_decision(
+      qid, {{"stage", stage}, {"action", status_name(o.on_internal_error)}, {"reason", what}}));
   if (o.on_internal_error == Status::kTempfail) {
     smfi_setreply(ctx, const_cast<char*>("451"), const_cast<char*>("4.3.0"),
                   const_cast<char*>(o.error_text.c_str()));
@@ -176,22 +181,18 @@ sfsistat cb_connect(SMFICTX* ctx, char* hostname, _SOCK_ADDR* addr) {
 }
 
 sfsistat cb_helo(SMFICTX* ctx, char* helo) {
-  return guarded(ctx, "helo", [&](Session& s, Context& c) {
-    return s.on_helo(c, helo ? helo : "");
-  });
+  return guarded(ctx, "helo",
+                 [&](Session& s, Context& c) { return s.on_helo(c, helo ? helo : ""); });
 }
 
 sfsistat cb_envfrom(SMFICTX* ctx, char** argv) {
   if (Holder* h = holder(ctx)) h->clear_deferred();  // a new message
-  return guarded(ctx, "mail", [&](Session& s, Context& c) {
-    return s.on_mail_from(c, to_args(argv));
-  });
+  return guarded(ctx, "mail",
+                 [&](Session& s, Context& c) { return s.on_mail_from(c, to_args(argv)); });
 }
 
 sfsistat cb_envrcpt(SMFICTX* ctx, char** argv) {
-  return guarded(ctx, "rcpt", [&](Session& s, Context& c) {
-    return s.on_rcpt(c, to_args(argv));
-  });
+  return guarded(ctx, "rcpt", [&](Session& s, Context& c) { return s.on_rcpt(c, to_args(argv)); });
 }
 
 sfsistat cb_header(SMFICTX* ctx, char* name, char* value) {
@@ -297,12 +298,18 @@ Status parse_failure_status(std::string_view text) {
 
 std::string_view status_name(Status s) {
   switch (s) {
-    case Status::kContinue: return "continue";
-    case Status::kAccept: return "accept";
-    case Status::kReject: return "reject";
-    case Status::kDiscard: return "discard";
-    case Status::kTempfail: return "tempfail";
-    case Status::kSkip: return "skip";
+    case Status::kContinue:
+      return "continue";
+    case Status::kAccept:
+      return "accept";
+    case Status::kReject:
+      return "reject";
+    case Status::kDiscard:
+      return "discard";
+    case Status::kTempfail:
+      return "tempfail";
+    case Status::kSkip:
+      return "skip";
   }
   return "tempfail";
 }
@@ -337,8 +344,8 @@ void Context::set_reply(const std::string& rcode, const std::string& xcode,
 }
 
 void Context::add_header(const std::string& name, const std::string& value) {
-  if (smfi_addheader(ctx_, const_cast<char*>(name.c_str()),
-                     const_cast<char*>(value.c_str())) != MI_SUCCESS) {
+  if (smfi_addheader(ctx_, const_cast<char*>(name.c_str()), const_cast<char*>(value.c_str())) !=
+      MI_SUCCESS) {
     throw std::runtime_error("smfi_addheader " + name + " failed");
   }
 }

@@ -53,8 +53,8 @@ class Context {
 };
 
 struct ConnectInfo {
-  std::string hostname;      // as the MTA resolved it, "[1.2.3.4]" when unknown
-  std::string address;       // literal IP, empty for non-IP (e.g. local submission)
+  std::string hostname;  // as the MTA resolved it, "[1.2.3.4]" when unknown
+  std::string address;   // literal IP, empty for non-IP (e.g. local submission)
   int port = 0;
 };
 

@@ -77,8 +77,7 @@ std::string IpAddress::reverse_name() const {
   return out + "ip6.arpa";
 }
 
-Cidr::Cidr(IpAddress network, int prefix)
-    : network_(network.truncated(prefix)), prefix_(prefix) {
+Cidr::Cidr(IpAddress network, int prefix) : network_(network.truncated(prefix)), prefix_(prefix) {
   if (prefix < 0 || prefix > network.bits()) throw std::invalid_argument("bad prefix length");
 }
 
@@ -108,9 +107,7 @@ bool Cidr::contains(const IpAddress& addr) const {
   return addr.family() == network_.family() && addr.truncated(prefix_) == network_;
 }
 
-std::string Cidr::to_string() const {
-  return network_.to_string() + "/" + std::to_string(prefix_);
-}
+std::string Cidr::to_string() const { return network_.to_string() + "/" + std::to_string(prefix_); }
 
 NetworkList::NetworkList(const std::vector<std::string>& entries) {
   for (const auto& e : entries) nets_.push_back(Cidr::parse(e));

@@ -62,18 +62,24 @@ SocketSpec SocketSpec::parse(std::string_view text) {
 
 std::string SocketSpec::to_string() const {
   switch (kind) {
-    case Kind::kUnix: return "unix:" + path;
-    case Kind::kInet: return "inet:" + host + ":" + std::to_string(port);
-    case Kind::kInet6: return "inet6:[" + host + "]:" + std::to_string(port);
+    case Kind::kUnix:
+      return "unix:" + path;
+    case Kind::kInet:
+      return "inet:" + host + ":" + std::to_string(port);
+    case Kind::kInet6:
+      return "inet6:[" + host + "]:" + std::to_string(port);
   }
   return {};
 }
 
 std::string SocketSpec::to_libmilter() const {
   switch (kind) {
-    case Kind::kUnix: return "unix:" + path;
-    case Kind::kInet: return "inet:" + std::to_string(port) + "@" + host;
-    case Kind::kInet6: return "inet6:" + std::to_string(port) + "@" + host;
+    case Kind::kUnix:
+      return "unix:" + path;
+    case Kind::kInet:
+      return "inet:" + std::to_string(port) + "@" + host;
+    case Kind::kInet6:
+      return "inet6:" + std::to_string(port) + "@" + host;
   }
   return {};
 }

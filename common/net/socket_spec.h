@@ -17,7 +17,7 @@ struct SocketSpec {
 
   // Throws std::invalid_argument with a message naming the accepted forms.
   static SocketSpec parse(std::string_view text);
-  std::string to_string() const;   // Postfix form
+  std::string to_string() const;     // Postfix form
   std::string to_libmilter() const;  // "unix:/path" or "inet:port@host"
 };
 

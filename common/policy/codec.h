@@ -14,7 +14,7 @@
 namespace mxguard::common::policy {
 
 struct Limits {
-  std::size_t max_line = 4096;         // one attribute line, without the newline
+  std::size_t max_line = 4096;          // one attribute line, without the newline
   std::size_t max_request = 32 * 1024;  // all lines of one request
   std::size_t max_attributes = 128;
 };

@@ -5,7 +5,6 @@
 #include <unistd.h>
 
 #include <atomic>
-#include "common/util/asio.h"
 #include <filesystem>
 #include <mutex>
 #include <set>
@@ -14,6 +13,7 @@
 
 #include "common/log/log.h"
 #include "common/metrics/metrics.h"
+#include "common/util/asio.h"
 
 namespace mxguard::common::policy {
 namespace asio = boost::asio;
@@ -127,13 +127,14 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
         if (status == Parser::Status::kComplete) return answer(parser_.take());  // moved
       }
       if (reply_.empty()) return read();
-      asio::async_write(socket_, asio::buffer(reply_),
-                        asio::bind_executor(strand_, [self = this->shared_from_this()](
-                                                         boost::system::error_code ec, std::size_t) {
-                          self->reply_.clear();
-                          if (ec) return self->shutdown();
-                          self->read();
-                        }));
+      asio::async_write(
+          socket_, asio::buffer(reply_),
+          asio::bind_executor(strand_, [self = this->shared_from_this()](
+                                           boost::system::error_code ec, std::size_t) {
+            self->reply_.clear();
+            if (ec) return self->shutdown();
+            self->read();
+          }));
     }
 
     void answer(Request req) {
@@ -226,10 +227,10 @@ Server::Server(ServerOptions options, AsyncHandler handler)
     : impl_(std::make_shared<Impl>(std::move(options), std::move(handler))) {}
 
 Server::Server(ServerOptions options, Handler handler)
-    : Server(std::move(options), AsyncHandler([handler = std::move(handler)](
-                                                 Request req, Reply reply) {
-        reply(handler(req));
-      })) {}
+    : Server(std::move(options),
+             AsyncHandler([handler = std::move(handler)](Request req, Reply reply) {
+               reply(handler(req));
+             })) {}
 
 Server::~Server() {
   for (const auto& path : impl_->unix_paths) ::unlink(path.c_str());

@@ -7,8 +7,7 @@
 namespace mxguard::common::redis {
 
 void bind_options(config::Binder& b, ClientOptions& o) {
-  b.add("redis-url", o.url,
-        "Redis server: redis://[user:pass@]host:port/db or unix:///path?db=N");
+  b.add("redis-url", o.url, "Redis server: redis://[user:pass@]host:port/db or unix:///path?db=N");
   b.add("redis-timeout", o.command_timeout,
         "longest wait for one Redis command (and for a free pooled connection)");
   b.add("redis-connect-timeout", o.connect_timeout, "longest wait for a Redis connect");

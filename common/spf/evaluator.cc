@@ -140,8 +140,8 @@ struct Context {
 
   void count_dns_term() {
     if (++dns_terms > limits.max_dns_terms) {
-      throw Abort{Result::kPermerror, "more than " + std::to_string(limits.max_dns_terms) +
-                                          " DNS-querying terms"};
+      throw Abort{Result::kPermerror,
+                  "more than " + std::to_string(limits.max_dns_terms) + " DNS-querying terms"};
     }
   }
 
@@ -149,8 +149,8 @@ struct Context {
   void count_void(const dns::Answer& a) {
     if (a.status == dns::Status::kNxDomain || a.status == dns::Status::kNoData) {
       if (++void_lookups > limits.max_void_lookups) {
-        throw Abort{Result::kPermerror, "more than " + std::to_string(limits.max_void_lookups) +
-                                            " void DNS lookups"};
+        throw Abort{Result::kPermerror,
+                    "more than " + std::to_string(limits.max_void_lookups) + " void DNS lookups"};
       }
     }
   }
@@ -175,13 +175,16 @@ struct Context {
   std::string macro_value(char letter, const std::string& domain) {
     auto at = req.sender.rfind('@');
     switch (letter) {
-      case 's': return req.sender;
+      case 's':
+        return req.sender;
       case 'l': {
         std::string l = at == std::string::npos ? std::string() : req.sender.substr(0, at);
         return l.empty() ? "postmaster" : l;
       }
-      case 'o': return at == std::string::npos ? req.sender : req.sender.substr(at + 1);
-      case 'd': return domain;
+      case 'o':
+        return at == std::string::npos ? req.sender : req.sender.substr(at + 1);
+      case 'd':
+        return domain;
       case 'i': {
         if (req.ip.is_v4()) return req.ip.to_string();
         std::string out;
@@ -195,13 +198,20 @@ struct Context {
         }
         return out;
       }
-      case 'p': return validated_ptr.value_or("unknown");
-      case 'v': return req.ip.is_v4() ? "in-addr" : "ip6";
-      case 'h': return req.helo;
-      case 'c': return req.ip.to_string();
-      case 'r': return req.receiver.empty() ? "unknown" : req.receiver;
-      case 't': return std::to_string(std::time(nullptr));
-      default: return "";
+      case 'p':
+        return validated_ptr.value_or("unknown");
+      case 'v':
+        return req.ip.is_v4() ? "in-addr" : "ip6";
+      case 'h':
+        return req.helo;
+      case 'c':
+        return req.ip.to_string();
+      case 'r':
+        return req.receiver.empty() ? "unknown" : req.receiver;
+      case 't':
+        return std::to_string(std::time(nullptr));
+      default:
+        return "";
     }
   }
 
@@ -310,10 +320,14 @@ struct Context {
 
   static Result qualifier_result(Qualifier q) {
     switch (q) {
-      case Qualifier::kPass: return Result::kPass;
-      case Qualifier::kFail: return Result::kFail;
-      case Qualifier::kSoftfail: return Result::kSoftfail;
-      case Qualifier::kNeutral: return Result::kNeutral;
+      case Qualifier::kPass:
+        return Result::kPass;
+      case Qualifier::kFail:
+        return Result::kFail;
+      case Qualifier::kSoftfail:
+        return Result::kSoftfail;
+      case Qualifier::kNeutral:
+        return Result::kNeutral;
     }
     return Result::kNeutral;
   }
@@ -322,9 +336,11 @@ struct Context {
     using K = Mechanism::Kind;
     if (m.queries_dns()) count_dns_term();
     switch (m.kind) {
-      case K::kAll: co_return true;
+      case K::kAll:
+        co_return true;
       case K::kIp4:
-      case K::kIp6: co_return m.network->contains(req.ip);
+      case K::kIp6:
+        co_return m.network->contains(req.ip);
       case K::kA: {
         auto t = co_await target(m.domain, domain);
         if (!t) co_return false;
@@ -346,8 +362,8 @@ struct Context {
         count_void(mx);
         dns::MxAnswer sorted = dns::to_mx(mx);
         if (static_cast<int>(sorted.records.size()) > limits.max_names) {
-          throw Abort{Result::kPermerror, "more than " + std::to_string(limits.max_names) +
-                                              " MX names for " + name};
+          throw Abort{Result::kPermerror,
+                      "more than " + std::to_string(limits.max_names) + " MX names for " + name};
         }
         for (const auto& rr : sorted.records) {
           dns::Answer a = co_await lookup(rr.exchange, address_type());
@@ -392,12 +408,16 @@ struct Context {
         std::string name = t.value_or("");
         Outcome inner = co_await check(name, /*redirected=*/false);
         switch (inner.result) {
-          case Result::kPass: co_return true;
+          case Result::kPass:
+            co_return true;
           case Result::kFail:
           case Result::kSoftfail:
-          case Result::kNeutral: co_return false;
-          case Result::kTemperror: throw Abort{Result::kTemperror, inner.problem};
-          case Result::kPermerror: throw Abort{Result::kPermerror, inner.problem};
+          case Result::kNeutral:
+            co_return false;
+          case Result::kTemperror:
+            throw Abort{Result::kTemperror, inner.problem};
+          case Result::kPermerror:
+            throw Abort{Result::kPermerror, inner.problem};
           case Result::kNone:
             throw Abort{Result::kPermerror, "included domain " + name + " has no SPF record"};
         }
@@ -466,26 +486,30 @@ detail::Detached run(std::shared_ptr<Context> ctx, std::function<void(Outcome)> 
 
 std::string_view result_name(Result r) {
   switch (r) {
-    case Result::kNone: return "none";
-    case Result::kNeutral: return "neutral";
-    case Result::kPass: return "pass";
-    case Result::kFail: return "fail";
-    case Result::kSoftfail: return "softfail";
-    case Result::kTemperror: return "temperror";
-    case Result::kPermerror: return "permerror";
+    case Result::kNone:
+      return "none";
+    case Result::kNeutral:
+      return "neutral";
+    case Result::kPass:
+      return "pass";
+    case Result::kFail:
+      return "fail";
+    case Result::kSoftfail:
+      return "softfail";
+    case Result::kTemperror:
+      return "temperror";
+    case Result::kPermerror:
+      return "permerror";
   }
   return "none";
 }
 
 Evaluator::Evaluator(dns::Resolver& resolver, Limits limits, std::string default_explanation)
-    : resolver_(resolver),
-      limits_(limits),
-      default_explanation_(std::move(default_explanation)) {}
+    : resolver_(resolver), limits_(limits), default_explanation_(std::move(default_explanation)) {}
 
 void Evaluator::check_host_async(Request request, std::function<void(Outcome)> done) {
-  auto ctx = std::make_shared<Context>(
-      Context{resolver_, limits_, default_explanation_, std::move(request),
-              Clock::now() + limits_.timeout});
+  auto ctx = std::make_shared<Context>(Context{resolver_, limits_, default_explanation_,
+                                               std::move(request), Clock::now() + limits_.timeout});
   run(std::move(ctx), std::move(done));
 }
 

@@ -27,9 +27,12 @@ bool is_toplabel(std::string_view l) {
   if (l.empty()) return false;
   bool has_alpha = false, has_hyphen = false;
   for (char c : l) {
-    if (is_alpha(c)) has_alpha = true;
-    else if (c == '-') has_hyphen = true;
-    else if (!is_digit(c)) return false;
+    if (is_alpha(c))
+      has_alpha = true;
+    else if (c == '-')
+      has_hyphen = true;
+    else if (!is_digit(c))
+      return false;
   }
   if (!has_hyphen) return has_alpha;
   return is_alnum(l.front()) && is_alnum(l.back());
@@ -123,8 +126,7 @@ std::optional<MacroString> parse_macro_string(std::string_view text, bool domain
       p.letter = static_cast<char>(std::tolower(static_cast<unsigned char>(letter)));
       static constexpr std::string_view kLetters = "slodiphcrtv";
       if (kLetters.find(p.letter) == std::string_view::npos) {
-        return fail(problem, "unknown macro letter '" + std::string(1, letter) + "'"),
-               std::nullopt;
+        return fail(problem, "unknown macro letter '" + std::string(1, letter) + "'"), std::nullopt;
       }
       if (!explanation && (p.letter == 'c' || p.letter == 'r' || p.letter == 't')) {
         return fail(problem, "macro letter '" + std::string(1, letter) +
@@ -232,8 +234,8 @@ std::optional<Record> parse_record(std::string_view text, std::string* problem) 
     std::size_t n = 0;
     if (!term.empty() && is_alpha(term[0])) {
       n = 1;
-      while (n < term.size() && (is_alnum(term[n]) || term[n] == '-' || term[n] == '_' ||
-                                 term[n] == '.')) {
+      while (n < term.size() &&
+             (is_alnum(term[n]) || term[n] == '-' || term[n] == '_' || term[n] == '.')) {
         ++n;
       }
     }
@@ -255,11 +257,24 @@ std::optional<Record> parse_record(std::string_view text, std::string* problem) 
     m.text = std::string(term);
     std::string_view t = term;
     switch (t.front()) {
-      case '+': m.qualifier = Qualifier::kPass; t.remove_prefix(1); break;
-      case '-': m.qualifier = Qualifier::kFail; t.remove_prefix(1); break;
-      case '~': m.qualifier = Qualifier::kSoftfail; t.remove_prefix(1); break;
-      case '?': m.qualifier = Qualifier::kNeutral; t.remove_prefix(1); break;
-      default: break;
+      case '+':
+        m.qualifier = Qualifier::kPass;
+        t.remove_prefix(1);
+        break;
+      case '-':
+        m.qualifier = Qualifier::kFail;
+        t.remove_prefix(1);
+        break;
+      case '~':
+        m.qualifier = Qualifier::kSoftfail;
+        t.remove_prefix(1);
+        break;
+      case '?':
+        m.qualifier = Qualifier::kNeutral;
+        t.remove_prefix(1);
+        break;
+      default:
+        break;
     }
     std::size_t name_end = 0;
     while (name_end < t.size() && is_alnum(t[name_end])) ++name_end;

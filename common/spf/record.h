@@ -15,8 +15,8 @@ namespace mxguard::common::spf {
 // One piece of a macro string: literal text, or %{letter transformers delimiters}.
 struct MacroPart {
   bool literal = true;
-  std::string text;        // literal text (with %%, %_, %- already decoded)
-  char letter = 0;         // s l o d i p h c r t v (lower case)
+  std::string text;         // literal text (with %%, %_, %- already decoded)
+  char letter = 0;          // s l o d i p h c r t v (lower case)
   bool url_escape = false;  // upper-case letter
   int digits = 0;           // 0: all parts
   bool reverse = false;

@@ -20,7 +20,7 @@ enum class Result { kNone, kNeutral, kPass, kFail, kSoftfail, kTemperror, kPerme
 std::string_view result_name(Result r);  // "pass", "fail", "softfail", … (RFC 7208 §2.6)
 
 struct Limits {
-  int max_dns_terms = 10;   // §4.6.4: include, a, mx, ptr, exists, redirect
+  int max_dns_terms = 10;    // §4.6.4: include, a, mx, ptr, exists, redirect
   int max_void_lookups = 2;  // §4.6.4
   int max_names = 10;        // §4.6.4: MX names per mx, PTR names per ptr/%{p}
   // Whole-check budget (all lookups of one check_host, includes and redirects included).
@@ -50,8 +50,7 @@ class Evaluator {
  public:
   // default_explanation is used for fail when the record has no usable exp=.
   Evaluator(dns::Resolver& resolver, Limits limits = {},
-            std::string default_explanation =
-                "%{i} is not one of %{d}'s designated mail servers.");
+            std::string default_explanation = "%{i} is not one of %{d}'s designated mail servers.");
 
   // Calls done exactly once, on the resolver's thread or (for results that need no DNS)
   // before returning. done must not block.

@@ -2,6 +2,5 @@
 // including <utility>, which breaks under C++20 with GCC 12.
 #pragma once
 
-#include <utility>
-
 #include <boost/asio.hpp>
+#include <utility>

@@ -42,7 +42,8 @@ std::string describe(const t::SwaksResult& r) {
   return "failed (swaks exit " + std::to_string(r.exit_code) + ")";
 }
 
-std::optional<t::DeliveredMessage> delivered_with(t::PostfixInstance& pf, const std::string& needle) {
+std::optional<t::DeliveredMessage> delivered_with(t::PostfixInstance& pf,
+                                                  const std::string& needle) {
   for (int i = 0; i < 100; ++i) {
     for (auto& m : pf.delivered()) {
       if (m.raw.find(needle) != std::string::npos) return m;
@@ -69,8 +70,10 @@ int run(bool keep) {
   const bool av = stack.clamd() != nullptr;
 
   std::vector<Outcome> outcomes;
-  auto record = [&](const std::string& scenario, const std::string& expected, const std::string& got,
-                    bool ok) { outcomes.push_back({scenario, expected, got, ok}); };
+  auto record = [&](const std::string& scenario, const std::string& expected,
+                    const std::string& got, bool ok) {
+    outcomes.push_back({scenario, expected, got, ok});
+  };
 
   // 1. Local submission: signed by mxguard-dkim, checked by an independent verifier.
   t::SwaksOptions local;
@@ -95,11 +98,11 @@ int run(bool keep) {
   in.local_interface = "127.0.0.2";
   in.from = "news@partner.test";
   in.to = {"carol@mxguard.test"};
-  in.data = stack.sign_as_partner(crlf_message(
-      {"From: Partner News <news@partner.test>", "To: carol@mxguard.test",
-       "Subject: demo: partner newsletter", "Date: Sun, 22 Nov 2026 10:00:00 +0000",
-       "Message-ID: <demo-1@partner.test>"},
-      "Signed by the partner's key, sent from its SPF-authorised address.\r\n"));
+  in.data = stack.sign_as_partner(
+      crlf_message({"From: Partner News <news@partner.test>", "To: carol@mxguard.test",
+                    "Subject: demo: partner newsletter", "Date: Sun, 22 Nov 2026 10:00:00 +0000",
+                    "Message-ID: <demo-1@partner.test>"},
+                   "Signed by the partner's key, sent from its SPF-authorised address.\r\n"));
   r = pf.send(in);
   record("inbound, new sender (127.0.0.2)", "deferred at RCPT (450), greylisted", describe(r),
          r.rcpt_code == 450);
@@ -136,8 +139,8 @@ int run(bool keep) {
                               "Subject: demo: urgent wire transfer"},
                              "Please pay the attached invoice today.\r\n");
   r = pf.send(forged);
-  record("From: ceo@bank.test (p=reject), forged", "rejected after DATA (550), DMARC",
-         describe(r), r.data_code == 550);
+  record("From: ceo@bank.test (p=reject), forged", "rejected after DATA (550), DMARC", describe(r),
+         r.data_code == 550);
 
   if (av) {
     // 6. EICAR as a base64 MIME attachment.
@@ -146,11 +149,12 @@ int run(bool keep) {
     virus.headers = {"From: Partner News <news@partner.test>", "Subject: demo: eicar"};
     virus.body = "See attachment.";
     t::write_file(stack.directory() / "eicar.com", t::eicar());
-    virus.extra_args = {"--attach-type", "application/octet-stream", "--attach-name",
-                        "eicar.com", "--attach", "@" + (stack.directory() / "eicar.com").string()};
+    virus.extra_args = {"--attach-type", "application/octet-stream",
+                        "--attach-name", "eicar.com",
+                        "--attach",      "@" + (stack.directory() / "eicar.com").string()};
     r = pf.send(virus);
-    record("EICAR attachment from the partner", "rejected after DATA (550), virus",
-           describe(r), r.data_code == 550);
+    record("EICAR attachment from the partner", "rejected after DATA (550), virus", describe(r),
+           r.data_code == 550);
     // 7. A clean message.
     t::SwaksOptions clean = in;
     clean.data.clear();

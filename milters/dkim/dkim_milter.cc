@@ -96,8 +96,8 @@ class DkimSession : public common::milter::Session {
       start_signing();
     } else {
       KeyLookup lookup = [this](const std::string& name) { return service_.lookup_key(name); };
-      VerifyOptions vo{config_->options.max_signatures_to_verify,
-                       config_->options.minimum_key_bits, config_->options.allow_sha1};
+      VerifyOptions vo{config_->options.max_signatures_to_verify, config_->options.minimum_key_bits,
+                       config_->options.allow_sha1};
       verifier_ = std::make_unique<Verifier>(*config_->lib, lookup, vo, id_);
       for (const auto& h : headers_) verifier_->header(h);
       verifier_->end_of_headers();
@@ -181,8 +181,11 @@ class DkimSession : public common::milter::Session {
   // accept and quarantine.
   Status apply(Context& c, FailureAction a, const std::string& reason, bool signing) {
     switch (a) {
-      case FailureAction::kAccept: return Status::kAccept;
-      case FailureAction::kQuarantine: c.quarantine("mxguard-dkim: " + reason); return Status::kAccept;
+      case FailureAction::kAccept:
+        return Status::kAccept;
+      case FailureAction::kQuarantine:
+        c.quarantine("mxguard-dkim: " + reason);
+        return Status::kAccept;
       case FailureAction::kTempfail:
         c.set_reply("451", signing ? "4.3.0" : "4.7.5",
                     signing ? "DKIM signing failed, try again later"
@@ -223,13 +226,12 @@ class DkimSession : public common::milter::Session {
       if (signing_error_.empty()) signing_error_ = "no signature produced";
       signing_errors().inc();
       Status st = apply(c, config_->on_signing_error, signing_error_, true);
-      common::log::write(
-          common::log::Level::kError,
-          common::log::format_decision(
-              qid, {{"mode", "sign"},
-                    {"action", failure_action_name(config_->on_signing_error)},
-                    {"keys", keys},
-                    {"reason", signing_error_}}));
+      common::log::write(common::log::Level::kError,
+                         common::log::format_decision(
+                             qid, {{"mode", "sign"},
+                                   {"action", failure_action_name(config_->on_signing_error)},
+                                   {"keys", keys},
+                                   {"reason", signing_error_}}));
       return st;
     }
     for (const auto& s : sigs) c.insert_header(0, "DKIM-Signature", " " + s);

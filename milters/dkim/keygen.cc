@@ -40,7 +40,8 @@ std::map<std::string, std::string> parse_tags(const std::string& record) {
   std::size_t pos = 0;
   while (pos <= record.size()) {
     auto semi = record.find(';', pos);
-    std::string item = record.substr(pos, semi == std::string::npos ? std::string::npos : semi - pos);
+    std::string item =
+        record.substr(pos, semi == std::string::npos ? std::string::npos : semi - pos);
     auto eq = item.find('=');
     if (eq != std::string::npos) {
       std::string name, value;
@@ -81,8 +82,8 @@ void KeygenOptions::validate() const {
 }
 
 PrivateKey generate_key(KeyType type, unsigned bits) {
-  std::unique_ptr<EVP_PKEY_CTX, PkeyCtxFree> ctx(EVP_PKEY_CTX_new_id(
-      type == KeyType::kRsa ? EVP_PKEY_RSA : EVP_PKEY_ED25519, nullptr));
+  std::unique_ptr<EVP_PKEY_CTX, PkeyCtxFree> ctx(
+      EVP_PKEY_CTX_new_id(type == KeyType::kRsa ? EVP_PKEY_RSA : EVP_PKEY_ED25519, nullptr));
   if (!ctx || EVP_PKEY_keygen_init(ctx.get()) != 1) throw KeyError("cannot set up key generation");
   if (type == KeyType::kRsa &&
       EVP_PKEY_CTX_set_rsa_keygen_bits(ctx.get(), static_cast<int>(bits)) != 1) {
@@ -92,8 +93,8 @@ PrivateKey generate_key(KeyType type, unsigned bits) {
   if (EVP_PKEY_keygen(ctx.get(), &raw) != 1) throw KeyError("key generation failed");
   std::unique_ptr<EVP_PKEY, PkeyFree> pkey(raw);
   std::unique_ptr<BIO, BioFree> mem(BIO_new(BIO_s_mem()));
-  if (!mem || PEM_write_bio_PrivateKey(mem.get(), pkey.get(), nullptr, nullptr, 0, nullptr,
-                                       nullptr) != 1) {
+  if (!mem ||
+      PEM_write_bio_PrivateKey(mem.get(), pkey.get(), nullptr, nullptr, 0, nullptr, nullptr) != 1) {
     throw KeyError("cannot encode the key");
   }
   char* data = nullptr;
@@ -160,8 +161,8 @@ KeyCheck check_published_key(common::dns::Resolver& resolver, const std::string&
   std::string name = selector + "._domainkey." + domain;
   auto a = resolver.lookup_txt(name);
   if (a.status != common::dns::Status::kOk) {
-    return {false, name + ": no TXT record (" + std::string(common::dns::status_name(a.status)) +
-                       ")"};
+    return {false,
+            name + ": no TXT record (" + std::string(common::dns::status_name(a.status)) + ")"};
   }
   std::string record;
   for (const auto& r : a.records) {
@@ -172,8 +173,8 @@ KeyCheck check_published_key(common::dns::Resolver& resolver, const std::string&
   if (tags.count("v") && tags["v"] != "DKIM1") return {false, name + ": v= is not DKIM1"};
   std::string k = tags.count("k") ? tags["k"] : "rsa";
   if (k != key_type_name(key.type)) {
-    return {false, name + ": k=" + k + " but the private key is " +
-                       std::string(key_type_name(key.type))};
+    return {false,
+            name + ": k=" + k + " but the private key is " + std::string(key_type_name(key.type))};
   }
   if (tags["p"].empty()) return {false, name + ": key revoked (empty p=)"};
   if (tags["p"] != key.public_p) return {false, name + ": p= does not match the private key"};
@@ -194,8 +195,8 @@ int run_keygen(const KeygenOptions& o, const std::vector<std::string>& args, std
       KeyType t = o.type == "rsa" ? KeyType::kRsa : KeyType::kEd25519;
       PrivateKey key = generate_key(t, o.bits);
       std::string path = write_key_files(o, key);
-      out << "wrote " << path << " and " << (std::filesystem::path(o.dir) / (o.selector + ".txt")).string()
-          << "\n";
+      out << "wrote " << path << " and "
+          << (std::filesystem::path(o.dir) / (o.selector + ".txt")).string() << "\n";
       out << "publish at " << o.selector << "._domainkey." << o.domain << " (TXT):\n";
       out << key.public_record << "\n";
       return 0;

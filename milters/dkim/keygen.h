@@ -21,8 +21,8 @@ struct KeygenOptions {
   std::string type = "rsa";  // rsa | ed25519
   unsigned bits = 2048;      // RSA only
   std::string dir = ".";
-  std::string user;          // owner of the private key file (the daemon's user); empty: us
-  std::string key_file;      // for "test": the private key to check
+  std::string user;      // owner of the private key file (the daemon's user); empty: us
+  std::string key_file;  // for "test": the private key to check
   common::dns::ResolverOptions dns;
 
   void bind(common::config::Binder& b);

@@ -2,14 +2,13 @@
 #include "milters/dkim/keys.h"
 
 #include <grp.h>
-#include <pwd.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <openssl/bio.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
+#include <pwd.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
@@ -165,8 +164,8 @@ PrivateKey parse_private_key(std::string_view text, const std::string& origin) {
     unsigned char* der = nullptr;
     int len = i2d_PUBKEY(pkey.get(), &der);
     if (len <= 0) throw KeyError(origin + ": cannot derive the public key");
-    out.public_p = base64_encode(std::string_view(reinterpret_cast<char*>(der),
-                                                  static_cast<std::size_t>(len)));
+    out.public_p = base64_encode(
+        std::string_view(reinterpret_cast<char*>(der), static_cast<std::size_t>(len)));
     OPENSSL_free(der);
     out.public_record = "v=DKIM1; k=rsa; p=" + out.public_p;
   } else if (id == EVP_PKEY_ED25519) {
@@ -183,8 +182,8 @@ PrivateKey parse_private_key(std::string_view text, const std::string& origin) {
     throw KeyError(origin + ": key type is neither RSA nor Ed25519");
   }
   BioPtr mem(BIO_new(BIO_s_mem()));
-  if (!mem || PEM_write_bio_PrivateKey(mem.get(), pkey.get(), nullptr, nullptr, 0, nullptr,
-                                       nullptr) != 1) {
+  if (!mem ||
+      PEM_write_bio_PrivateKey(mem.get(), pkey.get(), nullptr, nullptr, 0, nullptr, nullptr) != 1) {
     throw KeyError(origin + ": cannot re-encode the key");
   }
   char* data = nullptr;
@@ -385,8 +384,8 @@ void KeyStore::load_signing_table(const std::string& spec) {
     std::string where = path + ":" + std::to_string(n);
     if (f.size() < 2) throw KeyError(where + ": expected 'pattern keyname [keyname…]'");
     for (std::size_t i = 1; i < f.size(); ++i) {
-      bool known = std::any_of(table_.begin(), table_.end(),
-                               [&](const auto& e) { return e.first == f[i]; });
+      bool known =
+          std::any_of(table_.begin(), table_.end(), [&](const auto& e) { return e.first == f[i]; });
       if (!known) throw KeyError(where + ": key name '" + f[i] + "' is not in the key table");
       signing_.push_back({lower(f[0]), f[i]});
     }

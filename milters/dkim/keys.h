@@ -71,7 +71,7 @@ class KeyStore {
   void load_key_table(const std::string& path);
   void load_signing_table(const std::string& spec);
 
-  std::vector<SigningKey> simple_;  // keyed by domain
+  std::vector<SigningKey> simple_;                       // keyed by domain
   std::vector<std::pair<std::string, TableKey>> table_;  // KeyTable: name → key
   std::vector<SigningEntry> signing_;
   bool refile_ = false;

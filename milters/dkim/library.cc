@@ -1,9 +1,9 @@
 // libopendkim set-up (see library.h).
 #include "milters/dkim/library.h"
 
-#include "milters/dkim/opendkim_c.h"
-
 #include <stdexcept>
+
+#include "milters/dkim/opendkim_c.h"
 
 namespace mxguard::milter::dkim {
 

@@ -18,9 +18,9 @@ struct dkim;
 namespace mxguard::milter::dkim {
 
 struct LibraryOptions {
-  std::vector<std::string> sign_headers;      // empty: libopendkim's RFC 6376 default
+  std::vector<std::string> sign_headers;  // empty: libopendkim's RFC 6376 default
   std::vector<std::string> oversign_headers;
-  std::chrono::seconds signature_ttl{0};      // 0: no x=
+  std::chrono::seconds signature_ttl{0};  // 0: no x=
   unsigned minimum_key_bits = 1024;
 };
 
@@ -36,7 +36,9 @@ class Library {
  public:
   // Throws std::runtime_error when libopendkim cannot be set up.
   explicit Library(LibraryOptions options = {});
-  struct dkim_lib* get() const { return lib_.get(); }
+  struct dkim_lib* get() const {
+    return lib_.get();
+  }
   const LibraryOptions& options() const { return options_; }
 
  private:

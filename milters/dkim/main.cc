@@ -8,7 +8,6 @@ int main(int argc, char** argv) {
   return mxguard::common::daemon::run<Options>(
       {"mxguard-dkim", "DKIM signing and verifying milter (RSA and Ed25519)",
        "/etc/mxguard/dkim.conf", ""},
-      argc, argv, [](const Options& o) {
-        return std::make_unique<mxguard::milter::dkim::DkimService>(o);
-      });
+      argc, argv,
+      [](const Options& o) { return std::make_unique<mxguard::milter::dkim::DkimService>(o); });
 }

@@ -17,10 +17,14 @@ FailureAction parse_failure_action(std::string_view text) {
 
 std::string_view failure_action_name(FailureAction a) {
   switch (a) {
-    case FailureAction::kAccept: return "accept";
-    case FailureAction::kTempfail: return "tempfail";
-    case FailureAction::kReject: return "reject";
-    case FailureAction::kQuarantine: return "quarantine";
+    case FailureAction::kAccept:
+      return "accept";
+    case FailureAction::kTempfail:
+      return "tempfail";
+    case FailureAction::kReject:
+      return "reject";
+    case FailureAction::kQuarantine:
+      return "quarantine";
   }
   return "tempfail";
 }
@@ -31,7 +35,8 @@ void Options::bind(common::config::Binder& b) {
   b.add("authserv-id", authserv_id, "authserv-id of Authentication-Results (empty: host name)");
   b.add("domain", domain, "domains to sign for with every selector/key-file pair");
   b.add("selector", selector, "selectors, one per key-file, used for every --domain");
-  b.add("key-file", key_file, "private keys (PEM, RSA 1024-4096 bits or Ed25519), one per selector");
+  b.add("key-file", key_file,
+        "private keys (PEM, RSA 1024-4096 bits or Ed25519), one per selector");
   b.add("signing-key", signing_key, "per-domain keys as domain:selector:/path/to/key");
   b.add("key-table", key_table, "OpenDKIM KeyTable file (keyname domain:selector:/path)");
   b.add("signing-table", signing_table, "OpenDKIM SigningTable file, refile:PATH for wildcards");
@@ -45,7 +50,8 @@ void Options::bind(common::config::Binder& b) {
         "DKIM-Signature headers verified per message; later ones are ignored");
   b.add("minimum-key-bits", minimum_key_bits, "RSA keys shorter than this fail verification");
   b.add("allow-sha1", allow_sha1, "accept rsa-sha1 signatures (RFC 8301 forbids them)");
-  b.add("on-dns-error", on_dns_error, "key lookup timeout/SERVFAIL: accept|tempfail|reject|quarantine");
+  b.add("on-dns-error", on_dns_error,
+        "key lookup timeout/SERVFAIL: accept|tempfail|reject|quarantine");
   b.add("on-bad-signature", on_bad_signature,
         "failed or broken signature: accept|tempfail|reject|quarantine");
   b.add("on-key-not-found", on_key_not_found,
@@ -61,10 +67,10 @@ void Options::validate() const {
   daemon.validate();
   common::dns::validate_options(dns);
   common::config::require_networks("internal-hosts", internal_hosts);
-  for (auto [name, value] : {std::pair{"on-dns-error", &on_dns_error},
-                             std::pair{"on-bad-signature", &on_bad_signature},
-                             std::pair{"on-key-not-found", &on_key_not_found},
-                             std::pair{"on-signing-error", &on_signing_error}}) {
+  for (auto [name, value] :
+       {std::pair{"on-dns-error", &on_dns_error}, std::pair{"on-bad-signature", &on_bad_signature},
+        std::pair{"on-key-not-found", &on_key_not_found},
+        std::pair{"on-signing-error", &on_signing_error}}) {
     common::config::require_parses(name, *value, parse_failure_action);
   }
   common::config::require_one_of("on-internal-error", on_internal_error,
@@ -85,8 +91,8 @@ void Options::validate() const {
   } catch (const KeyError& ex) {
     std::string what = ex.what();
     std::string option = "key-table";
-    for (const char* o : {"selector", "domain", "key-file", "signing-key", "signing-table",
-                          "key-table"}) {
+    for (const char* o :
+         {"selector", "domain", "key-file", "signing-key", "signing-table", "key-table"}) {
       if (what.rfind(std::string(o) + ":", 0) == 0) {
         option = o;
         what = what.substr(option.size() + 2);

@@ -36,10 +36,19 @@ struct Options {
   std::vector<std::string> internal_hosts{"127.0.0.1", "::1"};
   // Empty: libopendkim's RFC 6376 §5.4.1 list (every header but the ones it should not sign).
   std::vector<std::string> sign_headers;
-  std::vector<std::string> oversign_headers{"from",     "to",         "cc",         "subject",
-                                            "date",     "reply-to",   "message-id", "in-reply-to",
-                                            "references", "sender",   "mime-version",
-                                            "content-type", "content-transfer-encoding"};
+  std::vector<std::string> oversign_headers{"from",
+                                            "to",
+                                            "cc",
+                                            "subject",
+                                            "date",
+                                            "reply-to",
+                                            "message-id",
+                                            "in-reply-to",
+                                            "references",
+                                            "sender",
+                                            "mime-version",
+                                            "content-type",
+                                            "content-transfer-encoding"};
   bool sign_body_length = false;  // l= (lets anyone append to the body: off unless asked)
   common::config::Duration signature_ttl{std::chrono::milliseconds(0)};  // x=; 0: none
 
@@ -47,11 +56,11 @@ struct Options {
   unsigned minimum_key_bits = 1024;
   bool allow_sha1 = false;
 
-  std::string on_dns_error = "accept";        // key lookup timed out / SERVFAIL (temperror)
-  std::string on_bad_signature = "accept";    // dkim=fail / permerror
-  std::string on_key_not_found = "accept";    // no key record for the selector
-  std::string on_signing_error = "tempfail";  // we should sign but cannot
-  std::string on_internal_error = "tempfail"; // an exception in a callback
+  std::string on_dns_error = "accept";         // key lookup timed out / SERVFAIL (temperror)
+  std::string on_bad_signature = "accept";     // dkim=fail / permerror
+  std::string on_key_not_found = "accept";     // no key record for the selector
+  std::string on_signing_error = "tempfail";   // we should sign but cannot
+  std::string on_internal_error = "tempfail";  // an exception in a callback
   common::config::Duration milter_timeout{std::chrono::seconds(300)};
 
   void bind(common::config::Binder& b);

@@ -1,9 +1,9 @@
 // Signing on libopendkim (see signer.h).
 #include "milters/dkim/signer.h"
 
-#include "milters/dkim/opendkim_c.h"
-
 #include <cstring>
+
+#include "milters/dkim/opendkim_c.h"
 
 namespace mxguard::milter::dkim {
 namespace {
@@ -18,8 +18,7 @@ Signer::Signer(const Library& lib, std::vector<SigningKey> keys, const std::stri
     : keys_(std::move(keys)) {
   for (const auto& k : keys_) {
     DKIM_STAT stat = DKIM_STAT_OK;
-    dkim_alg_t alg =
-        k.key->type == KeyType::kRsa ? DKIM_SIGN_RSASHA256 : DKIM_SIGN_ED25519SHA256;
+    dkim_alg_t alg = k.key->type == KeyType::kRsa ? DKIM_SIGN_RSASHA256 : DKIM_SIGN_ED25519SHA256;
     HandlePtr h(dkim_sign(lib.get(), reinterpret_cast<const u_char*>(id.c_str()), nullptr,
                           reinterpret_cast<dkim_sigkey_t>(const_cast<char*>(k.key->pem.c_str())),
                           reinterpret_cast<const u_char*>(k.selector.c_str()),
@@ -38,7 +37,7 @@ Signer::Signer(const Library& lib, std::vector<SigningKey> keys, const std::stri
 
 void Signer::header(std::string_view field) {
   field = field.substr(0, field.find('\0'));  // see Verifier::header: libopendkim uses C strings
-  if (field.empty()) return;                   // libopendkim asserts on an empty header
+  if (field.empty()) return;                  // libopendkim asserts on an empty header
   for (auto& h : handles_) {
     DKIM_STAT stat = dkim_header(h.get(), bytes(field), field.size());
     if (stat != DKIM_STAT_OK) {

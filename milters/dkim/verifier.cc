@@ -1,22 +1,18 @@
 // Verification on libopendkim (see verifier.h).
 #include "milters/dkim/verifier.h"
 
-#include "milters/dkim/opendkim_c.h"
-
 #include <algorithm>
 #include <cctype>
 #include <cstring>
 
+#include "milters/dkim/opendkim_c.h"
+
 namespace mxguard::milter::dkim {
 namespace {
 
-u_char* bytes(std::string_view s) {
-  return reinterpret_cast<u_char*>(const_cast<char*>(s.data()));
-}
+u_char* bytes(std::string_view s) { return reinterpret_cast<u_char*>(const_cast<char*>(s.data())); }
 
-Verifier* verifier_of(DKIM* dkim) {
-  return static_cast<Verifier*>(dkim_get_user_context(dkim));
-}
+Verifier* verifier_of(DKIM* dkim) { return static_cast<Verifier*>(dkim_get_user_context(dkim)); }
 
 extern "C" DKIM_CBSTAT key_lookup_cb(DKIM* dkim, DKIM_SIGINFO* sig, u_char* buf, size_t buflen) {
   Verifier* v = verifier_of(dkim);
@@ -59,8 +55,8 @@ Verifier::Verifier(const Library& lib, KeyLookup lookup, VerifyOptions options,
                    const std::string& id)
     : lookup_(std::move(lookup)), options_(options) {
   DKIM_STAT stat = DKIM_STAT_OK;
-  handle_.reset(dkim_verify(lib.get(), reinterpret_cast<const u_char*>(id.c_str()), nullptr,
-                            &stat));
+  handle_.reset(
+      dkim_verify(lib.get(), reinterpret_cast<const u_char*>(id.c_str()), nullptr, &stat));
   if (!handle_) throw std::runtime_error("dkim_verify failed: " + status_text(stat));
   dkim_set_user_context(handle_.get(), this);
 }
@@ -84,10 +80,12 @@ int Verifier::on_key_lookup(const std::string& name, unsigned char* buf, std::si
         buf[n] = '\0';
       }
       return DKIM_CBSTAT_CONTINUE;
-    case KeyLookupResult::Kind::kNotFound: return DKIM_CBSTAT_NOTFOUND;
+    case KeyLookupResult::Kind::kNotFound:
+      return DKIM_CBSTAT_NOTFOUND;
     // TRYAGAIN would abort the whole message inside libopendkim; "not found" lets it go on
     // with the other signatures, and finish() reports this one as temperror from lookups_.
-    case KeyLookupResult::Kind::kTempError: return DKIM_CBSTAT_NOTFOUND;
+    case KeyLookupResult::Kind::kTempError:
+      return DKIM_CBSTAT_NOTFOUND;
   }
   return DKIM_CBSTAT_ERROR;
 }
@@ -200,9 +198,8 @@ std::vector<SignatureResult> Verifier::finish() {
     } else if (alg == DKIM_SIGN_RSASHA1 && !options_.allow_sha1) {
       r.result = "fail";
       r.reason = "rsa-sha1 not accepted (RFC 8301)";
-    } else if (err == DKIM_SIGERROR_KEYTOOSMALL ||
-               (passed && alg != DKIM_SIGN_ED25519SHA256 && bits > 0 &&
-                bits < options_.minimum_key_bits)) {
+    } else if (err == DKIM_SIGERROR_KEYTOOSMALL || (passed && alg != DKIM_SIGN_ED25519SHA256 &&
+                                                    bits > 0 && bits < options_.minimum_key_bits)) {
       r.result = "fail";
       r.reason = "key too small (" + std::to_string(bits) + " bits)";
     } else if (passed) {

@@ -68,8 +68,8 @@ class Verifier {
   KeyLookup lookup_;
   VerifyOptions options_;
   HandlePtr handle_;
-  bool done_ = false;           // libopendkim said NOSIG or failed: no more input needed
-  std::string syntax_error_;    // the message cannot be verified at all (e.g. no From)
+  bool done_ = false;         // libopendkim said NOSIG or failed: no more input needed
+  std::string syntax_error_;  // the message cannot be verified at all (e.g. no From)
   std::map<std::string, KeyLookupResult> lookups_;
   unsigned ignored_ = 0;
   int header_count_ = 0;

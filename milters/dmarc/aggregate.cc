@@ -132,12 +132,24 @@ void AggregateStore::record(const Published& policy, const Row& row, std::int64_
   std::int64_t len = interval_.count();
   Period period{policy.domain, now - (now % len), now - (now % len) + len};
   std::int64_t ttl = period.end - now + retention_.count();
-  std::vector<std::string> args{encode_row(row), std::to_string(ttl),
-                                period.domain + " " + std::to_string(period.begin) + " " +
-                                    std::to_string(period.end),
-                                "adkim", policy.adkim, "aspf", policy.aspf, "p", policy.p,
-                                "sp", policy.sp, "pct", std::to_string(policy.pct), "fo",
-                                policy.fo, "rua", policy.rua};
+  std::vector<std::string> args{
+      encode_row(row),
+      std::to_string(ttl),
+      period.domain + " " + std::to_string(period.begin) + " " + std::to_string(period.end),
+      "adkim",
+      policy.adkim,
+      "aspf",
+      policy.aspf,
+      "p",
+      policy.p,
+      "sp",
+      policy.sp,
+      "pct",
+      std::to_string(policy.pct),
+      "fo",
+      policy.fo,
+      "rua",
+      policy.rua};
   pool_.eval(record_script(), {agg_key(period), meta_key(period), pool_.key("{dmarc}:pending")},
              args);
 }
@@ -168,8 +180,7 @@ PeriodData AggregateStore::load(const Period& period) {
   const auto& rows = replies.at(0).as_array();
   for (std::size_t i = 0; i + 1 < rows.size(); i += 2) {
     try {
-      d.rows.emplace_back(decode_row(rows[i].as_string()),
-                          std::stoull(rows[i + 1].as_string()));
+      d.rows.emplace_back(decode_row(rows[i].as_string()), std::stoull(rows[i + 1].as_string()));
     } catch (const std::exception&) {
       continue;  // not ours: never let one bad field stop a report
     }
@@ -178,12 +189,18 @@ PeriodData AggregateStore::load(const Period& period) {
   for (std::size_t i = 0; i + 1 < meta.size(); i += 2) {
     const std::string& k = meta[i].as_string();
     const std::string& v = meta[i + 1].as_string();
-    if (k == "adkim") d.published.adkim = v;
-    else if (k == "aspf") d.published.aspf = v;
-    else if (k == "p") d.published.p = v;
-    else if (k == "sp") d.published.sp = v;
-    else if (k == "fo") d.published.fo = v;
-    else if (k == "rua") d.published.rua = v;
+    if (k == "adkim")
+      d.published.adkim = v;
+    else if (k == "aspf")
+      d.published.aspf = v;
+    else if (k == "p")
+      d.published.p = v;
+    else if (k == "sp")
+      d.published.sp = v;
+    else if (k == "fo")
+      d.published.fo = v;
+    else if (k == "rua")
+      d.published.rua = v;
     else if (k == "pct") {
       try {
         d.published.pct = std::stoi(v);
@@ -197,10 +214,10 @@ PeriodData AggregateStore::load(const Period& period) {
 }
 
 void AggregateStore::remove(const Period& period) {
-  pool_.pipeline({{"DEL", agg_key(period), meta_key(period)},
-                  {"SREM", pool_.key("{dmarc}:pending"),
-                   period.domain + " " + std::to_string(period.begin) + " " +
-                       std::to_string(period.end)}});
+  pool_.pipeline(
+      {{"DEL", agg_key(period), meta_key(period)},
+       {"SREM", pool_.key("{dmarc}:pending"),
+        period.domain + " " + std::to_string(period.begin) + " " + std::to_string(period.end)}});
 }
 
 }  // namespace mxguard::milter::dmarc

@@ -25,12 +25,12 @@ struct Row {
   std::string disposition = "none";  // none|quarantine|reject (what we applied)
   std::string dkim_eval = "fail";    // aligned DKIM pass: pass|fail
   std::string spf_eval = "fail";
-  std::string override_type;         // "", sampled_out, mailing_list, local_policy, …
+  std::string override_type;  // "", sampled_out, mailing_list, local_policy, …
   std::string header_from;
   std::string envelope_from;
-  std::vector<AuthResult> dkim;      // domain, selector, result
-  AuthResult spf;                    // domain, result
-  std::string spf_scope = "mfrom";   // mfrom|helo
+  std::vector<AuthResult> dkim;     // domain, selector, result
+  AuthResult spf;                   // domain, result
+  std::string spf_scope = "mfrom";  // mfrom|helo
   friend bool operator==(const Row&, const Row&) = default;
 };
 

@@ -35,8 +35,7 @@ common::metrics::Counter& results_total(const std::string& result) {
                  {{"result", result}});
 }
 common::metrics::Counter& actions_total(const std::string& action) {
-  return counter("mxguard_dmarc_actions_total", "Messages by action taken",
-                 {{"action", action}});
+  return counter("mxguard_dmarc_actions_total", "Messages by action taken", {{"action", action}});
 }
 common::metrics::Counter& forged_removed() {
   return counter("mxguard_dmarc_forged_authres_removed_total",
@@ -100,9 +99,12 @@ class DmarcSession : public common::milter::Session {
     config_ = service_.config();
     envelope_from_ = args.empty() ? std::string() : strip_angles(args[0]);
     auto auth = c.macro("{auth_authen}");
-    if (config_->options.ignore_authenticated && auth && !auth->empty()) skip_ = "authenticated";
-    else if (client_.empty()) skip_ = "local";
-    else if (config_->trusted.contains(client_)) skip_ = "trusted-network";
+    if (config_->options.ignore_authenticated && auth && !auth->empty())
+      skip_ = "authenticated";
+    else if (client_.empty())
+      skip_ = "local";
+    else if (config_->trusted.contains(client_))
+      skip_ = "trusted-network";
     return Status::kContinue;
   }
 
@@ -185,8 +187,10 @@ class DmarcSession : public common::milter::Session {
       if (r.method != "dkim") continue;
       AuthResult a;
       a.result = r.result;
-      if (const auto* d = r.property("header", "d")) a.domain = *d;
-      else if (const auto* i = r.property("header", "i")) a.domain = domain_of(*i);
+      if (const auto* d = r.property("header", "d"))
+        a.domain = *d;
+      else if (const auto* i = r.property("header", "i"))
+        a.domain = domain_of(*i);
       if (const auto* s = r.property("header", "s")) a.selector = *s;
       if (!a.domain.empty()) out.push_back(std::move(a));
     }
@@ -203,7 +207,8 @@ class DmarcSession : public common::milter::Session {
     const Options& o = config_->options;
     if (!skip_.empty()) {
       skipped_total(skip_.c_str()).inc();
-      common::log::decision(qid, {{"dmarc", "skipped"}, {"reason", skip_},
+      common::log::decision(qid, {{"dmarc", "skipped"},
+                                  {"reason", skip_},
                                   {"client", client_.empty() ? "local" : client_}});
       return Status::kAccept;
     }
@@ -236,8 +241,10 @@ class DmarcSession : public common::milter::Session {
       write_authres(c, {r});
       bool reject = o.on_bad_from == "reject" && o.enforce;
       actions_total(reject ? "reject" : "accept").inc();
-      common::log::decision(qid, {{"dmarc", "permerror"}, {"action", reject ? "reject" : "accept"},
-                                  {"reason", from_problem}, {"client", client_},
+      common::log::decision(qid, {{"dmarc", "permerror"},
+                                  {"action", reject ? "reject" : "accept"},
+                                  {"reason", from_problem},
+                                  {"client", client_},
                                   {"forged_ar_removed", forged}});
       if (reject) {
         return reply(c, Status::kReject, "550", "5.7.1",
@@ -250,8 +257,10 @@ class DmarcSession : public common::milter::Session {
       actions_total(o.enforce ? "reject" : "accept").inc();
       std::string list;
       for (const auto& d : domains) list += (list.empty() ? "" : ",") + d;
-      common::log::decision(qid, {{"dmarc", "permerror"}, {"action", o.enforce ? "reject" : "accept"},
-                                  {"reason", "several From domains"}, {"from", list},
+      common::log::decision(qid, {{"dmarc", "permerror"},
+                                  {"action", o.enforce ? "reject" : "accept"},
+                                  {"reason", "several From domains"},
+                                  {"from", list},
                                   {"client", client_}});
       common::authres::Result r{"dmarc", "", "permerror", "several From domains", "", {}};
       write_authres(c, {r});
@@ -287,9 +296,8 @@ class DmarcSession : public common::milter::Session {
         spf.result = std::string(common::spf::result_name(outcome.result));
       }
       spf_ar.result = spf.result;
-      spf_ar.properties.push_back(
-          {"smtp", spf_scope == "helo" ? "helo" : "mailfrom",
-           spf_scope == "helo" ? spf.domain : envelope_from_});
+      spf_ar.properties.push_back({"smtp", spf_scope == "helo" ? "helo" : "mailfrom",
+                                   spf_scope == "helo" ? spf.domain : envelope_from_});
     }
 
     auto dkim = trusted_dkim();
@@ -314,8 +322,9 @@ class DmarcSession : public common::milter::Session {
     if (e.result == "temperror") {
       if (o.on_temperror == "tempfail") {
         action = "tempfail";
-        st = reply(c, Status::kTempfail, "451", "4.7.1",
-                   "DMARC policy of " + e.from_domain + " could not be determined, try again later");
+        st =
+            reply(c, Status::kTempfail, "451", "4.7.1",
+                  "DMARC policy of " + e.from_domain + " could not be determined, try again later");
       }
     } else if (applied != Policy::kNone) {
       bool forwarder = in_or_under(mail_domain, o.never_reject_domains) ||
@@ -354,8 +363,8 @@ class DmarcSession : public common::milter::Session {
     if (st == Status::kAccept) {
       common::authres::Result dm{"dmarc", "", e.result, "", "", {}};
       if (e.record) {
-        dm.comment = "p=" + std::string(policy_name(e.policy)) +
-                     " dis=" + std::string(policy_name(applied));
+        dm.comment =
+            "p=" + std::string(policy_name(e.policy)) + " dis=" + std::string(policy_name(applied));
       } else if (!e.problem.empty() && e.result != "none") {
         dm.reason = e.problem;
       }
@@ -383,23 +392,23 @@ class DmarcSession : public common::milter::Session {
     }
 
     std::string dkim_summary;
-    for (const auto& d : dkim) dkim_summary += (dkim_summary.empty() ? "" : ",") + d.result + "/" + d.domain;
-    common::log::decision(
-        qid, {{"dmarc", e.result},
-              {"action", action},
-              {"from", e.from_domain},
-              {"policy_domain", e.policy_domain.empty() ? "-" : e.policy_domain},
-              {"p", e.record ? std::string(policy_name(e.policy)) : "-"},
-              {"dis", std::string(policy_name(applied))},
-              {"dkim", dkim_summary.empty() ? "none" : dkim_summary},
-              {"spf", spf.result + "/" + (spf.domain.empty() ? "-" : spf.domain)},
-              {"aligned", std::string(e.dkim_aligned ? "dkim" : "") +
-                              (e.dkim_aligned && e.spf_aligned ? "," : "") +
-                              (e.spf_aligned ? "spf" : "")},
-              {"override", override_type},
-              {"problem", e.problem},
-              {"client", client_},
-              {"forged_ar_removed", forged}});
+    for (const auto& d : dkim)
+      dkim_summary += (dkim_summary.empty() ? "" : ",") + d.result + "/" + d.domain;
+    common::log::decision(qid, {{"dmarc", e.result},
+                                {"action", action},
+                                {"from", e.from_domain},
+                                {"policy_domain", e.policy_domain.empty() ? "-" : e.policy_domain},
+                                {"p", e.record ? std::string(policy_name(e.policy)) : "-"},
+                                {"dis", std::string(policy_name(applied))},
+                                {"dkim", dkim_summary.empty() ? "none" : dkim_summary},
+                                {"spf", spf.result + "/" + (spf.domain.empty() ? "-" : spf.domain)},
+                                {"aligned", std::string(e.dkim_aligned ? "dkim" : "") +
+                                                (e.dkim_aligned && e.spf_aligned ? "," : "") +
+                                                (e.spf_aligned ? "spf" : "")},
+                                {"override", override_type},
+                                {"problem", e.problem},
+                                {"client", client_},
+                                {"forged_ar_removed", forged}});
     return st;
   }
 

@@ -60,20 +60,18 @@ Evaluation Evaluator::discover(const std::string& from_domain) const {
   return base;
 }
 
-Evaluation Evaluator::evaluate(const std::string& from_domain,
-                               const std::vector<AuthResult>& dkim,
+Evaluation Evaluator::evaluate(const std::string& from_domain, const std::vector<AuthResult>& dkim,
                                const AuthResult& spf) const {
   Evaluation e = discover(from_domain);
   if (!e.record) return e;
   const Record& r = *e.record;
   for (const auto& d : dkim) {
-    if (d.result == "pass" &&
-        org_.aligned(d.domain, from_domain, r.adkim == Alignment::kStrict)) {
+    if (d.result == "pass" && org_.aligned(d.domain, from_domain, r.adkim == Alignment::kStrict)) {
       e.dkim_aligned = true;
     }
   }
-  e.spf_aligned = spf.result == "pass" &&
-                  org_.aligned(spf.domain, from_domain, r.aspf == Alignment::kStrict);
+  e.spf_aligned =
+      spf.result == "pass" && org_.aligned(spf.domain, from_domain, r.aspf == Alignment::kStrict);
   if (e.dkim_aligned || e.spf_aligned) {
     e.result = "pass";
     e.disposition = Policy::kNone;

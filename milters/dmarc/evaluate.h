@@ -28,8 +28,8 @@ struct Lookups {
 };
 
 struct AuthResult {
-  std::string domain;  // d= for DKIM, the checked domain for SPF
-  std::string result;  // "pass", "fail", …
+  std::string domain;    // d= for DKIM, the checked domain for SPF
+  std::string result;    // "pass", "fail", …
   std::string selector;  // DKIM only (reports)
   friend bool operator==(const AuthResult&, const AuthResult&) = default;
 };

@@ -34,8 +34,10 @@ bool strip_comments(std::string_view in, std::string& out) {
       continue;
     }
     if (depth > 0) {
-      if (c == '(') ++depth;
-      else if (c == ')') --depth;
+      if (c == '(')
+        ++depth;
+      else if (c == ')')
+        --depth;
       if (depth == 0) out += ' ';  // a comment separates tokens
       continue;
     }
@@ -44,7 +46,8 @@ bool strip_comments(std::string_view in, std::string& out) {
       out += c;
       continue;
     }
-    if (c == '"') quoted = true;
+    if (c == '"')
+      quoted = true;
     else if (c == '(') {
       depth = 1;
       continue;
@@ -72,7 +75,8 @@ bool parse_addr_spec(std::string_view spec, Mailbox& out, std::string& error) {
       ++i;
       continue;
     }
-    if (c == '"') quoted = !quoted;
+    if (c == '"')
+      quoted = !quoted;
     else if (c == '@' && !quoted) {
       if (at != std::string_view::npos) {
         error = "several @ in address";
@@ -160,7 +164,8 @@ bool parse_member(std::string_view member, Mailbox& out, bool& empty, std::strin
       ++i;
       continue;
     }
-    if (c == '"') quoted = !quoted;
+    if (c == '"')
+      quoted = !quoted;
     else if (!quoted && c == '<') {
       if (angles++ > 0 || open != std::string_view::npos) {
         error = "several angle addresses in one mailbox";
@@ -281,9 +286,12 @@ FromParse parse_from(std::string_view value, const FromLimits& limits) {
         continue;
       }
     }
-    if (c == '<') ++angles;
-    else if (c == '>') --angles;
-    else if (angles == 0 && c == ',') cut(i);
+    if (c == '<')
+      ++angles;
+    else if (c == '>')
+      --angles;
+    else if (angles == 0 && c == ',')
+      cut(i);
     else if (angles == 0 && c == ':') {
       if (in_group) {
         r.error = "nested group";

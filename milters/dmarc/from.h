@@ -19,8 +19,8 @@ struct Mailbox {
 };
 
 struct FromLimits {
-  std::size_t max_length = 8192;     // longer header values are refused
-  std::size_t max_mailboxes = 100;   // more addresses are refused
+  std::size_t max_length = 8192;    // longer header values are refused
+  std::size_t max_mailboxes = 100;  // more addresses are refused
 };
 
 struct FromParse {

@@ -7,7 +7,6 @@ int main(int argc, char** argv) {
   using mxguard::milter::dmarc::Options;
   return mxguard::common::daemon::run<Options>(
       {"mxguard-dmarc", "DMARC evaluation and enforcement milter", "/etc/mxguard/dmarc.conf", ""},
-      argc, argv, [](const Options& o) {
-        return std::make_unique<mxguard::milter::dmarc::DmarcService>(o);
-      });
+      argc, argv,
+      [](const Options& o) { return std::make_unique<mxguard::milter::dmarc::DmarcService>(o); });
 }

@@ -20,13 +20,14 @@ struct Options {
   std::string authserv_id;  // empty: this host's name (must match mxguard-dkim's)
   std::string public_suffix_list = "/usr/share/publicsuffix/public_suffix_list.dafsa";
 
-  bool enforce = true;                     // no: monitor mode, headers only
-  std::string reject_text = "Unauthenticated email from %d is not accepted due to the domain's DMARC policy";
+  bool enforce = true;  // no: monitor mode, headers only
+  std::string reject_text =
+      "Unauthenticated email from %d is not accepted due to the domain's DMARC policy";
   std::string quarantine_action = "hold";  // hold|header|accept
   std::string quarantine_header = "X-Spam: Yes";
-  std::string on_temperror = "accept";     // accept|tempfail
-  std::string on_bad_from = "reject";      // accept|reject: no/empty/unparsable From
-  std::string multi_from = "reject";       // reject|evaluate (same-domain lists are evaluated)
+  std::string on_temperror = "accept";  // accept|tempfail
+  std::string on_bad_from = "reject";   // accept|reject: no/empty/unparsable From
+  std::string multi_from = "reject";    // reject|evaluate (same-domain lists are evaluated)
   unsigned max_from_addresses = 50;
   bool ignore_authenticated = true;
   std::vector<std::string> trusted_networks{"127.0.0.0/8", "::1"};
@@ -34,13 +35,13 @@ struct Options {
   bool spf_self_check = true;
   common::config::Duration spf_timeout{std::chrono::seconds(10)};
 
-  bool aggregate_reports = true;           // record aggregates in Redis
+  bool aggregate_reports = true;  // record aggregates in Redis
   common::config::Duration report_interval{std::chrono::hours(24)};
   common::config::Duration report_retention{std::chrono::hours(24 * 7)};
 
   // Read by mxguard-dmarc-report (same file): who we are in the reports, how they go out.
-  std::string report_org_name;        // empty: this host's name
-  std::string report_email;           // empty: noreply-dmarc@<host name>
+  std::string report_org_name;  // empty: this host's name
+  std::string report_email;     // empty: noreply-dmarc@<host name>
   std::string report_extra_contact;
   std::string report_sendmail = "/usr/sbin/sendmail";
 

@@ -69,9 +69,12 @@ bool percent_decode(std::string_view in, std::string& out) {
 
 std::string_view policy_name(Policy p) {
   switch (p) {
-    case Policy::kNone: return "none";
-    case Policy::kQuarantine: return "quarantine";
-    case Policy::kReject: return "reject";
+    case Policy::kNone:
+      return "none";
+    case Policy::kQuarantine:
+      return "quarantine";
+    case Policy::kReject:
+      return "reject";
   }
   return "none";
 }
@@ -112,14 +115,25 @@ std::vector<ReportUri> parse_uri_list(std::string_view value) {
       std::uint64_t unit = 1;
       if (!size.empty()) {
         switch (std::tolower(static_cast<unsigned char>(size.back()))) {
-          case 'k': unit = 1ull << 10; break;
-          case 'm': unit = 1ull << 20; break;
-          case 'g': unit = 1ull << 30; break;
-          case 't': unit = 1ull << 40; break;
-          default: unit = 0;
+          case 'k':
+            unit = 1ull << 10;
+            break;
+          case 'm':
+            unit = 1ull << 20;
+            break;
+          case 'g':
+            unit = 1ull << 30;
+            break;
+          case 't':
+            unit = 1ull << 40;
+            break;
+          default:
+            unit = 0;
         }
-        if (unit) size.remove_suffix(1);
-        else unit = 1;
+        if (unit)
+          size.remove_suffix(1);
+        else
+          unit = 1;
       }
       std::uint64_t n = 0;
       if (!parse_uint(size, 1ull << 32, n)) continue;
@@ -190,24 +204,34 @@ RecordParse parse_record(std::string_view txt) {
       }
     } else if (tag == "sp") {
       auto p = parse_policy(value);
-      if (p) rec.sp = p;
-      else sp_invalid = true;
+      if (p)
+        rec.sp = p;
+      else
+        sp_invalid = true;
     } else if (tag == "np") {
       auto p = parse_policy(value);
-      if (p) rec.np = p;
-      else ok = false;
+      if (p)
+        rec.np = p;
+      else
+        ok = false;
     } else if (tag == "adkim" || tag == "aspf") {
       auto a = parse_alignment(value);
-      if (a) (tag == "adkim" ? rec.adkim : rec.aspf) = *a;
-      else ok = false;
+      if (a)
+        (tag == "adkim" ? rec.adkim : rec.aspf) = *a;
+      else
+        ok = false;
     } else if (tag == "pct") {
       std::uint64_t n = 0;
-      if (parse_uint(value, 100, n)) rec.pct = static_cast<int>(n);
-      else ok = false;
+      if (parse_uint(value, 100, n))
+        rec.pct = static_cast<int>(n);
+      else
+        ok = false;
     } else if (tag == "ri") {
       std::uint64_t n = 0;
-      if (parse_uint(value, 0xffffffffull, n)) rec.ri = static_cast<std::uint32_t>(n);
-      else ok = false;
+      if (parse_uint(value, 0xffffffffull, n))
+        rec.ri = static_cast<std::uint32_t>(n);
+      else
+        ok = false;
     } else if (tag == "rua" || tag == "ruf") {
       auto list = parse_uri_list(value);
       if (list.empty()) ok = false;
@@ -215,8 +239,10 @@ RecordParse parse_record(std::string_view txt) {
     } else if (tag == "fo") {
       bool valid = !value.empty();
       for (char c : value) valid &= (c == '0' || c == '1' || c == 'd' || c == 's' || c == ':');
-      if (valid) rec.fo = std::string(value);
-      else ok = false;
+      if (valid)
+        rec.fo = std::string(value);
+      else
+        ok = false;
     } else if (tag == "rf") {
       ok = iequals(value, "afrf");
     } else {
@@ -232,8 +258,9 @@ RecordParse parse_record(std::string_view txt) {
       rec.sp.reset();
       rec.p_repaired = true;
     } else {
-      r.error = !have_p && !p_invalid ? "no p= tag" : sp_invalid ? "invalid sp= value"
-                                                                : "invalid p= value";
+      r.error = !have_p && !p_invalid ? "no p= tag"
+                : sp_invalid          ? "invalid sp= value"
+                                      : "invalid p= value";
       return r;
     }
   }

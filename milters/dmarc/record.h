@@ -19,14 +19,14 @@ std::optional<Policy> parse_policy(std::string_view text);
 enum class Alignment { kRelaxed, kStrict };
 
 struct ReportUri {
-  std::string address;          // the mailto: address (decoded)
-  std::uint64_t max_size = 0;   // "!10m": 0 when unlimited
+  std::string address;         // the mailto: address (decoded)
+  std::uint64_t max_size = 0;  // "!10m": 0 when unlimited
 };
 
 struct Record {
   Policy p = Policy::kNone;
   std::optional<Policy> sp;
-  std::optional<Policy> np;     // DMARCbis: non-existent subdomains
+  std::optional<Policy> np;  // DMARCbis: non-existent subdomains
   Alignment adkim = Alignment::kRelaxed;
   Alignment aspf = Alignment::kRelaxed;
   int pct = 100;
@@ -34,7 +34,7 @@ struct Record {
   std::vector<ReportUri> ruf;
   std::string fo = "0";
   std::uint32_t ri = 86400;
-  bool p_repaired = false;      // p= was missing or invalid; rua= made it p=none (§6.6.3)
+  bool p_repaired = false;           // p= was missing or invalid; rua= made it p=none (§6.6.3)
   std::vector<std::string> ignored;  // tags ignored as invalid (for logs)
 };
 

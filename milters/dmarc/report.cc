@@ -2,8 +2,8 @@
 #include "milters/dmarc/report.h"
 
 #include <fcntl.h>
-#include <signal.h>
 #include <openssl/evp.h>
+#include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -28,14 +28,24 @@ std::string xml_escape(std::string_view s) {
   std::string out;
   for (char c : s) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
       default:
         // XML 1.0 forbids most control characters; our data never needs them.
-        if (static_cast<unsigned char>(c) < 0x20 && c != '\t') out += '?';
-        else out += c;
+        if (static_cast<unsigned char>(c) < 0x20 && c != '\t')
+          out += '?';
+        else
+          out += c;
     }
   }
   return out;
@@ -233,7 +243,8 @@ Sender sendmail_sender(const std::string& program) {
     }
     // A sendmail that exits without reading (it refused the message) must not kill us with
     // SIGPIPE: the write fails with EPIPE and the exit status says why.
-    struct sigaction ignore {}, previous {};
+    struct sigaction ignore {
+    }, previous{};
     ignore.sa_handler = SIG_IGN;
     sigemptyset(&ignore.sa_mask);
     ::sigaction(SIGPIPE, &ignore, &previous);
@@ -262,9 +273,12 @@ Sender sendmail_sender(const std::string& program) {
   };
 }
 
-Reporter::Reporter(ReporterInfo info, AggregateStore& store, const OrgDomains& org,
-                   Lookups lookups, Sender sender)
-    : info_(std::move(info)), store_(store), org_(org), lookups_(std::move(lookups)),
+Reporter::Reporter(ReporterInfo info, AggregateStore& store, const OrgDomains& org, Lookups lookups,
+                   Sender sender)
+    : info_(std::move(info)),
+      store_(store),
+      org_(org),
+      lookups_(std::move(lookups)),
       sender_(std::move(sender)) {}
 
 Reporter::Destination Reporter::destination_allowed(const std::string& domain,
@@ -322,8 +336,8 @@ ReportRun Reporter::run(std::int64_t now, const std::string& dry_run_dir, std::o
         continue;
       }
       if (d == Destination::kDenied) {
-        log << "report " << label << ": " << uri.address
-            << " did not authorise reports for " << p.domain << " (RFC 7489 7.1), skipped\n";
+        log << "report " << label << ": " << uri.address << " did not authorise reports for "
+            << p.domain << " (RFC 7489 7.1), skipped\n";
         continue;
       }
       if (uri.max_size && gz.size() > uri.max_size) {

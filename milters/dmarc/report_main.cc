@@ -71,8 +71,8 @@ int main(int argc, char** argv) {
       return out;
     };
     Reporter reporter(ri, store, org, l, sendmail_sender(o.report_sendmail));
-    ReportRun r = reporter.run(static_cast<std::int64_t>(std::time(nullptr)), opts.dry_run,
-                               std::cout);
+    ReportRun r =
+        reporter.run(static_cast<std::int64_t>(std::time(nullptr)), opts.dry_run, std::cout);
     std::cout << "periods " << r.periods << ", sent " << r.sent << ", written " << r.written
               << ", failed " << r.failed << ", skipped " << r.skipped << "\n";
     return r.failed ? 75 : 0;

@@ -13,11 +13,11 @@
 #include <thread>
 #include <vector>
 
+#include "common/daemon/daemon.h"
+#include "common/redis/pool.h"
 #include "policyd/authpolicy/options.h"
 #include "policyd/authpolicy/policy.h"
 #include "policyd/authpolicy/server.h"
-#include "common/daemon/daemon.h"
-#include "common/redis/pool.h"
 
 namespace mxguard::policyd::authpolicy {
 

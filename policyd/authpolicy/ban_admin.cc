@@ -3,11 +3,11 @@
 
 #include <iostream>
 
-#include "policyd/authpolicy/policy.h"
 #include "common/daemon/daemon.h"
 #include "common/log/log.h"
 #include "common/redis/errors.h"
 #include "common/redis/pool.h"
+#include "policyd/authpolicy/policy.h"
 
 namespace mxguard::policyd::authpolicy {
 

@@ -7,9 +7,9 @@
 #include <string>
 #include <vector>
 
-#include "policyd/authpolicy/options.h"
 #include "common/config/config.h"
 #include "common/ratelimit/ratelimit.h"
+#include "policyd/authpolicy/options.h"
 
 namespace mxguard::policyd::authpolicy {
 

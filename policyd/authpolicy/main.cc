@@ -3,9 +3,9 @@
 // and the common skeleton.
 #include <cstring>
 
+#include "common/daemon/daemon.h"
 #include "policyd/authpolicy/auth_service.h"
 #include "policyd/authpolicy/ban_admin.h"
-#include "common/daemon/daemon.h"
 
 int main(int argc, char** argv) {
   if (argc >= 2 && std::strcmp(argv[1], "ban") == 0) {
@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   return mxguard::common::daemon::run<Options>(
       {"mxguard-authpolicy", "Dovecot auth policy server: brute-force defence on a shared Redis",
        "/etc/mxguard/authpolicy.conf", ""},
-      argc, argv,
-      [](const Options& o) { return std::make_unique<mxguard::policyd::authpolicy::AuthPolicyService>(o); });
+      argc, argv, [](const Options& o) {
+        return std::make_unique<mxguard::policyd::authpolicy::AuthPolicyService>(o);
+      });
 }

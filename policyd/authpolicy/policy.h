@@ -13,10 +13,10 @@
 #include <string>
 #include <string_view>
 
-#include "policyd/authpolicy/options.h"
 #include "common/net/ip.h"
 #include "common/ratelimit/ratelimit.h"
 #include "common/redis/pool.h"
+#include "policyd/authpolicy/options.h"
 
 namespace mxguard::policyd::authpolicy {
 

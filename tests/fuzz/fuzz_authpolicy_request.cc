@@ -9,8 +9,8 @@
 #include <nlohmann/json.hpp>
 #include <string_view>
 
-#include "policyd/authpolicy/auth_service.h"
 #include "common/log/log.h"
+#include "policyd/authpolicy/auth_service.h"
 
 namespace {
 
@@ -25,8 +25,8 @@ mxguard::policyd::authpolicy::AuthPolicyService& service() {
     o.allow_networks = {"10.0.0.0/8"};
     o.login_limits = {"5/1m"};
     o.api_header = "X-API-Key: fuzz";
-    return new mxguard::policyd::authpolicy::AuthPolicyService(o,
-                                                      [] { return std::int64_t{1700000000000}; });
+    return new mxguard::policyd::authpolicy::AuthPolicyService(
+        o, [] { return std::int64_t{1700000000000}; });
   }();
   return *svc;
 }

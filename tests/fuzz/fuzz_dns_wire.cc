@@ -11,9 +11,9 @@ namespace wire = mxguard::common::dns;
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 1) return 0;
   wire::Bytes rdata(data + 1, size - 1);
-  static constexpr std::uint16_t kTypes[] = {wire::kTypeA,   wire::kTypeAaaa, wire::kTypeMx,
-                                             wire::kTypeTxt, wire::kTypePtr,  wire::kTypeCname,
-                                             wire::kTypeNs,  99};
+  static constexpr std::uint16_t kTypes[] = {
+      wire::kTypeA,   wire::kTypeAaaa,  wire::kTypeMx, wire::kTypeTxt,
+      wire::kTypePtr, wire::kTypeCname, wire::kTypeNs, 99};
   std::uint16_t type = kTypes[data[0] % (sizeof kTypes / sizeof kTypes[0])];
   auto text = wire::rdata_to_text(type, rdata);
   if (type == wire::kTypeTxt && text && text->size() > rdata.size()) std::abort();

@@ -31,9 +31,9 @@ void expect_documented(const std::string& binary, const std::string& doc,
 }
 
 TEST(OptionsDocTest, PolicydPageNamesEveryOption) {
-  expect_documented("/policyd/mxguard-policyd", "/docs/mxguard-policyd.md",
-                    {"--greylist-whitelist-clients=/dev/null",
-                     "--greylist-whitelist-recipients=/dev/null"});
+  expect_documented(
+      "/policyd/mxguard-policyd", "/docs/mxguard-policyd.md",
+      {"--greylist-whitelist-clients=/dev/null", "--greylist-whitelist-recipients=/dev/null"});
 }
 
 TEST(OptionsDocTest, AvPageNamesEveryOption) {
@@ -55,8 +55,8 @@ TEST(OptionsDocTest, AuthpolicyPageNamesEveryOption) {
 
 TEST(OptionsDocTest, AuthpolicyBanCommandOptionsAreDocumented) {
   std::string out;
-  ASSERT_EQ(run_command({std::string(MXGUARD_BINARY_DIR) + "/policyd/authpolicy/mxguard-authpolicy", "ban",
-                         "-c", "/dev/null", "--dump-config"},
+  ASSERT_EQ(run_command({std::string(MXGUARD_BINARY_DIR) + "/policyd/authpolicy/mxguard-authpolicy",
+                         "ban", "-c", "/dev/null", "--dump-config"},
                         &out),
             0)
       << out;
@@ -72,9 +72,9 @@ TEST(OptionsDocTest, AuthpolicyBanCommandOptionsAreDocumented) {
 
 TEST(OptionsDocTest, KeygenPageNamesEveryOption) {
   std::string out;
-  ASSERT_EQ(run_command({std::string(MXGUARD_BINARY_DIR) + "/milters/dkim/mxguard-keygen",
-                         "--dump-config"},
-                        &out),
+  ASSERT_EQ(run_command(
+                {std::string(MXGUARD_BINARY_DIR) + "/milters/dkim/mxguard-keygen", "--dump-config"},
+                &out),
             0)
       << out;
   std::string text = read_file(std::string(MXGUARD_SOURCE_DIR) + "/docs/mxguard-keygen.md");

@@ -6,14 +6,14 @@
 // nothing lost), a milter killed with SIGKILL (Postfix's milter_default_action = tempfail,
 // then recovery once it is back), reloads with changed tables while mail is flowing, and a
 // 20 MB message through the whole chain.
+#include "tests/fixtures/stack.h"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <optional>
 #include <thread>
-
-#include "tests/fixtures/stack.h"
 
 namespace mxguard::testing {
 namespace {
@@ -50,11 +50,11 @@ class StackTest : public ::testing::Test {
     m.local_interface = "127.0.0.2";
     m.from = "news@partner.test";
     m.to = {"carol@mxguard.test"};
-    m.data = stack_->sign_as_partner(crlf_message(
-        {"From: Partner News <news@partner.test>", "To: carol@mxguard.test",
-         "Subject: " + subject, "Date: Sun, 22 Nov 2026 10:00:00 +0000",
-         "Message-ID: <" + std::to_string(++counter_) + "@partner.test>"},
-        body));
+    m.data = stack_->sign_as_partner(
+        crlf_message({"From: Partner News <news@partner.test>", "To: carol@mxguard.test",
+                      "Subject: " + subject, "Date: Sun, 22 Nov 2026 10:00:00 +0000",
+                      "Message-ID: <" + std::to_string(++counter_) + "@partner.test>"},
+                     body));
     return m;
   }
 
@@ -146,8 +146,9 @@ TEST_F(StackTest, DemoScenarios) {
   virus.data.clear();
   virus.headers = {"From: Partner News <news@partner.test>", "Subject: e2e eicar"};
   write_file(stack_->directory() / "eicar.com", eicar());
-  virus.extra_args = {"--attach-type", "application/octet-stream", "--attach-name", "eicar.com",
-                      "--attach", "@" + (stack_->directory() / "eicar.com").string()};
+  virus.extra_args = {"--attach-type", "application/octet-stream",
+                      "--attach-name", "eicar.com",
+                      "--attach",      "@" + (stack_->directory() / "eicar.com").string()};
   r = pf.send(virus);
   EXPECT_EQ(r.data_code, 550) << r.transcript;
   EXPECT_THAT(r.transcript, HasSubstr(kEicarSignature));
@@ -184,8 +185,10 @@ TEST_F(StackTest, ClamdStoppedDefersThenDeliversOnce) {
   std::optional<SwaksResult> ok;
   for (int i = 0; i < 20 && !ok; ++i) {
     r = stack_->postfix().send(m);
-    if (r.data_code == 250) ok = r;
-    else std::this_thread::sleep_for(500ms);
+    if (r.data_code == 250)
+      ok = r;
+    else
+      std::this_thread::sleep_for(500ms);
   }
   ASSERT_TRUE(ok) << r.transcript;
   ASSERT_TRUE(delivered_with("e2e clamd down"));
@@ -206,8 +209,10 @@ TEST_F(StackTest, KilledMilterMeansTempfailThenRecovery) {
   std::optional<SwaksResult> ok;
   for (int i = 0; i < 20 && !ok; ++i) {
     r = stack_->postfix().send(m);
-    if (r.data_code == 250) ok = r;
-    else std::this_thread::sleep_for(500ms);
+    if (r.data_code == 250)
+      ok = r;
+    else
+      std::this_thread::sleep_for(500ms);
   }
   ASSERT_TRUE(ok) << r.transcript;
   auto d = delivered_with("e2e dmarc killed");
@@ -227,7 +232,8 @@ TEST_F(StackTest, ReloadsWithChangedTablesWhileMailFlows) {
       local.to = {"bob@example.net"};
       local.headers = {"From: alice@mxguard.test", "Subject: e2e flow " + std::to_string(sent)};
       auto r = stack_->postfix().send(local);
-      if (r.data_code == 250) ++sent;
+      if (r.data_code == 250)
+        ++sent;
       else {
         ++failed;
         last_failure = r.transcript;

@@ -26,18 +26,18 @@ class PolicydDaemonTest : public ::testing::Test {
     write_config("");
   }
   void write_config(const std::string& extra) {
-    write_file(dir_ / "policyd.conf",
-               "listen = inet:127.0.0.1:" + std::to_string(port_) + "\n" +
-                   "redis-url = " + redis_.url() + "\n" +
-                   "metrics-listen = inet:127.0.0.1:" + std::to_string(metrics_port_) + "\n" +
-                   "greylist-delay = 2s\n"
-                   "greylist-whitelist-clients = " + (dir_ / "clients").string() + "\n" +
-                   "greylist-whitelist-recipients = " + (dir_ / "recipients").string() + "\n" +
-                   extra);
+    write_file(
+        dir_ / "policyd.conf",
+        "listen = inet:127.0.0.1:" + std::to_string(port_) + "\n" + "redis-url = " + redis_.url() +
+            "\n" + "metrics-listen = inet:127.0.0.1:" + std::to_string(metrics_port_) + "\n" +
+            "greylist-delay = 2s\n"
+            "greylist-whitelist-clients = " +
+            (dir_ / "clients").string() + "\n" +
+            "greylist-whitelist-recipients = " + (dir_ / "recipients").string() + "\n" + extra);
   }
   Process start(const std::vector<std::string>& extra = {}) {
-    std::vector<std::string> argv{kBinary, "--foreground", "--log-target", "stderr", "-c",
-                                  (dir_ / "policyd.conf").string()};
+    std::vector<std::string> argv{kBinary,  "--foreground", "--log-target",
+                                  "stderr", "-c",           (dir_ / "policyd.conf").string()};
     argv.insert(argv.end(), extra.begin(), extra.end());
     Process p(argv, dir_ / "policyd.log");
     if (!wait_for_tcp("127.0.0.1", port_, std::chrono::seconds(10))) {
@@ -72,8 +72,7 @@ TEST_F(PolicydDaemonTest, CheckConfigNamesFileAndLine) {
   std::string out;
   int rc = run_command({kBinary, "-c", (dir_ / "policyd.conf").string(), "--check-config"}, &out);
   EXPECT_EQ(rc, 78);
-  EXPECT_NE(out.find((dir_ / "clients").string() + ":2: bad regular expression"),
-            std::string::npos)
+  EXPECT_NE(out.find((dir_ / "clients").string() + ":2: bad regular expression"), std::string::npos)
       << out;
   write_file(dir_ / "clients", "ok.example\n");
   rc = run_command({kBinary, "-c", (dir_ / "policyd.conf").string(), "--check-config"}, &out);

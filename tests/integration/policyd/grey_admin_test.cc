@@ -125,7 +125,7 @@ TEST_F(GreyAdminTest, ListsEveryTripletWithState) {
   EXPECT_NE(r[0].find("alice@s.example"), std::string::npos);
   EXPECT_NE(r[0].find("passed"), std::string::npos);
   EXPECT_NE(r[0].find("2023-11-14T22:13:20Z"), std::string::npos);  // first seen, kT0
-  EXPECT_NE(r[0].find("6m40s"), std::string::npos);                  // age
+  EXPECT_NE(r[0].find("6m40s"), std::string::npos);                 // age
   EXPECT_NE(r[1].find("<>"), std::string::npos) << r[1];
   EXPECT_NE(r[2].find("203.0.113.9"), std::string::npos) << r[2];
   EXPECT_NE(r[2].find("carol@other.example"), std::string::npos);  // normalised as stored
@@ -205,7 +205,9 @@ TEST_F(GreyAdminTest, ListJson) {
   EXPECT_EQ(j[0]["first_seen"], "2023-11-14T22:13:20Z");
   EXPECT_EQ(j[0]["age"], 400);
   EXPECT_EQ(j[1]["sender"], "");
-  EXPECT_EQ(j[1]["key"], "mxg:gl:{2001:db8::}:t:2001:db8::/" "/bob@r.example");
+  EXPECT_EQ(j[1]["key"],
+            "mxg:gl:{2001:db8::}:t:2001:db8::/"
+            "/bob@r.example");
 }
 
 TEST_F(GreyAdminTest, PrivacyModeListsHashesAndRefusesAddressFilters) {
@@ -227,9 +229,8 @@ TEST_F(GreyAdminTest, PrivacyModeListsHashesAndRefusesAddressFilters) {
   EXPECT_EQ(run(g, {"list"}), kExitUsage);
   EXPECT_NE(err_.find("hashes"), std::string::npos);
   // show still works: it computes the hash from what it is given.
-  EXPECT_EQ(run(GreyOptions{g.policyd}, {"show", "198.51.100.7", "alice@s.example",
-                                         "bob@r.example"}),
-            0)
+  EXPECT_EQ(
+      run(GreyOptions{g.policyd}, {"show", "198.51.100.7", "alice@s.example", "bob@r.example"}), 0)
       << err_;
   EXPECT_NE(out_.find("passed"), std::string::npos);
 }
@@ -238,8 +239,7 @@ TEST_F(GreyAdminTest, ShowComputesTheDaemonsKey) {
   auto svc = service(options());
   make_triplets(*svc);
   // Another host of the same /24 and an unnormalised sender find the same triplet.
-  ASSERT_EQ(run({"show", "203.0.113.200", "carol+x@other.example", "DAVE@r.example"}), 0)
-      << err_;
+  ASSERT_EQ(run({"show", "203.0.113.200", "carol+x@other.example", "DAVE@r.example"}), 0) << err_;
   EXPECT_NE(out_.find("mxg:gl:{203.0.113.0}:t:203.0.113.0/carol@other.example/dave@r.example"),
             std::string::npos)
       << out_;
@@ -293,8 +293,7 @@ TEST_F(GreyAdminTest, WhitelistWithTtlIsHonouredByTheDaemon) {
   EXPECT_EQ(ask(*svc, "198.51.100.7", "a@s.example", "b@r.example"),
             "DEFER_IF_PERMIT Greylisted for 300 seconds (r.example)");
   ASSERT_EQ(run({"whitelist", "list"}), 0);
-  EXPECT_NE(out_.find("client  198.51.100.0/24  expired 2023-11-14T23:13:20Z"),
-            std::string::npos)
+  EXPECT_NE(out_.find("client  198.51.100.0/24  expired 2023-11-14T23:13:20Z"), std::string::npos)
       << out_;
   EXPECT_NE(out_.find("sender  partner.example  never expires"), std::string::npos) << out_;
   g = grey();
@@ -354,7 +353,7 @@ TEST_F(GreyAdminTest, PurgeDeletesOnlyTripletsLastSeenLongAgo) {
   for (const auto& row : r) {
     // What is left was seen by the test clock's "now": new@, and old@ to another recipient.
     EXPECT_NE(row.find("c@r.example") != std::string::npos ? row.find("old@s.example")
-                                                            : row.find("new@s.example"),
+                                                           : row.find("new@s.example"),
               std::string::npos)
         << row;
   }
@@ -368,8 +367,8 @@ TEST_F(GreyAdminTest, PurgeScansManyKeys) {
   std::vector<std::vector<std::string>> cmds;
   for (int i = 0; i < 2500; ++i) {
     std::string key = "mxg:gl:{192.0.2.0}:t:192.0.2.0/s" + std::to_string(i) + "@x/r@y";
-    cmds.push_back({"HSET", key, "first", std::to_string(kT0),
-                    "last", std::to_string(i % 2 ? kT0 : kT0 - 5 * 86400)});
+    cmds.push_back({"HSET", key, "first", std::to_string(kT0), "last",
+                    std::to_string(i % 2 ? kT0 : kT0 - 5 * 86400)});
   }
   pool.pipeline(cmds);
   auto g = grey();
@@ -422,14 +421,13 @@ TEST_F(GreyAdminTest, UnreachableRedisIsExit69) {
 TEST_F(GreyAdminTest, ImportCountsTtlsFromLastSeenAndKeepsNewerEntries) {
   common::redis::Pool pool(options().redis);
   GreyAdmin admin(options(), pool, [this] { return now_.load(); });
-  auto n = admin.import_triplets(
-      {{"198.51.100.0/a@s.example/b@r.example", std::to_string(kT0 - 5000) + "," +
-                                                    std::to_string(kT0 - 1000)},
-       {"198.51.100.0/p@s.example/b@r.example", std::to_string(kT0 - 1000) + "," +
-                                                    std::to_string(kT0 - 1000)},
-       {"198.51.100.0/x@s.example/b@r.example", "garbage"},
-       {"garbage", "1,2"}},
-      false);
+  auto n = admin.import_triplets({{"198.51.100.0/a@s.example/b@r.example",
+                                   std::to_string(kT0 - 5000) + "," + std::to_string(kT0 - 1000)},
+                                  {"198.51.100.0/p@s.example/b@r.example",
+                                   std::to_string(kT0 - 1000) + "," + std::to_string(kT0 - 1000)},
+                                  {"198.51.100.0/x@s.example/b@r.example", "garbage"},
+                                  {"garbage", "1,2"}},
+                                 false);
   EXPECT_EQ(n.read, 4u);
   EXPECT_EQ(n.passed, 1u);
   EXPECT_EQ(n.pending, 1u);
@@ -440,7 +438,8 @@ TEST_F(GreyAdminTest, ImportCountsTtlsFromLastSeenAndKeepsNewerEntries) {
   EXPECT_NEAR(pool.command({"TTL", "mxg:gl:{198.51.100.0}:t:198.51.100.0/p@s.example/b@r.example"})
                   .as_integer(),
               2 * 86400 - 1000, 2);
-  auto f = pool.command({"HGETALL", "mxg:gl:{198.51.100.0}:t:198.51.100.0/a@s.example/b@r.example"});
+  auto f =
+      pool.command({"HGETALL", "mxg:gl:{198.51.100.0}:t:198.51.100.0/a@s.example/b@r.example"});
   EXPECT_EQ(f.as_array().size(), 8u);  // first, last, s, r: no client address to store
 
   // The daemon saw the triplet after postgrey did: importing again keeps the daemon's state.
@@ -597,10 +596,11 @@ TEST_F(ImportPostgreyTest, DaemonAnswersAsPostgreyWouldHave) {
   // counted from postgrey's last-seen time
   // (here the switch, when postgrey saw them all once more).
   common::redis::Pool pool(options().redis);
-  EXPECT_NEAR(pool.command({"TTL", "mxg:gl:{198.51.100.0}:t:198.51.100.0/a/b/c@s.example/"
-                                 "bob@r.example"})
-                .as_integer(),
-            35 * 86400, 2);
+  EXPECT_NEAR(pool.command({"TTL",
+                            "mxg:gl:{198.51.100.0}:t:198.51.100.0/a/b/c@s.example/"
+                            "bob@r.example"})
+                  .as_integer(),
+              35 * 86400, 2);
   EXPECT_NEAR(
       pool.command({"TTL", "mxg:gl:{2001:db8:1::}:t:2001:db8:1::/eve@s.example/bob@r.example"})
           .as_integer(),
@@ -617,8 +617,8 @@ TEST_F(ImportPostgreyTest, DaemonAnswersAsPostgreyWouldHave) {
   now_ = switch_time + 100;
   Attrs dave = cases[4].a;
   dave["instance"] = "later";
-  EXPECT_EQ(svc->handle(to_request(dave)).rfind(
-                "PREPEND X-Greylist: delayed 300 seconds by mxguard-policyd-", 0),
+  EXPECT_EQ(svc->handle(to_request(dave))
+                .rfind("PREPEND X-Greylist: delayed 300 seconds by mxguard-policyd-", 0),
             0u);
 }
 
@@ -635,8 +635,7 @@ TEST_F(ImportPostgreyTest, PrivacyDatabaseIsReportedAndSkipped) {
   EXPECT_NE(out_.find("postgrey.db: 2 entries read; imported 0 passed and 0 pending"),
             std::string::npos)
       << out_;
-  EXPECT_NE(err_.find("skipped 3 entries stored by postgrey --privacy"), std::string::npos)
-      << err_;
+  EXPECT_NE(err_.find("skipped 3 entries stored by postgrey --privacy"), std::string::npos) << err_;
   EXPECT_NE(err_.find("cannot be recovered"), std::string::npos);
   ASSERT_EQ(run({"stats"}), 0);
   EXPECT_NE(out_.find("triplets passed:    0"), std::string::npos) << out_;
@@ -674,14 +673,13 @@ TEST_F(ImportPostgreyTest, MissingOrBrokenDatabase) {
 class GreyBinaryTest : public GreyAdminTest {
  protected:
   int grey_cli(std::vector<std::string> args, std::string* output) {
-    testing::write_file(dir_ / "policyd.conf",
-                        "redis-url = " + redis_.url() +
-                            "\n"
-                            "greylist-whitelist-clients = " +
-                            (dir_ / "clients").string() +
-                            "\n"
-                            "greylist-whitelist-recipients = " +
-                            (dir_ / "recipients").string() + "\n");
+    testing::write_file(dir_ / "policyd.conf", "redis-url = " + redis_.url() +
+                                                   "\n"
+                                                   "greylist-whitelist-clients = " +
+                                                   (dir_ / "clients").string() +
+                                                   "\n"
+                                                   "greylist-whitelist-recipients = " +
+                                                   (dir_ / "recipients").string() + "\n");
     args.insert(args.begin(), {kBinary, "-c", (dir_ / "policyd.conf").string()});
     return testing::run_command(args, output);
   }
@@ -704,8 +702,7 @@ TEST_F(GreyBinaryTest, ExitCodesAndMessages) {
       << out;
   EXPECT_EQ(grey_cli({"show", "1.2.3.4"}, &out), kExitUsage);
   EXPECT_NE(out.find("expected: show CLIENT-IP SENDER RECIPIENT"), std::string::npos) << out;
-  EXPECT_EQ(grey_cli({"show", "198.51.100.7", "a@b.example", "c@d.example"}, &out),
-            kExitNotFound);
+  EXPECT_EQ(grey_cli({"show", "198.51.100.7", "a@b.example", "c@d.example"}, &out), kExitNotFound);
   EXPECT_EQ(grey_cli({"delete", "1.2.3.4", "a@b", "c@d", "--json"}, &out), kExitUsage);
   EXPECT_NE(out.find("--json does not apply to 'delete'"), std::string::npos) << out;
   // Option values are checked by the config layer: exit 78 like every mxguard program.

@@ -38,8 +38,8 @@ class GreylistIntegrationTest : public ::testing::Test {
     return std::make_unique<PolicyService>(o, [this] { return now_.load(); });
   }
 
-  static Request request(const std::string& ip, const std::string& sender,
-                         const std::string& rcpt, const std::string& instance = "") {
+  static Request request(const std::string& ip, const std::string& sender, const std::string& rcpt,
+                         const std::string& instance = "") {
     Request r;
     r.set("request", "smtpd_access_policy");
     r.set("protocol_state", "RCPT");
@@ -65,15 +65,15 @@ TEST_F(GreylistIntegrationTest, FirstDeferredEarlyRetryDeferredLaterRetryPasses)
   now_ += 100;
   EXPECT_EQ(svc->handle(r), "DEFER_IF_PERMIT Greylisted for 200 seconds (rcpt.example)");
   now_ += 200;
-  std::string pass = svc->handle(request("198.51.100.7", "alice@sender.example",
-                                         "bob@rcpt.example", "msg-1"));
+  std::string pass =
+      svc->handle(request("198.51.100.7", "alice@sender.example", "bob@rcpt.example", "msg-1"));
   EXPECT_EQ(pass.rfind("PREPEND X-Greylist: delayed 300 seconds by mxguard-policyd-", 0), 0u)
       << pass;
   EXPECT_NE(pass.find(" at mx.test; "), std::string::npos);
   // The same message's next recipient gets no second header; a later message none at all.
-  EXPECT_EQ(svc->handle(request("198.51.100.7", "alice@sender.example", "bob@rcpt.example",
-                                "msg-1")),
-            "DUNNO");
+  EXPECT_EQ(
+      svc->handle(request("198.51.100.7", "alice@sender.example", "bob@rcpt.example", "msg-1")),
+      "DUNNO");
   now_ += 3600;
   EXPECT_EQ(svc->handle(r), "DUNNO");
 }
@@ -211,7 +211,10 @@ TEST_F(GreylistIntegrationTest, TwoDaemonsSharingRedisAgreeUnderConcurrency) {
       PolicyService& svc = t % 2 ? *a : *b;
       for (int i = 0; i < 50; ++i) {
         auto r = request("198.51.100.7", "a@s.example", "rcpt" + std::to_string(i) + "@r.example");
-        if (svc.handle(r) == "DUNNO") ++passed; else ++deferred;
+        if (svc.handle(r) == "DUNNO")
+          ++passed;
+        else
+          ++deferred;
       }
     });
   }

@@ -48,9 +48,12 @@ class PostfixGreylistTest : public ::testing::Test {
                "listen = inet:127.0.0.1:" + std::to_string(policy_port_) + "\n" +
                    "redis-url = " + redis_.url() + "\n" +
                    "trusted-networks = 127.0.0.1/32\n"
-                   "greylist-delay = " + std::to_string(kDelay.count()) + "s\n"
+                   "greylist-delay = " +
+                   std::to_string(kDelay.count()) +
+                   "s\n"
                    "greylist-hostname = mx.mxguard.test\n"
-                   "greylist-whitelist-clients = " + (dir_ / "clients").string() + "\n" +
+                   "greylist-whitelist-clients = " +
+                   (dir_ / "clients").string() + "\n" +
                    "greylist-whitelist-recipients = " + (dir_ / "recipients").string() + "\n");
     start_policyd();
     PostfixInstance::Options o;
@@ -67,9 +70,9 @@ class PostfixGreylistTest : public ::testing::Test {
 
   void start_policyd() {
     // Appends to the same log file, so a restarted daemon's lines follow the killed one's.
-    policyd_ = Process({kBinary, "--foreground", "--log-target", "stderr", "-c",
-                        (dir_ / "policyd.conf").string()},
-                       dir_ / "policyd.log");
+    policyd_ = Process(
+        {kBinary, "--foreground", "--log-target", "stderr", "-c", (dir_ / "policyd.conf").string()},
+        dir_ / "policyd.log");
     ASSERT_TRUE(wait_for_tcp("127.0.0.1", policy_port_, seconds(10)))
         << "mxguard-policyd did not start:\n"
         << policyd_.log();
@@ -150,8 +153,9 @@ TEST_F(PostfixGreylistTest, FirstAttemptIsDeferredAndRetryAfterTheDelayIsDeliver
   ASSERT_EQ(got.size(), 1u);  // the deferred attempts left nothing behind
   auto header = got[0].header("X-Greylist");
   ASSERT_EQ(header.size(), 1u) << got[0].headers();
-  EXPECT_THAT(header[0], ::testing::MatchesRegex(
-                             "delayed [23] seconds by mxguard-policyd-.* at mx\\.mxguard\\.test; .*"));
+  EXPECT_THAT(header[0],
+              ::testing::MatchesRegex(
+                  "delayed [23] seconds by mxguard-policyd-.* at mx\\.mxguard\\.test; .*"));
   EXPECT_EQ(got[0].recipients, std::vector<std::string>{"bob@rcpt.example"});
   EXPECT_EQ(postfix_->queue_size(), 0u);
 }
@@ -195,8 +199,8 @@ TEST_F(PostfixGreylistTest, RedisOutageFailsOpenAndGreylistingResumesAfterwards)
   int code = 0;
   auto deadline = std::chrono::steady_clock::now() + seconds(15);
   for (int i = 0; code != 450 && std::chrono::steady_clock::now() < deadline; ++i) {
-    SwaksResult again = send("after-outage-" + std::to_string(i) + "@sender.example",
-                             {"bob@rcpt.example"});
+    SwaksResult again =
+        send("after-outage-" + std::to_string(i) + "@sender.example", {"bob@rcpt.example"});
     code = again.rcpt_code;
     if (code != 450) {
       EXPECT_EQ(code, 250) << again.transcript;
@@ -222,9 +226,8 @@ TEST_F(PostfixGreylistTest, DeadPolicydDefersWith451AndMailFlowsAfterARestart) {
     EXPECT_EQ(r.data_code, 0) << r.transcript;
   }
   EXPECT_EQ(postfix_->queue_size(), 0u);  // deferred at the door, nothing half-accepted
-  EXPECT_TRUE(postfix_->wait_for_log("problem talking to server 127.0.0.1:" +
-                                         std::to_string(policy_port_),
-                                     seconds(5)))
+  EXPECT_TRUE(postfix_->wait_for_log(
+      "problem talking to server 127.0.0.1:" + std::to_string(policy_port_), seconds(5)))
       << postfix_->maillog();
 
   start_policyd();
@@ -269,8 +272,8 @@ TEST_F(PostfixGreylistTest, LogsOneDecisionLinePerRcptWithTheQueueId) {
   auto trusted = decision_lines("sender=<" + trusted_from + ">");
   ASSERT_EQ(trusted.size(), 2u) << read_file(dir_ / "policyd.log");
   const std::string tail =
-      "check=skip result=trusted action=DUNNO client=unknown[127.0.0.1] sender=<" +
-      trusted_from + "> recipient=<";
+      "check=skip result=trusted action=DUNNO client=unknown[127.0.0.1] sender=<" + trusted_from +
+      "> recipient=<";
   EXPECT_THAT(trusted[0], HasSubstr("]: NOQUEUE: " + tail + "one@rcpt.example>"));
   EXPECT_THAT(trusted[1], HasSubstr("]: " + t.queue_id + ": " + tail + "two@rcpt.example>"));
   EXPECT_THAT(read_file(dir_ / "policyd.log"), Not(HasSubstr("error:")));

@@ -17,8 +17,8 @@
 namespace mxguard::testing {
 namespace {
 
-using ::testing::HasSubstr;
 using std::chrono::seconds;
+using ::testing::HasSubstr;
 
 const std::string kBinary = std::string(MXGUARD_BINARY_DIR) + "/policyd/mxguard-policyd";
 
@@ -40,9 +40,8 @@ class PostfixSpfTest : public ::testing::Test {
     if (auto why = PostfixInstance::unavailable_reason(); !why.empty()) GTEST_SKIP() << why;
     port_ = free_tcp_port();
     write_file(dir_ / "policyd.conf",
-               "listen = inet:127.0.0.1:" + std::to_string(port_) + "\n" +
-                   "redis-url = " + redis_.url() + "\n" +
-                   "dns-servers = " + dns_.server_spec() + "\n" +
+               "listen = inet:127.0.0.1:" + std::to_string(port_) + "\n" + "redis-url = " +
+                   redis_.url() + "\n" + "dns-servers = " + dns_.server_spec() + "\n" +
                    "dns-timeout = 500ms\n"
                    "spf-timeout = 2s\n"
                    "checks = spf\n"
@@ -52,9 +51,9 @@ class PostfixSpfTest : public ::testing::Test {
                    "greylist-whitelist-clients = /dev/null\n"
                    "greylist-whitelist-recipients = /dev/null\n" +
                    extra);
-    policyd_ = Process({kBinary, "--foreground", "--log-target", "stderr", "-c",
-                        (dir_ / "policyd.conf").string()},
-                       dir_ / "policyd.log");
+    policyd_ = Process(
+        {kBinary, "--foreground", "--log-target", "stderr", "-c", (dir_ / "policyd.conf").string()},
+        dir_ / "policyd.log");
     ASSERT_TRUE(wait_for_tcp("127.0.0.1", port_, seconds(10))) << policyd_.log();
     PostfixInstance::Options o;
     o.policy_service = "inet:127.0.0.1:" + std::to_string(port_);

@@ -128,12 +128,18 @@ Attrs rcpt(const std::string& ip, const std::string& sender, const std::string& 
            const std::string& instance, const std::string& client_name = "unknown") {
   // What Postfix 3.7 sends at RCPT time (the subset both servers read, plus etrn_domain,
   // which Postfix always sends and which turns on the 4.2.0 workaround in both).
-  return {{"request", "smtpd_access_policy"}, {"protocol_state", "RCPT"},
-          {"protocol_name", "ESMTP"},         {"client_address", ip},
-          {"client_name", client_name},       {"reverse_client_name", client_name},
-          {"helo_name", "helo.example"},      {"sender", sender},
-          {"recipient", recipient},           {"queue_id", ""},
-          {"instance", instance},             {"etrn_domain", ""},
+  return {{"request", "smtpd_access_policy"},
+          {"protocol_state", "RCPT"},
+          {"protocol_name", "ESMTP"},
+          {"client_address", ip},
+          {"client_name", client_name},
+          {"reverse_client_name", client_name},
+          {"helo_name", "helo.example"},
+          {"sender", sender},
+          {"recipient", recipient},
+          {"queue_id", ""},
+          {"instance", instance},
+          {"etrn_domain", ""},
           {"size", "0"}};
 }
 
@@ -180,8 +186,8 @@ class PostgreyDifferentialTest : public ::testing::Test {
       };
       std::ostringstream where;
       where << "#" << i << " t=+" << (s.time - kStart) << " " << s.what
-            << " client=" << get("client_address") << " name=" << get("client_name")
-            << " sender=<" << get("sender") << "> recipient=<" << get("recipient")
+            << " client=" << get("client_address") << " name=" << get("client_name") << " sender=<"
+            << get("sender") << "> recipient=<" << get("recipient")
             << "> instance=" << get("instance");
       if (comparable(p) != comparable(m)) {
         diffs.push_back(where.str() + "\n    postgrey: " + p + "\n    mxguard:  " + m);
@@ -226,8 +232,8 @@ class SequenceBuilder {
   }
   void attempt(std::int64_t t, const std::string& ip, const std::string& sender,
                const std::string& recipient, const std::string& expect, const std::string& what) {
-    attempt(t, ip, sender, std::vector<std::string>{recipient},
-            std::vector<std::string>{expect}, what);
+    attempt(t, ip, sender, std::vector<std::string>{recipient}, std::vector<std::string>{expect},
+            what);
   }
 
   std::mt19937 rng{20240611};  // fixed: the sequence is the same on every run
@@ -251,25 +257,36 @@ std::string sender_form(SequenceBuilder& b, int style, int i) {
   std::string user = "alice" + std::to_string(i);
   std::string domain = "sender" + std::to_string(i % 7) + ".example";
   switch (style) {
-    case 0: return user + "@" + domain;
-    case 1: return user + "+" + b.tag() + "@" + domain;
-    case 2: return "prvs=" + b.tag() + "=" + user + "@" + domain;
-    case 3: return "prvs=" + user + "=" + b.tag() + "@" + domain;
-    case 4: return "bounce-" + std::to_string(b.uniform(1, 999999)) + "-" + user + "@lists.example";
-    case 5: return "list-" + std::to_string(i) + "-request." + std::to_string(b.uniform(1, 99)) +
-                   "@lists.example";
-    case 6: return b.uniform(0, 1) ? "Alice" + std::to_string(i) + "@Sender" +
-                                         std::to_string(i % 7) + ".EXAMPLE"
-                                   : user + "@" + domain;
-    default: return "";  // the null sender (bounces)
+    case 0:
+      return user + "@" + domain;
+    case 1:
+      return user + "+" + b.tag() + "@" + domain;
+    case 2:
+      return "prvs=" + b.tag() + "=" + user + "@" + domain;
+    case 3:
+      return "prvs=" + user + "=" + b.tag() + "@" + domain;
+    case 4:
+      return "bounce-" + std::to_string(b.uniform(1, 999999)) + "-" + user + "@lists.example";
+    case 5:
+      return "list-" + std::to_string(i) + "-request." + std::to_string(b.uniform(1, 99)) +
+             "@lists.example";
+    case 6:
+      return b.uniform(0, 1)
+                 ? "Alice" + std::to_string(i) + "@Sender" + std::to_string(i % 7) + ".EXAMPLE"
+                 : user + "@" + domain;
+    default:
+      return "";  // the null sender (bounces)
   }
 }
 
 std::string recipient_form(SequenceBuilder& b, int i) {
   switch (b.uniform(0, 2)) {
-    case 0: return "bob" + std::to_string(i) + "@rcpt.example";
-    case 1: return "Bob" + std::to_string(i) + "@RCPT.example";
-    default: return "BOB" + std::to_string(i) + "@Rcpt.Example";
+    case 0:
+      return "bob" + std::to_string(i) + "@rcpt.example";
+    case 1:
+      return "Bob" + std::to_string(i) + "@RCPT.example";
+    default:
+      return "BOB" + std::to_string(i) + "@Rcpt.Example";
   }
 }
 
@@ -288,8 +305,9 @@ std::vector<Step> generated_sequence() {
     std::int64_t t = kStart + b.uniform(0, 24 * 3600);
     b.attempt(t, ip, sender_form(b, style, who), rcpt, "", "random first");
     switch (b.uniform(0, 5)) {
-      case 0: break;  // never retried
-      case 1:         // early retry, then one after the delay, then seen again later
+      case 0:
+        break;  // never retried
+      case 1:   // early retry, then one after the delay, then seen again later
         b.attempt(t + b.uniform(1, d - 1), ip, sender_form(b, style, who),
                   recipient_form(b, who % 13), "", "random early retry");
         t += d + b.uniform(0, 3000);
@@ -327,20 +345,18 @@ std::vector<Step> generated_sequence() {
   b.attempt(t + 1, "192.0.2.10", "carol@s.example", "dave@r.example", "DEFER", "early retry");
   b.attempt(t + d - 1, "192.0.2.10", "carol@s.example", "dave@r.example", "DEFER", "1 s early");
   b.attempt(t + d, "192.0.2.10", "carol@s.example", "dave@r.example", "PREPEND", "on time");
-  b.attempt(t + d + 5, "192.0.2.10", "carol@s.example", "dave@r.example", "DUNNO",
-            "known triplet");
+  b.attempt(t + d + 5, "192.0.2.10", "carol@s.example", "dave@r.example", "DUNNO", "known triplet");
   b.attempt(t + 30 * 24 * 3600, "192.0.2.10", "carol@s.example", "dave@r.example", "DUNNO",
             "known after 30 days (within max-age)");
   // Subnet siblings share triplets (/24); another /24 does not.
   b.attempt(t + 100, "192.0.2.200", "carol@s.example", "dave@r.example", "DUNNO", "sibling");
-  b.attempt(t + 100, "192.0.3.10", "carol@s.example", "dave@r.example", "DEFER",
-            "other network");
+  b.attempt(t + 100, "192.0.3.10", "carol@s.example", "dave@r.example", "DEFER", "other network");
   // Retry window: first seen, first retry 2 days + 1 s later starts over.
   b.attempt(t, "192.0.2.20", "erin@s.example", "frank@r.example", "DEFER", "new");
   b.attempt(t + kRetryWindow + 1, "192.0.2.20", "erin@s.example", "frank@r.example", "DEFER",
             "after the retry window");
-  b.attempt(t + kRetryWindow + 1 + d, "192.0.2.20", "erin@s.example", "frank@r.example",
-            "PREPEND", "retry after the new start");
+  b.attempt(t + kRetryWindow + 1 + d, "192.0.2.20", "erin@s.example", "frank@r.example", "PREPEND",
+            "retry after the new start");
   // A retry exactly at the retry window still counts (postgrey: now - first > window).
   b.attempt(t, "192.0.2.21", "erin@s.example", "frank2@r.example", "DEFER", "new");
   b.attempt(t + kRetryWindow, "192.0.2.21", "erin@s.example", "frank2@r.example", "PREPEND",
@@ -350,8 +366,8 @@ std::vector<Step> generated_sequence() {
   std::vector<std::string> three = {"g1@r.example", "G2@R.example", "g3@r.example"};
   b.attempt(t, "192.0.2.30", "list+123@s.example", three, {"DEFER", "DEFER", "DEFER"},
             "three recipients");
-  b.attempt(t + d + 1, "192.0.2.30", "list+456@s.example", three,
-            {"PREPEND", "DUNNO", "DUNNO"}, "three recipients, retry");
+  b.attempt(t + d + 1, "192.0.2.30", "list+456@s.example", three, {"PREPEND", "DUNNO", "DUNNO"},
+            "three recipients, retry");
 
   // Sender substitutions, each retry a different surface form of the first.
   struct Fold {
@@ -364,7 +380,7 @@ std::vector<Step> generated_sequence() {
       {"bounce-123456-judy@lists.example", "bounce-98765-judy@lists.example"},
       {"bounces.12.34@lists.example", "bounces.56.78@lists.example"},
       {"Mallory@S.Example", "mallory@s.example"},
-      {"", ""},  // null sender
+      {"", ""},                            // null sender
       {"MAILER-DAEMON", "MAILER-DAEMON"},  // no @: used as is
   };
   for (std::size_t i = 0; i < folds.size(); ++i) {
@@ -439,7 +455,7 @@ TEST_F(PostgreyDifferentialTest, SrsSendersDifferAsDocumented) {
                     "bob@r.example", "srs.2");
   EXPECT_EQ(kind(postgrey.ask(first, kStart)), "DEFER");
   EXPECT_EQ(kind(mxguard.ask(first, kStart)), "DEFER");
-  EXPECT_EQ(kind(postgrey.ask(retry, kStart + kDelay)), "DEFER");  // a new triplet
+  EXPECT_EQ(kind(postgrey.ask(retry, kStart + kDelay)), "DEFER");   // a new triplet
   EXPECT_EQ(kind(mxguard.ask(retry, kStart + kDelay)), "PREPEND");  // the same original sender
 }
 
@@ -454,10 +470,11 @@ class DebianWhitelists {
   void add(const std::string& ip, const std::string& name, const std::string& expect,
            const std::string& what) {
     ++n_;
-    steps.push_back(Step{kStart, rcpt(ip, "sender" + std::to_string(n_) + "@s.example",
-                                      "rcpt" + std::to_string(n_) + "@r.example",
-                                      "wl." + std::to_string(n_), name),
-                         expect, what});
+    steps.push_back(
+        Step{kStart,
+             rcpt(ip, "sender" + std::to_string(n_) + "@s.example",
+                  "rcpt" + std::to_string(n_) + "@r.example", "wl." + std::to_string(n_), name),
+             expect, what});
   }
 
  private:

@@ -87,10 +87,11 @@ TEST(PypolicydSpfDifferentialTest, SameRequestsSameActions) {
   const std::vector<std::string> clients = {"198.51.100.7", "203.0.113.5", "127.0.0.1"};
   const std::vector<std::string> helos = {"helopass.example.test", "helofail.example.test",
                                           "nohelo.example.test", "[198.51.100.7]"};
-  const std::vector<std::string> senders = {
-      "a@pass.example.test", "a@fail.example.test", "a@soft.example.test",
-      "a@neutral.example.test", "a@perm.example.test", "a@perm2.example.test",
-      "a@exp.example.test", "a@temp.example.test", "a@none.example.test", ""};
+  const std::vector<std::string> senders = {"a@pass.example.test", "a@fail.example.test",
+                                            "a@soft.example.test", "a@neutral.example.test",
+                                            "a@perm.example.test", "a@perm2.example.test",
+                                            "a@exp.example.test",  "a@temp.example.test",
+                                            "a@none.example.test", ""};
 
   std::string input;
   std::vector<std::map<std::string, std::string>> requests;
@@ -98,12 +99,15 @@ TEST(PypolicydSpfDifferentialTest, SameRequestsSameActions) {
   for (const auto& c : clients) {
     for (const auto& h : helos) {
       for (const auto& s : senders) {
-        std::map<std::string, std::string> r = {
-            {"request", "smtpd_access_policy"}, {"protocol_state", "RCPT"},
-            {"protocol_name", "ESMTP"},         {"client_address", c},
-            {"client_name", "unknown"},         {"helo_name", h},
-            {"sender", s},                      {"recipient", "user@rcpt.example"},
-            {"instance", "diff." + std::to_string(++n)}};
+        std::map<std::string, std::string> r = {{"request", "smtpd_access_policy"},
+                                                {"protocol_state", "RCPT"},
+                                                {"protocol_name", "ESMTP"},
+                                                {"client_address", c},
+                                                {"client_name", "unknown"},
+                                                {"helo_name", h},
+                                                {"sender", s},
+                                                {"recipient", "user@rcpt.example"},
+                                                {"instance", "diff." + std::to_string(++n)}};
         for (const auto& [k, v] : r) input += k + "=" + v + "\n";
         input += "\n";
         requests.push_back(r);
@@ -166,7 +170,8 @@ TEST(PypolicydSpfDifferentialTest, SameRequestsSameActions) {
   for (const auto& [what, count] : documented) {
     std::cout << "  documented difference: " << what << ": " << count << "\n";
   }
-  EXPECT_EQ(same, 78);  // 120 requests: 40 local (skipped) ones and 2 HELO-pass cases differ by design
+  EXPECT_EQ(same,
+            78);  // 120 requests: 40 local (skipped) ones and 2 HELO-pass cases differ by design
   EXPECT_EQ(documented["local client comment"], 40);
 }
 

@@ -51,9 +51,9 @@ class SpfServiceTest : public ::testing::Test {
     return std::make_unique<PolicyService>(o, [this] { return now_.load(); });
   }
 
-  static Request request(const std::string& ip, const std::string& helo,
-                         const std::string& sender, const std::string& rcpt,
-                         const std::string& instance, const std::string& state = "RCPT") {
+  static Request request(const std::string& ip, const std::string& helo, const std::string& sender,
+                         const std::string& rcpt, const std::string& instance,
+                         const std::string& state = "RCPT") {
     Request r;
     r.set("request", "smtpd_access_policy");
     r.set("protocol_state", state);
@@ -80,7 +80,8 @@ TEST_F(SpfServiceTest, FailIsRejectedWithTheRecordsExplanation) {
   // Every recipient of that message gets the same answer, without asking DNS again.
   int queries = dns_.queries_for("fail.example.test.");
   EXPECT_EQ(svc->handle(request("198.51.100.7", "goodhelo.example.test", "a@fail.example.test",
-                                "c@r.example", "m1")).rfind("550 5.7.23", 0),
+                                "c@r.example", "m1"))
+                .rfind("550 5.7.23", 0),
             0u);
   EXPECT_EQ(dns_.queries_for("fail.example.test."), queries);
 }
@@ -89,8 +90,8 @@ TEST_F(SpfServiceTest, PassAddsOneHeaderPerReplyAndChecksOncePerMessage) {
   auto o = options();
   o.spf.header = "both";
   auto svc = service(o);
-  std::string first = svc->handle(request("198.51.100.7", "goodhelo.example.test",
-                                          "a@pass.example.test", "b@r.example", "m2"));
+  std::string first = svc->handle(
+      request("198.51.100.7", "goodhelo.example.test", "a@pass.example.test", "b@r.example", "m2"));
   EXPECT_EQ(first.rfind("PREPEND Received-SPF: pass (domain of a@pass.example.test designates "
                         "198.51.100.7 as permitted sender) client-ip=198.51.100.7;",
                         0),
@@ -101,8 +102,8 @@ TEST_F(SpfServiceTest, PassAddsOneHeaderPerReplyAndChecksOncePerMessage) {
                                 "c@r.example", "m2")),
             "PREPEND Authentication-Results: mx.test; spf=pass smtp.mailfrom=pass.example.test");
   EXPECT_EQ(dns_.queries_for("pass.example.test."), queries) << "SPF evaluated twice";
-  EXPECT_EQ(svc->handle(request("198.51.100.7", "goodhelo.example.test", "a@pass.example.test",
-                                "", "m2", "DATA")),
+  EXPECT_EQ(svc->handle(request("198.51.100.7", "goodhelo.example.test", "a@pass.example.test", "",
+                                "m2", "DATA")),
             "DUNNO");
 }
 
@@ -110,10 +111,10 @@ TEST_F(SpfServiceTest, SecondHeaderGoesOutAtData) {
   auto o = options();
   o.spf.header = "both";
   auto svc = service(o);
-  svc->handle(request("198.51.100.7", "goodhelo.example.test", "a@pass.example.test",
-                      "b@r.example", "m3"));
-  EXPECT_EQ(svc->handle(request("198.51.100.7", "goodhelo.example.test", "a@pass.example.test",
-                                "", "m3", "DATA")),
+  svc->handle(
+      request("198.51.100.7", "goodhelo.example.test", "a@pass.example.test", "b@r.example", "m3"));
+  EXPECT_EQ(svc->handle(request("198.51.100.7", "goodhelo.example.test", "a@pass.example.test", "",
+                                "m3", "DATA")),
             "PREPEND Authentication-Results: mx.test; spf=pass smtp.mailfrom=pass.example.test");
 }
 
@@ -132,9 +133,8 @@ TEST_F(SpfServiceTest, HeloFailAndNullSender) {
       << bounce;
   EXPECT_NE(bounce.find("identity=helo;"), std::string::npos);
   // An address literal as HELO is "none" without any DNS query.
-  std::string literal =
-      svc->handle(request("198.51.100.7", "[198.51.100.7]", "a@soft.example.test", "b@r.example",
-                          "m6"));
+  std::string literal = svc->handle(
+      request("198.51.100.7", "[198.51.100.7]", "a@soft.example.test", "b@r.example", "m6"));
   EXPECT_EQ(literal.rfind("PREPEND Received-SPF: softfail", 0), 0u) << literal;
 }
 
@@ -145,14 +145,14 @@ TEST_F(SpfServiceTest, TemperrorIsAcceptedOrDeferredAsConfiguredWithinTheBudget)
   o.spf.helo_reject = "no-check";
   auto svc = service(o);
   auto t0 = std::chrono::steady_clock::now();
-  std::string accepted = svc->handle(request("198.51.100.7", "goodhelo.example.test",
-                                             "a@slow.example.test", "b@r.example", "m7"));
+  std::string accepted = svc->handle(
+      request("198.51.100.7", "goodhelo.example.test", "a@slow.example.test", "b@r.example", "m7"));
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(2));
   EXPECT_EQ(accepted.rfind("PREPEND Received-SPF: temperror", 0), 0u) << accepted;
   o.spf.temperror_defer = true;
   auto strict = service(o);
-  EXPECT_EQ(strict->handle(request("198.51.100.7", "goodhelo.example.test",
-                                   "a@slow.example.test", "b@r.example", "m8")),
+  EXPECT_EQ(strict->handle(request("198.51.100.7", "goodhelo.example.test", "a@slow.example.test",
+                                   "b@r.example", "m8")),
             "451 4.7.24 SPF temporary error: DNS timeout for slow.example.test");
 }
 
@@ -177,12 +177,12 @@ TEST_F(SpfServiceTest, PoolTolerantGreylistingFollowsTheSenderDomain) {
             0u);
   now_ += 61;
   // The retry comes from another network of the sender's outbound pool: it passes.
-  std::string retry = svc->handle(request("203.0.113.9", "pool.example.test",
-                                          "a@pass.example.test", "b@r.example", "p2"));
+  std::string retry = svc->handle(
+      request("203.0.113.9", "pool.example.test", "a@pass.example.test", "b@r.example", "p2"));
   EXPECT_EQ(retry.rfind("PREPEND Received-SPF: pass", 0), 0u) << retry;
   // The X-Greylist header waits for the next reply of that message.
-  EXPECT_EQ(svc->handle(request("203.0.113.9", "pool.example.test", "a@pass.example.test",
-                                "", "p2", "DATA"))
+  EXPECT_EQ(svc->handle(request("203.0.113.9", "pool.example.test", "a@pass.example.test", "", "p2",
+                                "DATA"))
                 .rfind("PREPEND X-Greylist: delayed 61 seconds", 0),
             0u);
 
@@ -190,8 +190,8 @@ TEST_F(SpfServiceTest, PoolTolerantGreylistingFollowsTheSenderDomain) {
   plain.greylist.spf_pass_by_domain = false;
   plain.redis.prefix = "other:";
   auto svc2 = service(plain);
-  svc2->handle(request("198.51.100.7", "goodhelo.example.test", "a@pass.example.test",
-                       "b@r.example", "q1"));
+  svc2->handle(
+      request("198.51.100.7", "goodhelo.example.test", "a@pass.example.test", "b@r.example", "q1"));
   now_ += 61;
   EXPECT_EQ(svc2->handle(request("203.0.113.9", "pool.example.test", "a@pass.example.test",
                                  "b@r.example", "q2"))

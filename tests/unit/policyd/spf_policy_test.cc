@@ -68,8 +68,8 @@ TEST(SpfPolicyTest, RejectPoliciesFollowPypolicydSpf) {
     SpfOptions o;
     o.helo_reject = c.helo_policy;
     o.mail_from_reject = c.mf_policy;
-    auto r = results(outcome(c.helo), c.sender.empty() ? std::nullopt : std::optional(outcome(c.mf)),
-                     c.sender);
+    auto r = results(outcome(c.helo),
+                     c.sender.empty() ? std::nullopt : std::optional(outcome(c.mf)), c.sender);
     EXPECT_EQ(!decide(o, r, "mx").action.empty(), c.rejected)
         << c.helo_policy << "/" << c.mf_policy << " sender=" << c.sender;
   }
@@ -112,7 +112,8 @@ TEST(SpfPolicyTest, BothHeadersAndAuthenticationResultsParse) {
   o.header = "both";
   auto v = decide(o, results(std::nullopt, outcome(Result::kPass)), "mx.example.org");
   ASSERT_EQ(v.headers.size(), 2u);
-  EXPECT_EQ(v.headers[1], "Authentication-Results: mx.example.org; spf=pass smtp.mailfrom=example.com");
+  EXPECT_EQ(v.headers[1],
+            "Authentication-Results: mx.example.org; spf=pass smtp.mailfrom=example.com");
   auto parsed = common::authres::parse(v.headers[1]);
   ASSERT_TRUE(parsed);
   EXPECT_EQ(parsed->results.at(0).result, "pass");
@@ -131,7 +132,8 @@ TEST(SpfPolicyTest, NullSenderUsesTheHeloIdentity) {
 
 TEST(SpfPolicyTest, HostileInputNeverBreaksTheHeaderLine) {
   SpfOptions o;
-  auto r = results(std::nullopt, outcome(Result::kFail, "line\r\nX-Injected: yes"), "a\"b@x.example");
+  auto r =
+      results(std::nullopt, outcome(Result::kFail, "line\r\nX-Injected: yes"), "a\"b@x.example");
   o.mail_from_reject = "no";
   auto v = decide(o, r, "mx");
   ASSERT_EQ(v.headers.size(), 1u);

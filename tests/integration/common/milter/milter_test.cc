@@ -44,9 +44,9 @@ class TestSession : public Session {
       c.set_reply("550", "5.7.1", "Rejected by test, 100% sure");
       return Status::kReject;
     }
-    c.add_header("X-Test-Seen", "client=" + client_ + " sender=" + sender_ + " headers=" +
-                                    std::to_string(headers_) + " body=" + std::to_string(body_) +
-                                    " qid=" + c.queue_id());
+    c.add_header("X-Test-Seen", "client=" + client_ + " sender=" + sender_ +
+                                    " headers=" + std::to_string(headers_) +
+                                    " body=" + std::to_string(body_) + " qid=" + c.queue_id());
     c.delete_header("X-Remove-Me", 1);
     return Status::kAccept;
   }
@@ -121,8 +121,8 @@ mt.disconnect(conn)
 
 TEST_F(MilterTest, ExceptionBecomesTempfailAndIsCounted) {
   auto& counter = metrics::Registry::global().counter(
-      "mxguard_milter_internal_errors_total",
-      "Milter callbacks that failed with an internal error", {{"stage", "eom"}});
+      "mxguard_milter_internal_errors_total", "Milter callbacks that failed with an internal error",
+      {{"stage", "eom"}});
   auto before = counter.value();
   std::string script = std::string(kPrologue) + R"(
 mt.header(conn, "X-Boom", "1")

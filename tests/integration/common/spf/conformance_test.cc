@@ -95,7 +95,8 @@ SuiteResult run_suite(const std::string& file, const std::set<std::string>& not_
     for (const auto& r : c["result"]) ok = ok || r.get<std::string>() == got;
     std::string why;
     if (!ok) why = "result " + got + ", expected " + c["result"].dump();
-    if (ok && c["explanation"].is_string() && o.explanation != c["explanation"].get<std::string>()) {
+    if (ok && c["explanation"].is_string() &&
+        o.explanation != c["explanation"].get<std::string>()) {
       ok = false;
       why = "explanation '" + o.explanation + "', expected '" +
             c["explanation"].get<std::string>() + "'";

@@ -165,9 +165,8 @@ class SpfEvaluatorTest : public ::testing::Test {
   }
 
   // A fresh resolver per check, so the cache never hides a query the counters should see.
-  Outcome check(const std::string& ip, const std::string& domain,
-                const std::string& local = "user", Limits limits = {},
-                std::chrono::milliseconds dns_timeout = 2s) {
+  Outcome check(const std::string& ip, const std::string& domain, const std::string& local = "user",
+                Limits limits = {}, std::chrono::milliseconds dns_timeout = 2s) {
     dns::ResolverOptions o;
     o.servers = {dns_->server_spec()};
     o.timeout = dns_timeout;
@@ -190,8 +189,8 @@ class SpfEvaluatorTest : public ::testing::Test {
 
 testing::DnsServer* SpfEvaluatorTest::dns_ = nullptr;
 
-#define EXPECT_RESULT(outcome, expected)                                    \
-  EXPECT_EQ(result_name((outcome).result), result_name(expected))           \
+#define EXPECT_RESULT(outcome, expected)                          \
+  EXPECT_EQ(result_name((outcome).result), result_name(expected)) \
       << "problem: " << (outcome).problem << "; mechanism: " << (outcome).mechanism
 
 // §4.6.4: a include b include a ends at the eleventh DNS-querying term.
@@ -349,7 +348,9 @@ TEST_F(SpfEvaluatorTest, HeloAsIpLiteralIsNone) {
 TEST_F(SpfEvaluatorTest, InternationalDomainNames) {
   EXPECT_RESULT(check("192.0.2.1", "xn--bcher-kva.t.test"), Result::kPass);
   EXPECT_RESULT(check("192.0.2.2", "XN--BCHER-KVA.t.test"), Result::kFail);
-  auto o = check("192.0.2.1", "b\xc3\xbc" "cher.t.test");
+  auto o = check("192.0.2.1",
+                 "b\xc3\xbc"
+                 "cher.t.test");
   EXPECT_RESULT(o, Result::kNone);
 }
 

@@ -107,20 +107,28 @@ std::string cidr6(Rng& rng) {
 // A domain-spec: a plain name or one built from macros.
 std::string target(Rng& rng, int self) {
   switch (rng.below(10)) {
-    case 0: return "%{d}";
+    case 0:
+      return "%{d}";
     case 8: {
-      static const std::vector<std::string> odd = {"%{p}.users.d.test", "%{o}", "%{h}",
-                                                   "%{d3r}.d.test", "%{S}.users.d.test",
-                                                   "%{l}.%{o}", "%{ir}.%{v}._spf.%{d2}"};
+      static const std::vector<std::string> odd = {
+          "%{p}.users.d.test",    "%{o}", "%{h}", "%{d3r}.d.test", "%{S}.users.d.test", "%{l}.%{o}",
+          "%{ir}.%{v}._spf.%{d2}"};
       return rng.pick(odd);
     }
-    case 9: return "%{L-}.users.d.test";
-    case 1: return "%{l}.users.d.test";
-    case 2: return "%{ir}.%{v}.rev.d.test";
-    case 3: return "%{d2}";
-    case 4: return domain(rng.below(kDomains));
-    case 5: return rng.chance(85) ? "%{l1r-}.users.%{d2}" : "broken.d.test";
-    default: return self >= 0 && rng.chance(30) ? domain(self) : host(rng.below(kHosts));
+    case 9:
+      return "%{L-}.users.d.test";
+    case 1:
+      return "%{l}.users.d.test";
+    case 2:
+      return "%{ir}.%{v}.rev.d.test";
+    case 3:
+      return "%{d2}";
+    case 4:
+      return domain(rng.below(kDomains));
+    case 5:
+      return rng.chance(85) ? "%{l1r-}.users.%{d2}" : "broken.d.test";
+    default:
+      return self >= 0 && rng.chance(30) ? domain(self) : host(rng.below(kHosts));
   }
 }
 
@@ -146,7 +154,8 @@ std::string mechanism(Rng& rng, int self) {
       std::string c4 = cidr4(rng);
       return q + "mx" + spec + c4 + cidr6(rng);
     }
-    case 5: return q + "ptr" + (rng.chance(50) ? "" : ":" + target(rng, self));
+    case 5:
+      return q + "ptr" + (rng.chance(50) ? "" : ":" + target(rng, self));
     case 6: {
       static const std::vector<std::string> t = {"%{i}.ex.d.test", "%{l}.users.d.test",
                                                  "%{ir}.%{v}.rev.d.test", "%{d}"};
@@ -352,10 +361,11 @@ TEST(SpfPyspfDifferentialTest, GeneratedZonesAgree) {
   {
     std::string lines;
     for (const auto& c : g.cases) {
-      lines += nlohmann::json{{"ip", c.ip}, {"sender", c.local + "@" + c.domain},
-                              {"helo", "helo.d.test"}}
-                   .dump() +
-               "\n";
+      lines +=
+          nlohmann::json{
+              {"ip", c.ip}, {"sender", c.local + "@" + c.domain}, {"helo", "helo.d.test"}}
+              .dump() +
+          "\n";
     }
     testing::write_file(dir / "requests.jsonl", lines);
   }
@@ -396,8 +406,8 @@ TEST(SpfPyspfDifferentialTest, GeneratedZonesAgree) {
     std::string their_exp = theirs[i]["explanation"];
     ++tally[ours];
     bool same = ours == their_result;
-    std::string what = "result mxguard " + ours + " (" + o.mechanism + o.problem +
-                       "), pyspf " + their_result + " (" + their_exp + ")";
+    std::string what = "result mxguard " + ours + " (" + o.mechanism + o.problem + "), pyspf " +
+                       their_result + " (" + their_exp + ")";
     if (same && ours == "fail" && o.explanation != their_exp) {
       same = false;
       what = "explanation mxguard '" + o.explanation + "', pyspf '" + their_exp + "'";
@@ -407,9 +417,9 @@ TEST(SpfPyspfDifferentialTest, GeneratedZonesAgree) {
       if (ours == "fail" && o.explanation != "DEFAULT") ++explained;
       continue;
     }
-    if (auto why = documented_difference(
-            {c, o, their_result, their_exp, theirs[i].value("per_term_voids", ""),
-             theirs[i].value("isolated_explanation", "")})) {
+    if (auto why = documented_difference({c, o, their_result, their_exp,
+                                          theirs[i].value("per_term_voids", ""),
+                                          theirs[i].value("isolated_explanation", "")})) {
       ++documented;
       std::cout << "documented difference: " << describe(c) << ": " << what << " -- " << *why
                 << "\n";
@@ -423,8 +433,7 @@ TEST(SpfPyspfDifferentialTest, GeneratedZonesAgree) {
             << " unexplained; " << explained << " fails agree on an exp= explanation\n";
   for (const auto& [result, n] : tally) std::cout << "  mxguard " << result << ": " << n << "\n";
   // The generator must exercise every result, or the comparison proves little.
-  for (const char* r :
-       {"pass", "fail", "softfail", "neutral", "none", "permerror", "temperror"}) {
+  for (const char* r : {"pass", "fail", "softfail", "neutral", "none", "permerror", "temperror"}) {
     EXPECT_GT(tally[r], 0) << "no case ended in " << r;
   }
   EXPECT_GT(explained, 0) << "no fail compared an exp= explanation";

@@ -26,14 +26,12 @@ long rss_kb() {
 
 class DkimBadInputTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
-    key_ = new PrivateKey(generate_for_test());
-  }
+  static void SetUpTestSuite() { key_ = new PrivateKey(generate_for_test()); }
   static void TearDownTestSuite() { delete key_; }
   static PrivateKey generate_for_test() {
     testing::TempDir d;
-    EXPECT_EQ(testing::run_command({"openssl", "genpkey", "-algorithm", "ed25519", "-out",
-                                    (d / "k.pem").string()}),
+    EXPECT_EQ(testing::run_command(
+                  {"openssl", "genpkey", "-algorithm", "ed25519", "-out", (d / "k.pem").string()}),
               0);
     return load_private_key((d / "k.pem").string());
   }
@@ -157,7 +155,9 @@ TEST_F(DkimBadInputTest, BareLfBodyIsCanonicalizedAsCrlf) {
 
 TEST_F(DkimBadInputTest, EightBitHeaders) {
   Headers hs = kBase;
-  hs[2] = {"Subject", " Gr\xc3\xbc\xc3\x9f" "e \xff\xfe raw"};
+  hs[2] = {"Subject",
+           " Gr\xc3\xbc\xc3\x9f"
+           "e \xff\xfe raw"};
   auto sh = signed_headers(hs, "x\r\n");
   auto r = verify(sh, "x\r\n");
   ASSERT_EQ(r.size(), 1u);
@@ -183,7 +183,8 @@ TEST_F(DkimBadInputTest, NulBytesAndEmptyFieldsNeverReachLibopendkim) {
 
 TEST_F(DkimBadInputTest, FiftyMegabyteBodyKeepsMemoryBounded) {
   std::string chunk;
-  for (int i = 0; chunk.size() < 64 * 1024; ++i) chunk += "line " + std::to_string(i) + " of a big body\r\n";
+  for (int i = 0; chunk.size() < 64 * 1024; ++i)
+    chunk += "line " + std::to_string(i) + " of a big body\r\n";
   const std::size_t total = 50u << 20;
   long before = rss_kb();
   Signer s(lib_, {{"example.test", "ed", "k", std::make_shared<PrivateKey>(*key_)}}, "T");

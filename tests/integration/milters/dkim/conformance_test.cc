@@ -42,7 +42,8 @@ std::string zone() {
   add("brisbane._domainkey.example.com.", key("rfc6376/brisbane._domainkey.example.com.txt"));
   add("brisbane._domainkey.football.example.com.",
       key("rfc8463/brisbane._domainkey.football.example.com.txt"));
-  add("test._domainkey.football.example.com.", key("rfc8463/test._domainkey.football.example.com.txt"));
+  add("test._domainkey.football.example.com.",
+      key("rfc8463/test._domainkey.football.example.com.txt"));
   add("sed._domainkey.test.ex.", key("dkimpy/eximtest.dns"));
   add("20120113._domainkey.gmail.com.", key("dkimpy/extracted-20120113._domainkey.gmail.com.txt"));
   // Tampered key records for football.example.com copies.
@@ -95,8 +96,8 @@ class DkimConformanceTest : public ::testing::Test {
   }
 
   std::vector<SignatureResult> verify(const std::string& message, VerifyOptions vo = {}) {
-    Verifier v(lib_, [](const std::string& n) { return lookup_key_record(*resolver_, n); }, vo,
-               "TEST");
+    Verifier v(
+        lib_, [](const std::string& n) { return lookup_key_record(*resolver_, n); }, vo, "TEST");
     feed(v, message);
     return v.finish();
   }
@@ -147,8 +148,8 @@ TEST_F(DkimConformanceTest, Rfc6376DoubleSpaceBodyFailsSimpleCanonicalization) {
 }
 
 TEST_F(DkimConformanceTest, DkimpyMessagesPass) {
-  for (const char* f : {"dkimpy/rfc6376.signed.msg", "dkimpy/rfc6376.signed.rsa.msg",
-                        "dkimpy/ed25519test2.msg"}) {
+  for (const char* f :
+       {"dkimpy/rfc6376.signed.msg", "dkimpy/rfc6376.signed.rsa.msg", "dkimpy/ed25519test2.msg"}) {
     auto r = verify_file(f);
     ASSERT_FALSE(r.empty()) << f;
     EXPECT_EQ(r[0].result, "pass") << f << ": " << r[0].reason;
@@ -201,8 +202,8 @@ TEST_F(DkimConformanceTest, SmallKeysFailByPolicy) {
   VerifyOptions vo;
   vo.minimum_key_bits = 2048;  // the RFC 8463 RSA key has 1024 bits
   Library strict{LibraryOptions{{}, {}, std::chrono::seconds(0), 2048}};
-  Verifier v(strict, [](const std::string& n) { return lookup_key_record(*resolver_, n); }, vo,
-             "TEST");
+  Verifier v(
+      strict, [](const std::string& n) { return lookup_key_record(*resolver_, n); }, vo, "TEST");
   feed(v, testing::read_file(kDir + "rfc8463/signed-message.eml"));
   auto r = v.finish();
   ASSERT_EQ(r.size(), 2u);

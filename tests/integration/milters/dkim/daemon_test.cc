@@ -39,8 +39,8 @@ class DkimDaemonTest : public ::testing::Test {
 };
 
 TEST_F(DkimDaemonTest, ConfigurationErrorsNameTheirPlace) {
-  auto [rc, out] = check("domain = example.test\nselector = s\nkey-file = " +
-                         (dir_ / "short.pem").string() + "\n");
+  auto [rc, out] = check(
+      "domain = example.test\nselector = s\nkey-file = " + (dir_ / "short.pem").string() + "\n");
   EXPECT_EQ(rc, 78);
   EXPECT_THAT(out, HasSubstr("768 bits refused"));
   EXPECT_THAT(out, HasSubstr("dkim.conf:3"));
@@ -62,8 +62,9 @@ TEST_F(DkimDaemonTest, BrokenTableOnReloadKeepsTheRunningKeys) {
                      "\nkey-table = " + (dir_ / "KeyTable").string() +
                      "\nsigning-table = refile:" + (dir_ / "SigningTable").string() + "\n";
   write_file(dir_ / "dkim.conf", base);
-  Process p({kBinary, "--foreground", "--log-target", "stderr", "-c", (dir_ / "dkim.conf").string()},
-            dir_ / "dkim.log");
+  Process p(
+      {kBinary, "--foreground", "--log-target", "stderr", "-c", (dir_ / "dkim.conf").string()},
+      dir_ / "dkim.log");
   ASSERT_TRUE(wait_for_tcp("127.0.0.1", port, std::chrono::seconds(10))) << p.log();
   write_file(dir_ / "KeyTable", "ed example.test:ed:/nonexistent/key.pem\n");
   ::kill(p.pid(), SIGUSR1);
@@ -95,7 +96,8 @@ mt.disconnect(conn)
 TEST_F(DkimDaemonTest, FailureActionsFollowTheOnOptions) {
   DnsServer dns(
       "$ORIGIN example.test.\n$TTL 60\n@ IN SOA ns1 hostmaster 1 3600 600 86400 60\n"
-      "bad._domainkey IN TXT \"v=DKIM1; k=ed25519; p=11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=\"\n"
+      "bad._domainkey IN TXT \"v=DKIM1; k=ed25519; "
+      "p=11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=\"\n"
       "!timeout slow._domainkey.example.test.\n");
   int port = free_tcp_port();
   write_file(dir_ / "dkim.conf", "listen = inet:127.0.0.1:" + std::to_string(port) +
@@ -105,19 +107,22 @@ TEST_F(DkimDaemonTest, FailureActionsFollowTheOnOptions) {
                                      "on-bad-signature = reject\n"
                                      "on-dns-error = tempfail\n"
                                      "on-key-not-found = quarantine\n");
-  Process p({kBinary, "--foreground", "--log-target", "stderr", "-c", (dir_ / "dkim.conf").string()},
-            dir_ / "dkim.log");
+  Process p(
+      {kBinary, "--foreground", "--log-target", "stderr", "-c", (dir_ / "dkim.conf").string()},
+      dir_ / "dkim.log");
   ASSERT_TRUE(wait_for_tcp("127.0.0.1", port, std::chrono::seconds(10))) << p.log();
-  auto send = [&](const std::string& selector, const std::string& qid,
-                  const std::string& expect) {
-    auto r = run_miltertest(R"(
+  auto send = [&](const std::string& selector, const std::string& qid, const std::string& expect) {
+    auto r =
+        run_miltertest(R"(
 conn = mt.connect("${SOCKET}", 20, 0.1)
 if conn == nil then error("connect failed") end
 if mt.conninfo(conn, "remote", "192.0.2.9") ~= nil then error("conninfo") end
-mt.macro(conn, SMFIC_MAIL, "i", ")" + qid + R"(")
+mt.macro(conn, SMFIC_MAIL, "i", ")" +
+                           qid + R"(")
 if mt.mailfrom(conn, "<a@example.test>") ~= nil then error("mailfrom") end
 mt.header(conn, "DKIM-Signature", " v=1; a=ed25519-sha256; c=relaxed/relaxed; d=example.test; s=)" +
-                                selector + R"(; h=from; bh=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=; b=AAAA")
+                           selector +
+                           R"(; h=from; bh=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=; b=AAAA")
 mt.header(conn, "From", " a@example.test")
 mt.eoh(conn)
 mt.bodystring(conn, "x\r\n")
@@ -127,7 +132,7 @@ if r ~= )" + expect + R"( then error("unexpected reply " .. tostring(r)) end
 if mt.eom_check(conn, MT_QUARANTINE) then mt.echo("QUARANTINED") end
 mt.disconnect(conn)
 )",
-                            "inet:" + std::to_string(port) + "@127.0.0.1");
+                       "inet:" + std::to_string(port) + "@127.0.0.1");
     EXPECT_EQ(r.exit_code, 0) << selector << ": " << r.output << p.log();
     return r.output;
   };
@@ -140,8 +145,11 @@ mt.disconnect(conn)
   }
   std::string log = p.log();
   EXPECT_THAT(log, HasSubstr("QBAD: mode=verify dkim=fail/example.test ignored=0 action=reject"));
-  EXPECT_THAT(log, HasSubstr("QSLOW: mode=verify dkim=temperror/example.test ignored=0 action=tempfail"));
-  EXPECT_THAT(log, HasSubstr("QABSENT: mode=verify dkim=permerror/example.test ignored=0 action=quarantine"));
+  EXPECT_THAT(
+      log, HasSubstr("QSLOW: mode=verify dkim=temperror/example.test ignored=0 action=tempfail"));
+  EXPECT_THAT(
+      log,
+      HasSubstr("QABSENT: mode=verify dkim=permerror/example.test ignored=0 action=quarantine"));
   EXPECT_EQ(p.stop(SIGTERM, std::chrono::seconds(8)), 0) << p.log();
 }
 

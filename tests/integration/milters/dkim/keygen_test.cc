@@ -46,17 +46,19 @@ TEST(DkimKeygenTest, RsaAndEd25519KeysMatchTheirPublishedRecords) {
   // A 2048-bit record is ~410 bytes: two character-strings.
   EXPECT_EQ(std::count(rsa_txt.begin(), rsa_txt.end(), '"'), 4) << rsa_txt;
   auto wrong = load_private_key((dir / "ed1.private").string());
-  testing::DnsServer dns("$ORIGIN example.test.\n$TTL 60\n"
-                         "@ IN SOA ns1 hostmaster 1 3600 600 86400 60\n" +
-                         rsa_txt + testing::read_file(dir / "ed1.txt") +
-                         "wrong._domainkey IN TXT \"" + wrong.public_record + "\"\n"
-                         "revoked._domainkey IN TXT \"v=DKIM1; k=ed25519; p=\"\n");
+  testing::DnsServer dns(
+      "$ORIGIN example.test.\n$TTL 60\n"
+      "@ IN SOA ns1 hostmaster 1 3600 600 86400 60\n" +
+      rsa_txt + testing::read_file(dir / "ed1.txt") + "wrong._domainkey IN TXT \"" +
+      wrong.public_record +
+      "\"\n"
+      "revoked._domainkey IN TXT \"v=DKIM1; k=ed25519; p=\"\n");
   auto test = [&](const std::string& selector, const std::string& key) {
     std::string o;
-    int rc = testing::run_command({kKeygen, "test", "--domain", "example.test", "--selector",
-                                   selector, "--key-file", (dir / key).string(), "--dns-servers",
-                                   dns.server_spec(), "--dns-timeout", "2s"},
-                                  &o);
+    int rc = testing::run_command(
+        {kKeygen, "test", "--domain", "example.test", "--selector", selector, "--key-file",
+         (dir / key).string(), "--dns-servers", dns.server_spec(), "--dns-timeout", "2s"},
+        &o);
     return std::make_pair(rc, o);
   };
   auto [rc, o] = test("rsa1", "rsa1.private");
@@ -82,9 +84,8 @@ TEST(DkimKeygenTest, PrivateKeyIsGivenToTheDaemonUser) {
   passwd* pw = ::getpwnam("nobody");
   if (pw == nullptr) GTEST_SKIP() << "no user nobody";
   std::string out;
-  ASSERT_EQ(testing::run_command({kKeygen, "--domain", "example.test", "--selector", "k",
-                                  "--type", "ed25519", "--user", "nobody", "--dir",
-                                  dir.path().string()},
+  ASSERT_EQ(testing::run_command({kKeygen, "--domain", "example.test", "--selector", "k", "--type",
+                                  "ed25519", "--user", "nobody", "--dir", dir.path().string()},
                                  &out),
             0)
       << out;
@@ -92,8 +93,8 @@ TEST(DkimKeygenTest, PrivateKeyIsGivenToTheDaemonUser) {
   ASSERT_EQ(::stat((dir / "k.private").c_str(), &st), 0);
   EXPECT_EQ(st.st_uid, pw->pw_uid);
   EXPECT_EQ(st.st_mode & 0777, 0600u);
-  EXPECT_NE(testing::run_command({kKeygen, "--domain", "example.test", "--selector", "k2",
-                                  "--user", "no-such-user-here", "--dir", dir.path().string()},
+  EXPECT_NE(testing::run_command({kKeygen, "--domain", "example.test", "--selector", "k2", "--user",
+                                  "no-such-user-here", "--dir", dir.path().string()},
                                  &out),
             0);
 }

@@ -2,12 +2,11 @@
 // mail is signed (RSA + Ed25519) and the signatures verify with python3-dkim; external mail
 // is verified into one Authentication-Results header; forged A-R headers claiming our
 // authserv-id are removed; failure actions follow the --on-* options.
-#include "milters/dkim/dkim_milter.h"
-
 #include <gtest/gtest.h>
 
 #include <thread>
 
+#include "milters/dkim/dkim_milter.h"
 #include "tests/fixtures/miltertest.h"
 #include "tests/fixtures/process.h"
 
@@ -89,8 +88,10 @@ class DkimMilterTest : public ::testing::Test {
     std::string s = R"(
 conn = mt.connect("${SOCKET}", 20, 0.1)
 if conn == nil then error("connect failed") end
-if mt.conninfo(conn, "client.example", ")" + client + R"(") ~= nil then error("conninfo") end
-mt.macro(conn, SMFIC_MAIL, "i", "4Xk2Qz1abc", "{auth_authen}", ")" + auth + R"(")
+if mt.conninfo(conn, "client.example", ")" +
+                    client + R"(") ~= nil then error("conninfo") end
+mt.macro(conn, SMFIC_MAIL, "i", "4Xk2Qz1abc", "{auth_authen}", ")" +
+                    auth + R"(")
 if mt.mailfrom(conn, "<alice@example.test>") ~= nil then error("mailfrom failed") end
 )";
     for (const auto& [n, v] : headers) {
@@ -154,8 +155,8 @@ const std::vector<std::pair<std::string, std::string>> kHeaders = {
 const std::string kBody = "Hello Bob.\r\n\r\nBye.\r\n";
 
 TEST_F(DkimMilterTest, InternalMailIsDualSignedAndPythonVerifies) {
-  auto r = testing::run_miltertest(script("127.0.0.1", "", kHeaders, "Hello Bob.\\r\\n\\r\\nBye.\\r\\n"),
-                                   socket());
+  auto r = testing::run_miltertest(
+      script("127.0.0.1", "", kHeaders, "Hello Bob.\\r\\n\\r\\nBye.\\r\\n"), socket());
   ASSERT_EQ(r.exit_code, 0) << r.output;
   std::string s0 = between(r.output, "SIG0<<", ">>");
   std::string s1 = between(r.output, "SIG1<<", ">>");
@@ -179,18 +180,22 @@ TEST_F(DkimMilterTest, AuthenticatedExternalClientIsSigned) {
 
 TEST_F(DkimMilterTest, ExternalMailIsVerifiedIntoOneAuthResHeader) {
   // First sign internally, then feed the signed message in from outside.
-  auto r = testing::run_miltertest(script("127.0.0.1", "", kHeaders, "Hello Bob.\\r\\n\\r\\nBye.\\r\\n"),
-                                   socket());
+  auto r = testing::run_miltertest(
+      script("127.0.0.1", "", kHeaders, "Hello Bob.\\r\\n\\r\\nBye.\\r\\n"), socket());
   ASSERT_EQ(r.exit_code, 0) << r.output;
   std::string s0 = between(r.output, "SIG0<<", ">>");
   std::string s1 = between(r.output, "SIG1<<", ">>");
   auto lua_escape = [](const std::string& v) {
     std::string out;
     for (char c : v) {
-      if (c == '\n') out += "\\n";
-      else if (c == '\t') out += "\\t";
-      else if (c == '"') out += "\\\"";
-      else out += c;
+      if (c == '\n')
+        out += "\\n";
+      else if (c == '\t')
+        out += "\\t";
+      else if (c == '"')
+        out += "\\\"";
+      else
+        out += c;
     }
     return out;
   };

@@ -16,8 +16,8 @@
 namespace mxguard::testing {
 namespace {
 
-using ::testing::HasSubstr;
 using std::chrono::seconds;
+using ::testing::HasSubstr;
 
 const std::string kBinary = std::string(MXGUARD_BINARY_DIR) + "/milters/dkim/mxguard-dkim";
 const std::string kKeygen = std::string(MXGUARD_BINARY_DIR) + "/milters/dkim/mxguard-keygen";
@@ -57,7 +57,8 @@ class PostfixDkimTest : public ::testing::Test {
                                       "\nr1._domainkey.remote.test " + remote_record_ + "\n");
     auto txt = [](const std::string& name, const std::string& record) {
       std::string out = name + " IN TXT";
-      for (std::size_t i = 0; i < record.size(); i += 200) out += " \"" + record.substr(i, 200) + "\"";
+      for (std::size_t i = 0; i < record.size(); i += 200)
+        out += " \"" + record.substr(i, 200) + "\"";
       return out + "\n";
     };
     dns_ = std::make_unique<DnsServer>(
@@ -65,19 +66,19 @@ class PostfixDkimTest : public ::testing::Test {
         txt("r1._domainkey.remote", remote_record_) + txt("rsa._domainkey.example", rsa_record_) +
         txt("ed._domainkey.example", ed_record_));
     port_ = free_tcp_port();
-    write_file(dir_ / "dkim.conf",
-               "listen = inet:127.0.0.1:" + std::to_string(port_) + "\n" +
-                   "dns-servers = " + dns_->server_spec() + "\n" +
-                   "dns-timeout = 2s\n"
-                   "authserv-id = mx.mxguard.test\n"
-                   "domain = example.test\n"
-                   "selector = rsa, ed\n"
-                   "key-file = " + (dir_ / "rsa.private").string() + ", " +
-                   (dir_ / "ed.private").string() + "\n" +
-                   "internal-hosts = 127.0.0.1\n");
-    dkim_ = Process({kBinary, "--foreground", "--log-target", "stderr", "-c",
-                     (dir_ / "dkim.conf").string()},
-                    dir_ / "dkim.log");
+    write_file(dir_ / "dkim.conf", "listen = inet:127.0.0.1:" + std::to_string(port_) + "\n" +
+                                       "dns-servers = " + dns_->server_spec() + "\n" +
+                                       "dns-timeout = 2s\n"
+                                       "authserv-id = mx.mxguard.test\n"
+                                       "domain = example.test\n"
+                                       "selector = rsa, ed\n"
+                                       "key-file = " +
+                                       (dir_ / "rsa.private").string() + ", " +
+                                       (dir_ / "ed.private").string() + "\n" +
+                                       "internal-hosts = 127.0.0.1\n");
+    dkim_ = Process(
+        {kBinary, "--foreground", "--log-target", "stderr", "-c", (dir_ / "dkim.conf").string()},
+        dir_ / "dkim.log");
     ASSERT_TRUE(wait_for_tcp("127.0.0.1", port_, seconds(10))) << dkim_.log();
     PostfixInstance::Options o;
     o.smtpd_milters = "inet:127.0.0.1:" + std::to_string(port_);
@@ -157,9 +158,10 @@ TEST_F(PostfixDkimTest, ExternalMailSignedByPythonGetsDkimPass) {
   m.from = "rita@remote.test";
   m.to = {"bob@example.test"};
   m.local_interface = "127.0.0.2";
-  m.data = "Authentication-Results: mx.mxguard.test; dkim=pass header.d=forged.test\r\n"
-           "Authentication-Results: other.example; dkim=pass\r\n" +
-           signed_msg;
+  m.data =
+      "Authentication-Results: mx.mxguard.test; dkim=pass header.d=forged.test\r\n"
+      "Authentication-Results: other.example; dkim=pass\r\n" +
+      signed_msg;
   SwaksResult r = postfix_->send(m);
   ASSERT_EQ(r.data_code, 250) << r.transcript;
   auto d = delivered_with("external e2e");
@@ -185,9 +187,9 @@ TEST_F(PostfixDkimTest, HeaderAddedByALaterMilterKeepsTheSignatureValid) {
                                       "dns-servers = " + dns_->server_spec() + "\n" +
                                       "authserv-id = later.mxguard.test\n"
                                       "internal-hosts = 192.0.2.254\n");
-  Process later({kBinary, "--foreground", "--log-target", "stderr", "-c",
-                 (dir_ / "later.conf").string()},
-                dir_ / "later.log");
+  Process later(
+      {kBinary, "--foreground", "--log-target", "stderr", "-c", (dir_ / "later.conf").string()},
+      dir_ / "later.log");
   ASSERT_TRUE(wait_for_tcp("127.0.0.1", port2, seconds(10))) << later.log();
   postfix_->postconf("smtpd_milters", "inet:127.0.0.1:" + std::to_string(port_) +
                                           ", inet:127.0.0.1:" + std::to_string(port2));

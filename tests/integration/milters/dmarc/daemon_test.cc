@@ -46,22 +46,25 @@ TEST(DmarcDaemonTest, ConfigurationErrorsNameTheirPlace) {
   std::tie(rc, out) = check(dir, "unknown-option = 1\n");
   EXPECT_EQ(rc, 78);
   EXPECT_THAT(out, HasSubstr("dmarc.conf:1"));
-  std::tie(rc, out) = check(dir, "quarantine-action = header\nquarantine-header = X-Spam-Flag: YES\n");
+  std::tie(rc, out) =
+      check(dir, "quarantine-action = header\nquarantine-header = X-Spam-Flag: YES\n");
   EXPECT_EQ(rc, 0) << out;
 }
 
 TEST(DmarcDaemonTest, ReloadMetricsAndStop) {
   TempDir dir;
-  DnsServer dns("$ORIGIN test.\n$TTL 60\n@ IN SOA ns1 hostmaster 1 3600 600 86400 60\n"
-                "_dmarc.reject IN TXT \"v=DMARC1; p=reject\"\n");
+  DnsServer dns(
+      "$ORIGIN test.\n$TTL 60\n@ IN SOA ns1 hostmaster 1 3600 600 86400 60\n"
+      "_dmarc.reject IN TXT \"v=DMARC1; p=reject\"\n");
   int port = free_tcp_port(), metrics = free_tcp_port();
   std::string base = "listen = inet:127.0.0.1:" + std::to_string(port) +
                      "\nmetrics-listen = inet:127.0.0.1:" + std::to_string(metrics) +
                      "\ndns-servers = " + dns.server_spec() +
                      "\naggregate-reports = no\ntrusted-networks = 127.0.0.1/32\n";
   write_file(dir / "dmarc.conf", base);
-  Process p({kBinary, "--foreground", "--log-target", "stderr", "-c", (dir / "dmarc.conf").string()},
-            dir / "dmarc.log");
+  Process p(
+      {kBinary, "--foreground", "--log-target", "stderr", "-c", (dir / "dmarc.conf").string()},
+      dir / "dmarc.log");
   ASSERT_TRUE(wait_for_tcp("127.0.0.1", port, std::chrono::seconds(10))) << p.log();
   const std::string script = R"(
 conn = mt.connect("${SOCKET}", 20, 0.1)

@@ -4,13 +4,12 @@
 // forged Authentication-Results, SPF alignment, bad From headers (none, empty, 50 addresses,
 // 10 KB, invalid UTF-8, several domains), exceptions (trusted networks, never-reject-domains,
 // monitor mode) and the aggregate rows each message leaves in Redis.
-#include "milters/dmarc/dmarc_milter.h"
-
 #include <gtest/gtest.h>
 
 #include <thread>
 
 #include "common/redis/pool.h"
+#include "milters/dmarc/dmarc_milter.h"
 #include "tests/fixtures/dns_server.h"
 #include "tests/fixtures/miltertest.h"
 #include "tests/fixtures/process.h"
@@ -91,10 +90,14 @@ class DmarcMilterTest : public ::testing::Test {
   static std::string lua_string(const std::string& v) {
     std::string out = "\"";
     for (unsigned char c : v) {
-      if (c == '"' || c == '\\') out += '\\', out += static_cast<char>(c);
-      else if (c == '\n') out += "\\n";
-      else if (c == '\r') out += "\\r";
-      else if (c == '\t') out += "\\t";
+      if (c == '"' || c == '\\')
+        out += '\\', out += static_cast<char>(c);
+      else if (c == '\n')
+        out += "\\n";
+      else if (c == '\r')
+        out += "\\r";
+      else if (c == '\t')
+        out += "\\t";
       else if (c < 0x20 || c >= 0x7f) {
         char buf[8];
         std::snprintf(buf, sizeof buf, "\\%03u", c);
@@ -109,8 +112,9 @@ class DmarcMilterTest : public ::testing::Test {
   // Runs one message; returns miltertest's output with REPLY=, AR<n><<…>>, X-Spam, QUARANTINE
   // and CHANGED/INSERTED markers, then the daemon's log lines.
   static std::string run(const Message& m) {
-    std::string s = "conn = mt.connect(\"${SOCKET}\", 20, 0.1)\n"
-                    "if conn == nil then error(\"connect failed\") end\n";
+    std::string s =
+        "conn = mt.connect(\"${SOCKET}\", 20, 0.1)\n"
+        "if conn == nil then error(\"connect failed\") end\n";
     s += "if mt.conninfo(conn, " + lua_string(m.client_host) + ", " + lua_string(m.client) +
          ") ~= nil then error(\"conninfo\") end\n";
     s += "if mt.helo(conn, " + lua_string(m.helo) + ") ~= nil then error(\"helo\") end\n";
@@ -204,8 +208,8 @@ TEST_F(DmarcMilterTest, DkimResultFromOurHeaderAlignsAndIsExtended) {
 TEST_F(DmarcMilterTest, ForgedHeaderBelowOursIsDeletedAndNotTrusted) {
   Message m = from("ceo@reject.test");
   m.headers.insert(m.headers.begin(), {"Authentication-Results", " mx.mxguard.test; dkim=none"});
-  m.headers.push_back({"Authentication-Results",
-                       " mx.mxguard.test; dkim=pass header.d=reject.test; spf=pass"});
+  m.headers.push_back(
+      {"Authentication-Results", " mx.mxguard.test; dkim=pass header.d=reject.test; spf=pass"});
   std::string out = run(m);
   EXPECT_TRUE(has(out, "action=reject")) << out;
 }
@@ -237,8 +241,8 @@ TEST_F(DmarcMilterTest, PolicyNoneOnlyMarks) {
 }
 
 TEST_F(DmarcMilterTest, SubdomainPolicyAndNonExistentSubdomains) {
-  EXPECT_TRUE(has(run(from("a@sub.parent.test")), "action=reject"));    // sp=reject
-  std::string out = run(from("a@ghost.parent.test"));               // np=quarantine
+  EXPECT_TRUE(has(run(from("a@sub.parent.test")), "action=reject"));  // sp=reject
+  std::string out = run(from("a@ghost.parent.test"));                 // np=quarantine
   EXPECT_TRUE(has(out, "QUARANTINE")) << out;
   EXPECT_TRUE(has(run(from("a@parent.test")), "dmarc=fail (p=none dis=none)"));
 }

@@ -20,8 +20,8 @@
 namespace mxguard::testing {
 namespace {
 
-using ::testing::HasSubstr;
 using std::chrono::seconds;
+using ::testing::HasSubstr;
 
 const std::string kDkim = std::string(MXGUARD_BINARY_DIR) + "/milters/dkim/mxguard-dkim";
 const std::string kDmarc = std::string(MXGUARD_BINARY_DIR) + "/milters/dmarc/mxguard-dmarc";
@@ -44,7 +44,8 @@ class PostfixDmarcTest : public ::testing::Test {
         << out;
     std::string record = one_line_record(out);
     std::string txt = "s1._domainkey.example IN TXT";
-    for (std::size_t i = 0; i < record.size(); i += 200) txt += " \"" + record.substr(i, 200) + "\"";
+    for (std::size_t i = 0; i < record.size(); i += 200)
+      txt += " \"" + record.substr(i, 200) + "\"";
     dns_ = std::make_unique<DnsServer>(
         "$ORIGIN test.\n$TTL 60\n@ IN SOA ns1 hostmaster 1 3600 600 86400 60\n" + txt + "\n" +
         "_dmarc.example IN TXT \"v=DMARC1; p=reject; rua=mailto:dmarc@example.test\"\n"
@@ -58,24 +59,26 @@ class PostfixDmarcTest : public ::testing::Test {
                                        "\ndns-servers = " + dns_->server_spec() +
                                        "\nauthserv-id = mx.mxguard.test\n"
                                        "domain = example.test\nselector = s1\n"
-                                       "key-file = " + (dir_ / "s1.private").string() +
+                                       "key-file = " +
+                                       (dir_ / "s1.private").string() +
                                        "\ninternal-hosts = 127.0.0.1\n");
     write_file(dir_ / "dmarc.conf", "listen = inet:127.0.0.1:" + std::to_string(dmarc_port_) +
                                         "\ndns-servers = " + dns_->server_spec() +
                                         "\nauthserv-id = mx.mxguard.test\n"
                                         "trusted-networks = 127.0.0.1/32\n"
-                                        "redis-url = " + redis_.url() + "\n");
-    dkim_ = Process({kDkim, "--foreground", "--log-target", "stderr", "-c",
-                     (dir_ / "dkim.conf").string()},
-                    dir_ / "dkim.log");
-    dmarc_ = Process({kDmarc, "--foreground", "--log-target", "stderr", "-c",
-                      (dir_ / "dmarc.conf").string()},
-                     dir_ / "dmarc.log");
+                                        "redis-url = " +
+                                        redis_.url() + "\n");
+    dkim_ = Process(
+        {kDkim, "--foreground", "--log-target", "stderr", "-c", (dir_ / "dkim.conf").string()},
+        dir_ / "dkim.log");
+    dmarc_ = Process(
+        {kDmarc, "--foreground", "--log-target", "stderr", "-c", (dir_ / "dmarc.conf").string()},
+        dir_ / "dmarc.log");
     ASSERT_TRUE(wait_for_tcp("127.0.0.1", dkim_port_, seconds(10))) << dkim_.log();
     ASSERT_TRUE(wait_for_tcp("127.0.0.1", dmarc_port_, seconds(10))) << dmarc_.log();
     PostfixInstance::Options o;
-    o.smtpd_milters = "inet:127.0.0.1:" + std::to_string(dkim_port_) + ", inet:127.0.0.1:" +
-                      std::to_string(dmarc_port_);
+    o.smtpd_milters = "inet:127.0.0.1:" + std::to_string(dkim_port_) +
+                      ", inet:127.0.0.1:" + std::to_string(dmarc_port_);
     o.listen_addresses = {"127.0.0.1", "127.0.0.2"};
     postfix_ = std::make_unique<PostfixInstance>(o);
   }
@@ -116,8 +119,9 @@ class PostfixDmarcTest : public ::testing::Test {
 };
 
 TEST_F(PostfixDmarcTest, ForgedFromOfRejectDomainGets550) {
-  SwaksResult r = send_external("From: CEO <ceo@bank.test>\r\nTo: bob@example.test\r\n"
-                                "Subject: wire transfer\r\n\r\nPay now.\r\n");
+  SwaksResult r = send_external(
+      "From: CEO <ceo@bank.test>\r\nTo: bob@example.test\r\n"
+      "Subject: wire transfer\r\n\r\nPay now.\r\n");
   EXPECT_EQ(r.data_code, 550) << r.transcript;
   EXPECT_THAT(r.transcript, HasSubstr("5.7.1"));
   EXPECT_THAT(r.transcript, HasSubstr("bank.test"));
@@ -129,12 +133,14 @@ TEST_F(PostfixDmarcTest, ForgedAuthenticationResultsChangeNothing) {
   const std::string forged =
       "Authentication-Results: mx.mxguard.test; dkim=pass header.d=bank.test; spf=pass "
       "smtp.mailfrom=bank.test\r\n";
-  SwaksResult r = send_external(forged + "From: CEO <ceo@bank.test>\r\nTo: bob@example.test\r\n"
-                                         "Subject: forged ar\r\n\r\nPay now.\r\n");
+  SwaksResult r = send_external(forged +
+                                "From: CEO <ceo@bank.test>\r\nTo: bob@example.test\r\n"
+                                "Subject: forged ar\r\n\r\nPay now.\r\n");
   EXPECT_EQ(r.data_code, 550) << r.transcript;
   // Accepted mail (p=none) never carries the forged header to the mailbox.
-  r = send_external(forged + "From: <news@relaxed.test>\r\nTo: bob@example.test\r\n"
-                             "Subject: forged ar none\r\n\r\nHello.\r\n");
+  r = send_external(forged +
+                    "From: <news@relaxed.test>\r\nTo: bob@example.test\r\n"
+                    "Subject: forged ar none\r\n\r\nHello.\r\n");
   ASSERT_EQ(r.data_code, 250) << r.transcript;
   auto d = delivered_with("forged ar none");
   ASSERT_TRUE(d);
@@ -187,8 +193,9 @@ TEST_F(PostfixDmarcTest, TenKilobyteFromHeaderIsRefused) {
   EXPECT_EQ(r.data_code, 550) << r.transcript;
   EXPECT_THAT(read_file(dir_ / "dmarc.log"), HasSubstr("From header longer than"));
   // The daemon is still there for the next message.
-  r = send_external("From: <news@relaxed.test>\r\nTo: bob@example.test\r\nSubject: after huge\r\n"
-                    "\r\nHi.\r\n");
+  r = send_external(
+      "From: <news@relaxed.test>\r\nTo: bob@example.test\r\nSubject: after huge\r\n"
+      "\r\nHi.\r\n");
   EXPECT_EQ(r.data_code, 250) << r.transcript;
 }
 

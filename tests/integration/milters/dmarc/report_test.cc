@@ -100,8 +100,11 @@ class DmarcReportTest : public ::testing::Test {
     testing::write_file(dir_ / "sendmail",
                         "#!/bin/sh\n"
                         "# sendmail(1) stand-in: -i -f FROM -- TO\n"
-                        "[ -f '" + (dir_ / "fail").string() + "' ] && exit 75\n"
-                        "cat > '" + (dir_ / "out").string() + "/'\"$5\"\n");
+                        "[ -f '" +
+                            (dir_ / "fail").string() +
+                            "' ] && exit 75\n"
+                            "cat > '" +
+                            (dir_ / "out").string() + "/'\"$5\"\n");
     ::chmod((dir_ / "sendmail").c_str(), 0755);
   }
 
@@ -193,7 +196,8 @@ TEST_F(DmarcReportTest, SendsValidReportsOnlyToPermittedDestinationsAndKeepsData
 
   std::string mail = testing::read_file(dir_ / "out" / "agg@pol.test");
   EXPECT_NE(mail.find("Subject: Report Domain: pol.test Submitter: receiver.test Report-ID: <"),
-            std::string::npos) << mail;
+            std::string::npos)
+      << mail;
   std::regex name("filename=\"receiver\\.test!pol\\.test!\\d+!\\d+!\\d+\\.xml\\.gz\"");
   EXPECT_TRUE(std::regex_search(mail, name)) << mail;
   std::string xml = attachment_xml(mail);
@@ -234,17 +238,16 @@ TEST_F(DmarcReportTest, SchemaRejectsABrokenReport) {
 TEST_F(DmarcReportTest, BinaryDryRunWritesFilesAndKeepsData) {
   std::int64_t now = std::time(nullptr);
   record_some(now - 2 * 86400, "mailto:agg@pol.test");
-  testing::write_file(dir_ / "dmarc.conf",
-                      "redis-url = " + redis_.url() + "\n" +
-                      "dns-servers = " + dns_.server_spec() + "\n" +
-                      "report-email = noreply@receiver.test\n"
-                      "report-org-name = Receiver Test\n");
+  testing::write_file(dir_ / "dmarc.conf", "redis-url = " + redis_.url() + "\n" +
+                                               "dns-servers = " + dns_.server_spec() + "\n" +
+                                               "report-email = noreply@receiver.test\n"
+                                               "report-org-name = Receiver Test\n");
   std::filesystem::create_directories(dir_ / "dry");
   std::string out;
-  int rc = testing::run_command({std::string(MXGUARD_BINARY_DIR) + "/milters/dmarc/mxguard-dmarc-report",
-                                 "-c", (dir_ / "dmarc.conf").string(), "--dry-run",
-                                 (dir_ / "dry").string()},
-                                &out);
+  int rc = testing::run_command(
+      {std::string(MXGUARD_BINARY_DIR) + "/milters/dmarc/mxguard-dmarc-report", "-c",
+       (dir_ / "dmarc.conf").string(), "--dry-run", (dir_ / "dry").string()},
+      &out);
   EXPECT_EQ(rc, 0) << out;
   std::vector<std::string> files;
   for (const auto& e : std::filesystem::directory_iterator(dir_ / "dry")) {
@@ -258,9 +261,10 @@ TEST_F(DmarcReportTest, BinaryDryRunWritesFilesAndKeepsData) {
   EXPECT_EQ(store_->pending().size(), 1u) << "dry run keeps the data";
   // Redis down: a clear error and exit 1.
   redis_.stop();
-  rc = testing::run_command({std::string(MXGUARD_BINARY_DIR) + "/milters/dmarc/mxguard-dmarc-report",
-                             "-c", (dir_ / "dmarc.conf").string()},
-                            &out);
+  rc =
+      testing::run_command({std::string(MXGUARD_BINARY_DIR) + "/milters/dmarc/mxguard-dmarc-report",
+                            "-c", (dir_ / "dmarc.conf").string()},
+                           &out);
   EXPECT_EQ(rc, 1) << out;
 }
 

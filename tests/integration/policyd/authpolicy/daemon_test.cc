@@ -17,7 +17,8 @@ namespace {
 
 using namespace std::chrono_literals;
 
-const std::string kBinary = std::string(MXGUARD_BINARY_DIR) + "/policyd/authpolicy/mxguard-authpolicy";
+const std::string kBinary =
+    std::string(MXGUARD_BINARY_DIR) + "/policyd/authpolicy/mxguard-authpolicy";
 const std::vector<std::pair<std::string, std::string>> kKey{{"X-API-Key", "s3cret"}};
 
 std::string report(const std::string& remote, const std::string& login, bool success,

@@ -15,7 +15,8 @@ namespace {
 
 using namespace std::chrono_literals;
 
-const std::string kBinary = std::string(MXGUARD_BINARY_DIR) + "/policyd/authpolicy/mxguard-authpolicy";
+const std::string kBinary =
+    std::string(MXGUARD_BINARY_DIR) + "/policyd/authpolicy/mxguard-authpolicy";
 
 class DovecotAuthPolicyTest : public ::testing::Test {
  protected:

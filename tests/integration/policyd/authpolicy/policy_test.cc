@@ -1,5 +1,5 @@
-// Integration tests for policyd/authpolicy/policy.cc on a private redis-server with an injected clock:
-// tarpit then block per address, network and login, the same wrong password retried, allowed
+// Integration tests for policyd/authpolicy/policy.cc on a private redis-server with an injected
+// clock: tarpit then block per address, network and login, the same wrong password retried, allowed
 // networks, reset on success, and Redis down → allow.
 #include "policyd/authpolicy/policy.h"
 

@@ -48,8 +48,9 @@ TEST(AuthresConformanceTest, MatchesReferenceParser) {
 }
 
 TEST(AuthresTest, ParsesCommentsVersionsAndQuotedValues) {
-  auto h = parse(" mx.example.org 1 (our host); dkim/1=pass (2048-bit key) reason=\"good sig\" "
-                 "header.d=example.net header.i=\"@example.net\"; spf=fail smtp.mailfrom=x@y");
+  auto h = parse(
+      " mx.example.org 1 (our host); dkim/1=pass (2048-bit key) reason=\"good sig\" "
+      "header.d=example.net header.i=\"@example.net\"; spf=fail smtp.mailfrom=x@y");
   ASSERT_TRUE(h);
   EXPECT_EQ(h->authserv_id, "mx.example.org");
   EXPECT_EQ(h->version, 1);
@@ -66,16 +67,18 @@ TEST(AuthresTest, NoneResultAndFoldedHeader) {
   auto h = parse("example.com; none");
   ASSERT_TRUE(h);
   EXPECT_TRUE(h->results.empty());
-  auto folded = parse("example.com;\r\n\tdkim=pass header.d=a.example;\r\n spf=pass smtp.mailfrom=a.example");
+  auto folded =
+      parse("example.com;\r\n\tdkim=pass header.d=a.example;\r\n spf=pass smtp.mailfrom=a.example");
   ASSERT_TRUE(folded);
   EXPECT_EQ(folded->results.size(), 2u);
 }
 
 TEST(AuthresTest, RejectsBrokenHeadersWithoutCrashing) {
-  for (const char* bad : {"", ";", "example.com", "example.com; dkim", "example.com; dkim=",
-                          "example.com; dkim=pass (unterminated", "example.com; =pass",
-                          "example.com; dkim=pass header.d=\"open", "example.com; dkim=pass header.=x",
-                          "(((((((((((((((((((((((((((((((((((((x)))))))))))))))))))))))))))))))))))) a; none"}) {
+  for (const char* bad :
+       {"", ";", "example.com", "example.com; dkim",
+        "example.com; dkim=", "example.com; dkim=pass (unterminated", "example.com; =pass",
+        "example.com; dkim=pass header.d=\"open", "example.com; dkim=pass header.=x",
+        "(((((((((((((((((((((((((((((((((((((x)))))))))))))))))))))))))))))))))))) a; none"}) {
     std::string err;
     EXPECT_FALSE(parse(bad, &err)) << bad;
     EXPECT_FALSE(err.empty()) << bad;
@@ -84,8 +87,10 @@ TEST(AuthresTest, RejectsBrokenHeadersWithoutCrashing) {
 
 TEST(AuthresTest, ClaimsAuthservIdComparesNamesOnly) {
   EXPECT_TRUE(claims_authserv_id("MX.Example.ORG; dkim=pass", "mx.example.org"));
-  EXPECT_TRUE(claims_authserv_id("Authentication-Results: mx.example.org.; spf=pass", "mx.example.org"));
-  EXPECT_TRUE(claims_authserv_id(" (comment) \"mx.example.org\"; garbage that does not parse", "mx.example.org"));
+  EXPECT_TRUE(
+      claims_authserv_id("Authentication-Results: mx.example.org.; spf=pass", "mx.example.org"));
+  EXPECT_TRUE(claims_authserv_id(" (comment) \"mx.example.org\"; garbage that does not parse",
+                                 "mx.example.org"));
   EXPECT_FALSE(claims_authserv_id("mx.example.org.evil; dkim=pass", "mx.example.org"));
   EXPECT_FALSE(claims_authserv_id("other.example; dkim=pass", "mx.example.org"));
   EXPECT_FALSE(claims_authserv_id("", "mx.example.org"));
@@ -93,13 +98,23 @@ TEST(AuthresTest, ClaimsAuthservIdComparesNamesOnly) {
 
 TEST(AuthresTest, BuilderOutputParsesBack) {
   Builder b("mx.example.org");
-  Result dkim{"dkim", "", "pass", "", "", {{"header", "d", "example.net"}, {"header", "i", "@example.net"}, {"header", "b", "Qgi/FoC0"}}};
+  Result dkim{"dkim",
+              "",
+              "pass",
+              "",
+              "",
+              {{"header", "d", "example.net"},
+               {"header", "i", "@example.net"},
+               {"header", "b", "Qgi/FoC0"}}};
   Result dmarc{"dmarc", "", "fail", "", "p=reject dis=reject", {{"header", "from", "example.com"}}};
-  Result spf{"spf", "", "softfail", "client (evil) \"quoted\"", "", {{"smtp", "mailfrom", "user name@example.com"}}};
+  Result spf{"spf",      "",
+             "softfail", "client (evil) \"quoted\"",
+             "",         {{"smtp", "mailfrom", "user name@example.com"}}};
   b.add(dkim).add(dmarc).add(spf);
   std::string v = b.value();
   EXPECT_EQ(v.substr(0, v.find('\n')), "mx.example.org;");
-  EXPECT_NE(v.find("dmarc=fail (p=reject dis=reject) header.from=example.com"), std::string::npos) << v;
+  EXPECT_NE(v.find("dmarc=fail (p=reject dis=reject) header.from=example.com"), std::string::npos)
+      << v;
   auto h = parse(v);
   ASSERT_TRUE(h) << v;
   ASSERT_EQ(h->results.size(), 3u);

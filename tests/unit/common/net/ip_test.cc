@@ -29,8 +29,7 @@ TEST(IpTest, RejectsNonLiterals) {
 TEST(IpTest, TruncatesToNetworks) {
   EXPECT_EQ(IpAddress::parse("198.51.100.77")->truncated(24).to_string(), "198.51.100.0");
   EXPECT_EQ(IpAddress::parse("198.51.100.77")->truncated(20).to_string(), "198.51.96.0");
-  EXPECT_EQ(IpAddress::parse("2001:db8:1:2:3:4:5:6")->truncated(64).to_string(),
-            "2001:db8:1:2::");
+  EXPECT_EQ(IpAddress::parse("2001:db8:1:2:3:4:5:6")->truncated(64).to_string(), "2001:db8:1:2::");
   EXPECT_EQ(IpAddress::parse("10.1.2.3")->truncated(0).to_string(), "0.0.0.0");
   EXPECT_EQ(IpAddress::parse("10.1.2.3")->truncated(32).to_string(), "10.1.2.3");
 }

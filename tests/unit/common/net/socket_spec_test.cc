@@ -24,9 +24,9 @@ TEST(SocketSpecTest, ParsesPostfixForms) {
 }
 
 TEST(SocketSpecTest, RejectsIncompleteSpecs) {
-  for (const char* bad : {"", "unix:", "unix:relative", "inet:127.0.0.1", "inet::25",
-                          "inet:host:0", "inet:host:70000", "tcp:h:1", "inet:::1:25",
-                          "inet6:[::1]", "inet:h:12x"}) {
+  for (const char* bad :
+       {"", "unix:", "unix:relative", "inet:127.0.0.1", "inet::25", "inet:host:0",
+        "inet:host:70000", "tcp:h:1", "inet:::1:25", "inet6:[::1]", "inet:h:12x"}) {
     EXPECT_THROW(SocketSpec::parse(bad), std::invalid_argument) << bad;
   }
 }

@@ -68,12 +68,9 @@ TEST(PolicyCodecTest, RejectsGarbage) {
     const char* why;
   };
   std::vector<Case> cases = {
-      {"no equals sign\n", "not a name=value line"},
-      {"=value\n", "not a name=value line"},
-      {"na me=v\n", "invalid attribute name"},
-      {"\n", "empty request"},
-      {std::string("a=b\0c\n", 6), "NUL byte"},
-      {"a=1\na=2\n\n", "duplicate attribute"},
+      {"no equals sign\n", "not a name=value line"}, {"=value\n", "not a name=value line"},
+      {"na me=v\n", "invalid attribute name"},       {"\n", "empty request"},
+      {std::string("a=b\0c\n", 6), "NUL byte"},      {"a=1\na=2\n\n", "duplicate attribute"},
       {std::string(5000, 'x'), "line longer"},
   };
   for (const auto& c : cases) {

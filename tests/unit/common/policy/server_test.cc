@@ -41,7 +41,9 @@ class Client {
   }
   ~Client() { ::close(fd_); }
   bool connected() const { return connected_; }
-  void send(const std::string& s) { ASSERT_EQ(::send(fd_, s.data(), s.size(), MSG_NOSIGNAL), (ssize_t)s.size()); }
+  void send(const std::string& s) {
+    ASSERT_EQ(::send(fd_, s.data(), s.size(), MSG_NOSIGNAL), (ssize_t)s.size());
+  }
   // Reads until `replies` complete replies arrived or the peer closed; returns what came.
   std::string read_replies(int replies) {
     std::string out;
@@ -81,8 +83,8 @@ class PolicyServerTest : public ::testing::Test {
   }
   static ServerOptions tcp_options() {
     ServerOptions o;
-    o.listen.push_back(net::SocketSpec{net::SocketSpec::Kind::kInet, "", "127.0.0.1",
-                                       testing::free_tcp_port()});
+    o.listen.push_back(
+        net::SocketSpec{net::SocketSpec::Kind::kInet, "", "127.0.0.1", testing::free_tcp_port()});
     return o;
   }
   static Handler echo_sender() {
@@ -120,7 +122,10 @@ TEST_F(PolicyServerTest, GarbageClosesOnlyThatConnection) {
   start(tcp_options(), echo_sender());
   Client good(server_->tcp_port());
   Client bad(server_->tcp_port());
-  bad.send(std::string("\x16\x03\x01\x00\xa5" "binary\0garbage\n", 20));
+  bad.send(
+      std::string("\x16\x03\x01\x00\xa5"
+                  "binary\0garbage\n",
+                  20));
   EXPECT_TRUE(bad.closed_by_peer());
   good.send("sender=ok@x\n\n");
   EXPECT_EQ(good.read_replies(1), "action=DUNNO ok@x\n\n");

@@ -84,8 +84,11 @@ TEST_F(DkimKeysTest, SimpleOptionsSignEveryDomainWithEveryPair) {
 TEST_F(DkimKeysTest, OpenDkimRefileTablesWithWildcardsAndPercent) {
   testing::write_file(*dir_ / "KeyTable",
                       "# OpenDKIM key table\n"
-                      "rsa   %:mail2024:" + path("rsa.pem") + "\n"
-                      "ed    example.test:ed2024:" + path("ed.pem") + "\n");
+                      "rsa   %:mail2024:" +
+                          path("rsa.pem") +
+                          "\n"
+                          "ed    example.test:ed2024:" +
+                          path("ed.pem") + "\n");
   testing::write_file(*dir_ / "SigningTable",
                       "*@example.test   rsa\n"
                       "*@example.test   ed\n"

@@ -18,7 +18,7 @@ using testing::TempDir;
 
 struct Message {
   std::vector<std::pair<std::string, std::string>> headers;  // name, raw value (leading space)
-  std::string body;                                            // CRLF
+  std::string body;                                          // CRLF
 };
 
 Message sample() {
@@ -111,13 +111,13 @@ class DkimSignerTest : public ::testing::Test {
     TempDir d;
     testing::write_file(d / "msg.eml", wire(m, sigs));
     testing::write_file(d / "keys.txt", "rsa._domainkey.example.test " + rsa_->public_record +
-                                            "\ned._domainkey.example.test " +
-                                            ed_->public_record + "\n");
+                                            "\ned._domainkey.example.test " + ed_->public_record +
+                                            "\n");
     std::string out;
-    int rc = testing::run_command({"/usr/bin/python3",
-                                   std::string(MXGUARD_SOURCE_DIR) + "/tests/fixtures/dkim_tool.py",
-                                   "verify", (d / "msg.eml").string(), (d / "keys.txt").string()},
-                                  &out);
+    int rc = testing::run_command(
+        {"/usr/bin/python3", std::string(MXGUARD_SOURCE_DIR) + "/tests/fixtures/dkim_tool.py",
+         "verify", (d / "msg.eml").string(), (d / "keys.txt").string()},
+        &out);
     *ok = rc == 0;
     return out;
   }

@@ -3,7 +3,6 @@
 // injected lookups: discovery at the From and organizational domain, sp=, np=, pct= sampling,
 // several or broken records, DNS failures.
 #include "milters/dmarc/evaluate.h"
-#include "milters/dmarc/from.h"
 
 #include <gtest/gtest.h>
 
@@ -11,6 +10,8 @@
 #include <map>
 #include <set>
 #include <sstream>
+
+#include "milters/dmarc/from.h"
 
 namespace mxguard::milter::dmarc {
 namespace {
@@ -30,7 +31,8 @@ TEST(DmarcOrgDomain, PublicSuffixListTestVectors) {
     f >> input >> expected;
     if (input == "null") continue;
     std::string lower_input;
-    for (char c : input) lower_input += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    for (char c : input)
+      lower_input += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     if (lower_input.starts_with(".")) {
       // A leading dot is no domain name; we normalise it away before asking the list.
       continue;
@@ -84,7 +86,8 @@ struct Zone {
     return Lookups{[this](const std::string& name) {
                      ++queries;
                      TxtLookup t;
-                     if (temp.count(name)) t.status = TxtLookup::Status::kTempError;
+                     if (temp.count(name))
+                       t.status = TxtLookup::Status::kTempError;
                      else if (auto it = txt.find(name); it != txt.end()) {
                        t.status = TxtLookup::Status::kOk;
                        t.records = it->second;

@@ -69,8 +69,8 @@ TEST(DmarcFrom, Cve201916378MultiAddressIsReportedWhole) {
 }
 
 TEST(DmarcFrom, Cve202134555GarbageNeverCrashesOrPasses) {
-  for (const char* v : {"", " ", ",", ", ,", "<>", "<", ">", "@", "a@", "@x.example", "\"",
-                        "(", ")", "a@x.example,", "\"unterminated@x.example",
+  for (const char* v : {"", " ", ",", ", ,", "<>", "<", ">", "@", "a@", "@x.example", "\"", "(",
+                        ")", "a@x.example,", "\"unterminated@x.example",
                         "a@x.example (unterminated", "<a@x.example", "a@x.example>"}) {
     FromParse p = parse_from(v);
     if (p.ok()) {
@@ -90,8 +90,8 @@ TEST(DmarcFrom, AddressErrors) {
   EXPECT_NE(error("a@b@x.example"), "");
   EXPECT_NE(error("a@exa mple.example"), "");
   EXPECT_EQ(domains("a@x . example"), V{"x.example"});
-  EXPECT_NE(error("a@\xff\xfe.example"), "");       // invalid UTF-8 in the domain
-  EXPECT_NE(error("a@b\xc3\xa4r.example"), "");      // raw UTF-8 (no IDNA conversion)
+  EXPECT_NE(error("a@\xff\xfe.example"), "");    // invalid UTF-8 in the domain
+  EXPECT_NE(error("a@b\xc3\xa4r.example"), "");  // raw UTF-8 (no IDNA conversion)
   EXPECT_NE(error(std::string("a@x.example\0b@y.example", 23)), "");
   EXPECT_NE(error("a@" + std::string(64, 'l') + ".example"), "");
   EXPECT_EQ(domains("\xff\xfe <a@x.example>"), V{"x.example"});  // garbage display name

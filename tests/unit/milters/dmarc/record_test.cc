@@ -18,9 +18,10 @@ Record ok(std::string_view txt) {
 }
 
 TEST(DmarcRecord, FullRecord) {
-  Record r = ok("v=DMARC1; p=reject; sp=quarantine; np=reject; adkim=s; aspf=r; pct=20; "
-                "rua=mailto:agg@example.com!10m,mailto:x@other.example; ruf=mailto:f@example.com; "
-                "fo=1:d; ri=3600");
+  Record r =
+      ok("v=DMARC1; p=reject; sp=quarantine; np=reject; adkim=s; aspf=r; pct=20; "
+         "rua=mailto:agg@example.com!10m,mailto:x@other.example; ruf=mailto:f@example.com; "
+         "fo=1:d; ri=3600");
   EXPECT_EQ(r.p, Policy::kReject);
   EXPECT_EQ(r.sp, Policy::kQuarantine);
   EXPECT_EQ(r.np, Policy::kReject);
@@ -86,10 +87,10 @@ TEST(DmarcRecord, OpenDmarcParseTable) {
   std::ifstream in(std::string(MXGUARD_SOURCE_DIR) +
                    "/../shared/conformance/dmarc/opendmarc-record-parse.tsv");
   ASSERT_TRUE(in) << "shared/conformance missing";
-  std::map<int, bool> ours = {{1, true},  {2, true},   {3, true},  {4, true},  {5, false},
-                              {6, false}, {7, false},  {8, false}, {9, false}, {10, true},
-                              {11, true}, {12, true},  {13, true}, {14, true}, {15, false},
-                              {16, true}, {17, true},  {18, true}, {19, true}};
+  std::map<int, bool> ours = {{1, true},  {2, true},  {3, true},  {4, true},  {5, false},
+                              {6, false}, {7, false}, {8, false}, {9, false}, {10, true},
+                              {11, true}, {12, true}, {13, true}, {14, true}, {15, false},
+                              {16, true}, {17, true}, {18, true}, {19, true}};
   std::string line;
   int rows = 0;
   while (std::getline(in, line)) {
