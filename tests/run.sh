@@ -18,6 +18,21 @@ else
 fi
 
 start=$(date +%s)
+
+# House style (STYLE.md): clang-format is checked, a difference fails the run (after the tests,
+# so one run shows everything). `git ls-files` on a checkout, every source file otherwise.
+format_rc=0
+mkdir -p "$root/build"
+if git -C "$root" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+  mapfile -t sources < <(git -C "$root" ls-files '*.cc' '*.h')
+else
+  mapfile -t sources < <(find common milters policyd tests contrib \( -name "*.cc" -o -name "*.h" \))
+fi
+if ! clang-format --dry-run -Werror "${sources[@]}" 2>"$root/build/clang-format.log"; then
+  echo "run.sh: clang-format differences (run: clang-format -i FILE):"
+  grep -E '^[^ ].*: (error|warning):' "$root/build/clang-format.log" | cut -d: -f1 | sort -u | sed 's/^/  /'
+  format_rc=1
+fi
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$build" -j"$jobs"
 
@@ -58,7 +73,7 @@ if [ "${MXGUARD_SKIP_FUZZ:-0}" != 1 ]; then
   done
 fi
 
-echo "run.sh: finished in $(( $(date +%s) - start ))s (ctest exit $ctest_rc, package exit $package_rc, fuzz exit $fuzz_rc)"
+echo "run.sh: finished in $(( $(date +%s) - start ))s (format exit $format_rc, ctest exit $ctest_rc, package exit $package_rc, fuzz exit $fuzz_rc)"
 # ctest's summary again as the closing line, e.g. "100% tests passed, 0 tests failed out of 40".
 summary=$(grep -E "tests passed, [0-9]+ tests failed out of [0-9]+" "$build/ctest.log" | tail -n 1)
 if [[ $summary =~ ([0-9]+)\ tests\ failed\ out\ of\ ([0-9]+) ]]; then
@@ -66,4 +81,4 @@ if [[ $summary =~ ([0-9]+)\ tests\ failed\ out\ of\ ([0-9]+) ]]; then
   echo "ctest: $summary"
   echo "tests: $((total - failed)) passed, $failed failed"
 fi
-[ "$ctest_rc" = 0 ] && [ "$package_rc" = 0 ] && [ "$fuzz_rc" = 0 ]
+[ "$format_rc" = 0 ] && [ "$ctest_rc" = 0 ] && [ "$package_rc" = 0 ] && [ "$fuzz_rc" = 0 ]
