@@ -153,6 +153,38 @@ TEST_F(DkimSignerTest, RsaSignatureVerifiesWithUsAndPython) {
   EXPECT_TRUE(ok) << out;
 }
 
+TEST_F(DkimSignerTest, RsaPublicKeyIsDecodedOnceAndOnlyForItsOwnBytes) {
+  auto m = sample();
+  auto sigs = sign(m, keys(true, false));
+  auto r = verify(m, sigs);
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].result, "pass") << r[0].reason;
+  unsigned long hits = public_key_hits();
+  r = verify(m, sigs);
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].result, "pass") << r[0].reason;
+  EXPECT_EQ(public_key_hits(), hits + 1) << "the second message reused the decoded key";
+
+  // The cached key still checks the signature: a changed signed header fails.
+  auto hdr = m;
+  hdr.headers[2].second = " changed subject";
+  r = verify(hdr, sigs);
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].result, "fail");
+  EXPECT_EQ(public_key_hits(), hits + 2);
+
+  // Another key published under the same name is decoded for itself and does not verify.
+  TempDir d;
+  ASSERT_EQ(testing::run_command({"openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt",
+                                  "rsa_keygen_bits:2048", "-out", (d / "other.pem").string()}),
+            0);
+  PrivateKey other = load_private_key((d / "other.pem").string());
+  r = verify(m, sigs, {{"rsa._domainkey.example.test", other.public_record}});
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].result, "fail") << r[0].reason;
+  EXPECT_EQ(public_key_hits(), hits + 2) << "different bytes never come from the cache";
+}
+
 TEST_F(DkimSignerTest, Ed25519SignatureVerifiesWithUsAndPython) {
   auto m = sample();
   auto sigs = sign(m, keys(false, true));
