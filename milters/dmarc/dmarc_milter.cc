@@ -327,8 +327,17 @@ class DmarcSession : public common::milter::Session {
                   "DMARC policy of " + e.from_domain + " could not be determined, try again later");
       }
     } else if (applied != Policy::kNone) {
-      bool forwarder = in_or_under(mail_domain, o.never_reject_domains) ||
-                       in_or_under(client_host_, o.never_reject_domains);
+      // Only identities somebody verified count, or any sender could claim a list's envelope
+      // domain: the envelope domain with an SPF pass (our own check), a DKIM pass for the
+      // domain (from our A-R header), or the client host name (Postfix passes it only when
+      // its forward and reverse lookups agree).
+      bool forwarder =
+          (spf.result == "pass" && in_or_under(spf.domain, o.never_reject_domains)) ||
+          std::any_of(dkim.begin(), dkim.end(),
+                      [&](const AuthResult& a) {
+                        return a.result == "pass" && in_or_under(a.domain, o.never_reject_domains);
+                      }) ||
+          in_or_under(client_host_, o.never_reject_domains);
       if (!o.enforce) {
         action = "none (monitor)";
         override_type = "local_policy";

@@ -3,6 +3,8 @@
 // each member yields one mailbox: the last angle-addr if it has one, else the addr-spec.
 #include "milters/dmarc/from.h"
 
+#include <idn2.h>
+
 #include <algorithm>
 
 namespace mxguard::milter::dmarc {
@@ -139,6 +141,19 @@ bool parse_addr_spec(std::string_view spec, Mailbox& out, std::string& error) {
     d += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   }
   if (!d.empty() && d.back() == '.') d.pop_back();
+  // An internationalised domain (RFC 6532, SMTPUTF8 mail) is looked up by its A-labels.
+  if (std::any_of(d.begin(), d.end(),
+                  [](char c) { return static_cast<unsigned char>(c) >= 0x80; })) {
+    char* ascii = nullptr;
+    int rc = idn2_to_ascii_8z(d.c_str(), &ascii, IDN2_NONTRANSITIONAL | IDN2_NFC_INPUT);
+    if (rc != IDN2_OK || ascii == nullptr) {
+      error = std::string("invalid internationalised domain: ") + idn2_strerror(rc);
+      return false;
+    }
+    d = ascii;
+    idn2_free(ascii);
+    for (char& c : d) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
   if (!valid_domain(d)) {
     error = "invalid domain '" + d.substr(0, 64) + "'";
     return false;
@@ -316,10 +331,9 @@ FromParse parse_from(std::string_view value, const FromLimits& limits) {
     r.error = "unbalanced quotes or angle brackets";
     return r;
   }
-  if (in_group) {
-    r.error = "unterminated group";
-    return r;
-  }
+  // A group the header never closes ("Support: Acme <s@acme.example>", an unquoted colon in a
+  // display name, from broken mailers) ends with the header: its addresses are what a mail
+  // reader shows, so they are what we evaluate. Rejecting it as bad would refuse real mail.
   members.push_back(t.substr(start));
   for (auto m : members) {
     Mailbox box;

@@ -28,8 +28,9 @@ void Options::bind(common::config::Binder& b) {
   b.add("ignore-authenticated", ignore_authenticated, "skip SASL-authenticated clients");
   b.add("trusted-networks", trusted_networks, "clients whose mail is not evaluated");
   b.add("never-reject-domains", never_reject_domains,
-        "forwarders and lists: mail whose envelope sender or client host name is in (or under) "
-        "one of these domains is never rejected or held, only marked");
+        "forwarders and lists: mail from a verified identity in (or under) one of these domains "
+        "(envelope sender with SPF pass, DKIM pass, or the client host name Postfix verified) "
+        "is never rejected or held, only marked");
   b.add("spf-self-check", spf_self_check,
         "check SPF ourselves (MAIL FROM, HELO for the null sender); no: SPF never aligns");
   b.add("spf-timeout", spf_timeout, "budget of one SPF check (temperror past it)");
@@ -37,6 +38,9 @@ void Options::bind(common::config::Binder& b) {
   b.add("report-interval", report_interval, "aggregate report period (must match the reporter)");
   b.add("report-retention", report_retention,
         "how long unsent aggregate data stays in Redis after its period");
+  b.add("report-delay", report_delay,
+        "a period is reported this long after it ends (messages still in flight and other MX "
+        "hosts' clocks land in it first)");
   b.add("report-org-name", report_org_name, "reports: org_name (empty: host name)");
   b.add("report-email", report_email,
         "reports: sender and contact address (empty: noreply-dmarc@host name)");
@@ -70,6 +74,9 @@ void Options::validate() const {
     if (!valid_domain(normalize_domain(d))) {
       throw OptionError("never-reject-domains", "not a domain: " + d);
     }
+  }
+  if (report_delay.value >= report_retention.value) {
+    throw OptionError("report-delay", "must be shorter than report-retention");
   }
   if (report_interval.value < std::chrono::minutes(1) ||
       report_interval.value > std::chrono::hours(24 * 7)) {

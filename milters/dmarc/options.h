@@ -38,6 +38,7 @@ struct Options {
   bool aggregate_reports = true;  // record aggregates in Redis
   common::config::Duration report_interval{std::chrono::hours(24)};
   common::config::Duration report_retention{std::chrono::hours(24 * 7)};
+  common::config::Duration report_delay{std::chrono::minutes(15)};
 
   // Read by mxguard-dmarc-report (same file): who we are in the reports, how they go out.
   std::string report_org_name;  // empty: this host's name

@@ -299,7 +299,10 @@ Reporter::Destination Reporter::destination_allowed(const std::string& domain,
 ReportRun Reporter::run(std::int64_t now, const std::string& dry_run_dir, std::ostream& log) {
   ReportRun result;
   for (const Period& p : store_.pending()) {
-    if (p.end > now) continue;  // still being counted
+    // Still being counted, or only just over: a message evaluated at the end of the period (or
+    // by an MX host whose clock is behind) may still add to it, and what arrives after the
+    // report is sent would be deleted unreported or reported twice.
+    if (p.end + info_.delay > now) continue;
     ++result.periods;
     PeriodData data = store_.load(p);
     std::string label = p.domain + " " + std::to_string(p.begin) + "-" + std::to_string(p.end);

@@ -22,6 +22,7 @@ struct ReporterInfo {
   std::string email;
   std::string extra_contact;
   std::string receiver_domain;  // in file names and the Subject
+  std::int64_t delay = 0;       // seconds after a period's end before it is reported
 };
 
 std::string report_id(const ReporterInfo& info, const Period& p);

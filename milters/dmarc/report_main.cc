@@ -48,6 +48,7 @@ int main(int argc, char** argv) {
   ri.org_name = o.report_org_name.empty() ? host : o.report_org_name;
   ri.email = o.report_email.empty() ? "noreply-dmarc@" + host : o.report_email;
   ri.extra_contact = o.report_extra_contact;
+  ri.delay = o.report_delay.seconds().count();
   auto at = ri.email.rfind('@');
   ri.receiver_domain = at == std::string::npos ? host : ri.email.substr(at + 1);
   try {

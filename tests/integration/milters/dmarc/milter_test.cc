@@ -38,6 +38,7 @@ _dmarc.two IN TXT "v=DMARC1; p=none"
 _dmarc.garbage IN TXT "v=DMARC1; p=reject; adkim=?; pct=abc; ;; =; x"
 _dmarc.notdmarc IN TXT "v=spf1 -all"
 _dmarc.lists IN TXT "v=DMARC1; p=reject"
+lists IN TXT "v=spf1 ip4:127.0.0.2 -all"
 !timeout _dmarc.slow.test.
 !servfail _dmarc.servfail.test.
 )";
@@ -74,7 +75,7 @@ class DmarcMilterTest : public ::testing::Test {
     o.dns.timeout = std::chrono::milliseconds(700);
     o.redis.url = redis_->url();
     o.trusted_networks = {"127.0.0.1/32"};
-    o.never_reject_domains = {"lists.example"};
+    o.never_reject_domains = {"lists.test"};
     return o;
   }
 
@@ -141,6 +142,7 @@ if x ~= nil then mt.echo("XSPAM<<" .. x .. ">>") end
 if mt.eom_check(conn, MT_QUARANTINE) then mt.echo("QUARANTINE") end
 if mt.eom_check(conn, MT_HDRCHANGE, "Authentication-Results") then mt.echo("AR-CHANGED") end
 if mt.eom_check(conn, MT_HDRINSERT, "Authentication-Results") then mt.echo("AR-INSERTED") end
+if mt.eom_check(conn, MT_HDRDELETE, "Authentication-Results") then mt.echo("AR-DELETED") end
 mt.disconnect(conn)
 )";
     // miltertest does not report the reply text of a REPLYCODE; the decision line (stderr,
@@ -203,6 +205,8 @@ TEST_F(DmarcMilterTest, DkimResultFromOurHeaderAlignsAndIsExtended) {
   EXPECT_TRUE(has(out, "ACCEPTED")) << out;
   EXPECT_TRUE(has(out, "AR-CHANGED")) << out;
   EXPECT_FALSE(has(out, "AR-INSERTED")) << out;
+  EXPECT_TRUE(has(out, "4XdmarcQ1: dmarc=pass")) << out;
+  EXPECT_TRUE(has(out, "aligned=dkim")) << out;
 }
 
 TEST_F(DmarcMilterTest, ForgedHeaderBelowOursIsDeletedAndNotTrusted) {
@@ -212,6 +216,18 @@ TEST_F(DmarcMilterTest, ForgedHeaderBelowOursIsDeletedAndNotTrusted) {
       {"Authentication-Results", " mx.mxguard.test; dkim=pass header.d=reject.test; spf=pass"});
   std::string out = run(m);
   EXPECT_TRUE(has(out, "action=reject")) << out;
+
+  // The same on a p=none domain, so the message is accepted: the forged header is deleted and
+  // its dkim=pass is not what the evaluation used.
+  Message none = from("ceo@none.test");
+  none.headers.insert(none.headers.begin(),
+                      {"Authentication-Results", " mx.mxguard.test; dkim=none"});
+  none.headers.push_back(
+      {"Authentication-Results", " mx.mxguard.test; dkim=pass header.d=none.test; spf=pass"});
+  out = run(none);
+  EXPECT_TRUE(has(out, "ACCEPTED")) << out;
+  EXPECT_TRUE(has(out, "AR-DELETED")) << out;
+  EXPECT_TRUE(has(out, "4XdmarcQ1: dmarc=fail")) << out;
 }
 
 TEST_F(DmarcMilterTest, DkimPassOfAnotherDomainDoesNotAlign) {
@@ -332,11 +348,39 @@ TEST_F(DmarcMilterTest, Exceptions) {
   Message sasl = from("ceo@reject.test");
   sasl.auth = "alice";
   EXPECT_TRUE(has(run(sasl), "ACCEPTED"));
-  Message list = from("ceo@lists.test");
-  list.mail_from = "owner-x@lists.example";
+  // never-reject-domains: a list's envelope domain counts with an SPF pass (127.0.0.2 is in
+  // lists.test's SPF record)...
+  Message list = from("ceo@reject.test");
+  list.mail_from = "owner-x@lists.test";
   out = run(list);
   EXPECT_TRUE(has(out, "ACCEPTED")) << out;
   EXPECT_TRUE(has(out, "dmarc=fail (p=reject dis=none)")) << out;
+  EXPECT_TRUE(has(out, "trusted_forwarder")) << out;
+  // ...but not when any host writes it: the same envelope from outside that SPF record.
+  Message forged = list;
+  forged.client = "127.0.0.3";
+  out = run(forged);
+  EXPECT_TRUE(has(out, "action=reject")) << out;
+  EXPECT_FALSE(has(out, "ACCEPTED")) << out;
+  // A DKIM pass for the list's domain (in our A-R header) counts, a failed one does not.
+  Message signed_by_list = forged;
+  signed_by_list.headers.insert(
+      signed_by_list.headers.begin(),
+      {"Authentication-Results", " mx.mxguard.test; dkim=pass header.d=lists.test header.s=l"});
+  out = run(signed_by_list);
+  EXPECT_TRUE(has(out, "ACCEPTED")) << out;
+  EXPECT_TRUE(has(out, "trusted_forwarder")) << out;
+  Message bad_sig = forged;
+  bad_sig.headers.insert(
+      bad_sig.headers.begin(),
+      {"Authentication-Results", " mx.mxguard.test; dkim=fail header.d=lists.test header.s=l"});
+  EXPECT_TRUE(has(run(bad_sig), "action=reject"));
+  // The client host name, as Postfix verified it.
+  Message host = forged;
+  host.client_host = "mx1.lists.test";
+  out = run(host);
+  EXPECT_TRUE(has(out, "ACCEPTED")) << out;
+  EXPECT_TRUE(has(out, "trusted_forwarder")) << out;
   Options o = options();
   o.enforce = false;
   service_->reload(o);

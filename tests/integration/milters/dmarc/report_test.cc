@@ -170,6 +170,25 @@ class DmarcReportTest : public ::testing::Test {
   ReporterInfo info_{"mxguard test", "noreply-dmarc@receiver.test", "", "receiver.test"};
 };
 
+// A period is reported only report-delay after its end: late messages (and MX hosts whose
+// clocks are a little behind) still land in it before its data is read and removed.
+TEST_F(DmarcReportTest, APeriodIsReportedOnlyAfterTheDelay) {
+  std::int64_t now = std::time(nullptr);
+  std::int64_t end = now - now % 86400;  // yesterday's period ends at today's UTC midnight
+  record_some(end - 3600, "mailto:agg@pol.test");
+  ReporterInfo info = info_;
+  info.delay = now - end + 60;
+  Reporter reporter(info, *store_, org_, lookups(), sendmail_sender((dir_ / "sendmail").string()));
+  std::ostringstream log;
+  EXPECT_EQ(reporter.run(now, "", log).periods, 0) << log.str();
+  EXPECT_TRUE(sent_to().empty());
+  EXPECT_EQ(store_->pending().size(), 1u);
+  ReportRun r = reporter.run(end + info.delay, "", log);
+  EXPECT_EQ(r.sent, 1) << log.str();
+  EXPECT_EQ(sent_to(), (std::vector<std::string>{"agg@pol.test"})) << log.str();
+  EXPECT_TRUE(store_->pending().empty());
+}
+
 TEST_F(DmarcReportTest, SendsValidReportsOnlyToPermittedDestinationsAndKeepsDataOnFailure) {
   std::int64_t now = std::time(nullptr);
   record_some(now - 2 * 86400,

@@ -49,7 +49,11 @@ TEST(DmarcFrom, GroupsAndLists) {
   EXPECT_EQ(domains("a@x.example, , b@x.example"), (V{"x.example", "x.example"}));
   EXPECT_NE(error("Undisclosed recipients:;"), "");
   EXPECT_NE(error("a@x.example;"), "");
-  EXPECT_NE(error("Team: a@x.example"), "");
+  // An unclosed group (an unquoted colon in a display name) ends with the header.
+  EXPECT_EQ(domains("Team: a@x.example"), V{"x.example"});
+  EXPECT_EQ(domains("Support: Acme <s@acme.example>"), V{"acme.example"});
+  EXPECT_EQ(domains("evil@bad.example: <ceo@bank.example>"), V{"bank.example"});
+  EXPECT_NE(error("Team:"), "");  // no address at all
   EXPECT_NE(error("A: B: a@x.example;;"), "");
 }
 
@@ -90,8 +94,12 @@ TEST(DmarcFrom, AddressErrors) {
   EXPECT_NE(error("a@b@x.example"), "");
   EXPECT_NE(error("a@exa mple.example"), "");
   EXPECT_EQ(domains("a@x . example"), V{"x.example"});
-  EXPECT_NE(error("a@\xff\xfe.example"), "");    // invalid UTF-8 in the domain
-  EXPECT_NE(error("a@b\xc3\xa4r.example"), "");  // raw UTF-8 (no IDNA conversion)
+  EXPECT_NE(error("a@\xff\xfe.example"), "");  // invalid UTF-8 in the domain
+  // Internationalised domains (SMTPUTF8 mail) become A-labels; invalid ones are errors.
+  EXPECT_EQ(domains("a@b\xc3\xa4r.example"), V{"xn--br-via.example"});
+  EXPECT_EQ(domains("a@B\xc3\x84R.Example"), V{"xn--br-via.example"});
+  EXPECT_EQ(domains("\xc3\xa4 <a@m\xc3\xbcnchen.example>"), V{"xn--mnchen-3ya.example"});
+  EXPECT_NE(error("a@b\xc3r.example"), "");  // truncated UTF-8 sequence
   EXPECT_NE(error(std::string("a@x.example\0b@y.example", 23)), "");
   EXPECT_NE(error("a@" + std::string(64, 'l') + ".example"), "");
   EXPECT_EQ(domains("\xff\xfe <a@x.example>"), V{"x.example"});  // garbage display name
