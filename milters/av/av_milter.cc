@@ -5,6 +5,7 @@
 #include <libmilter/mfapi.h>
 #include <strings.h>
 
+#include <atomic>
 #include <chrono>
 #include <utility>
 
@@ -147,6 +148,7 @@ class AvSession : public common::milter::Session {
     body_started_ = false;
     pending_.clear();
     oversize_ = false;
+    clamd_limit_ = false;
     all_rcpts_allowed_ = true;
     rcpts_ = 0;
     size_ = 0;
@@ -189,6 +191,23 @@ class AvSession : public common::milter::Session {
     }
   }
 
+  // clamd refused the stream as longer than its StreamMaxLength. The same message would be
+  // refused again on every retry until it bounced, so it takes --on-oversize like a message
+  // over --max-size; the warning tells the admin which of the two limits to change.
+  void clamd_size_limit(const std::string& detail) {
+    oversize_ = true;
+    clamd_limit_ = true;
+    scan_.reset();
+    pending_.clear();
+    static std::atomic<bool> warned{false};
+    if (!warned.exchange(true)) {
+      common::log::warning("clamd " + server_ + " refused a " + std::to_string(size_) +
+                           "-byte stream (" + detail +
+                           "): its StreamMaxLength is below max-size; such messages take "
+                           "on-oversize (logged once)");
+    }
+  }
+
   // Connects (with failover) and sends what is pending.
   void open_scan() {
     started_ = true;
@@ -201,6 +220,7 @@ class AvSession : public common::milter::Session {
   }
 
   void fail(const ClamdError& ex) {
+    if (ex.kind() == ClamdError::Kind::kSizeLimit) return clamd_size_limit(ex.what());
     error_ = ex.what();
     error_kind_ = std::string(error_kind_name(ex.kind()));
     if (!server_.empty() && ex.kind() != ClamdError::Kind::kProtocol) {
@@ -219,6 +239,7 @@ class AvSession : public common::milter::Session {
     end_header();  // a message without a body
     if (oversize_) {
       o.kind = ScanOutcome::Kind::kOversize;
+      o.reason = clamd_limit_ ? "clamd-limit" : "max-size";
       return o;
     }
     if (error_.empty() && !scan_) {
@@ -238,6 +259,8 @@ class AvSession : public common::milter::Session {
         } else if (r.kind == ClamdReply::Kind::kInfected) {
           o.kind = ScanOutcome::Kind::kInfected;
           o.virus = r.virus;
+        } else if (r.kind == ClamdReply::Kind::kSizeLimit) {
+          clamd_size_limit(r.detail);
         } else {
           error_ = "clamd: " + r.detail;
           error_kind_ = "clamd";
@@ -246,6 +269,11 @@ class AvSession : public common::milter::Session {
         fail(ex);
       }
       scan_.reset();
+    }
+    if (oversize_) {  // clamd's own limit, found at the end of the stream
+      o.kind = ScanOutcome::Kind::kOversize;
+      o.reason = "clamd-limit";
+      return o;
     }
     if (error_.empty() && o.kind != ScanOutcome::Kind::kClean &&
         o.kind != ScanOutcome::Kind::kInfected) {
@@ -279,9 +307,10 @@ class AvSession : public common::milter::Session {
     std::string size = std::to_string(size_);
     std::string removed = std::to_string(incoming_scanned_ + incoming_status_);
     std::string virus = o.kind == ScanOutcome::Kind::kInfected ? sanitize_name(o.virus) : "";
-    std::string reason = o.kind == ScanOutcome::Kind::kError     ? error_
-                         : o.kind == ScanOutcome::Kind::kSkipped ? o.reason
-                                                                 : "";
+    std::string reason =
+        o.kind == ScanOutcome::Kind::kError                                               ? error_
+        : o.kind == ScanOutcome::Kind::kSkipped || o.kind == ScanOutcome::Kind::kOversize ? o.reason
+                                                                                          : "";
     std::string line =
         common::log::format_decision(qid, {{"verdict", outcome_name(o.kind)},
                                            {"action", action_name(d.action)},
@@ -306,7 +335,8 @@ class AvSession : public common::milter::Session {
   bool started_ = false;
   bool body_started_ = false;
   bool oversize_ = false;
-  std::string pending_;  // bytes before the first full chunk (no connection yet)
+  bool clamd_limit_ = false;  // oversize_ because clamd said so, not --max-size
+  std::string pending_;       // bytes before the first full chunk (no connection yet)
   std::unique_ptr<InstreamScan> scan_;
   std::string server_;
   std::string error_, error_kind_;

@@ -60,6 +60,8 @@ std::string_view error_kind_name(ClamdError::Kind k) {
       return "io";
     case ClamdError::Kind::kProtocol:
       return "protocol";
+    case ClamdError::Kind::kSizeLimit:
+      return "size_limit";
   }
   return "io";
 }
@@ -226,11 +228,17 @@ void InstreamScan::fail_after_send_error(const ClamdError& ex) {
   if (ex.kind() == ClamdError::Kind::kIo) {
     try {
       ClamdReply r = parse_instream_reply(conn_->read_reply(std::chrono::milliseconds(200)));
+      if (r.kind == ClamdReply::Kind::kSizeLimit) {
+        throw ClamdError(ClamdError::Kind::kSizeLimit, "clamd: " + r.detail);
+      }
       if (r.kind == ClamdReply::Kind::kError) {
         throw ClamdError(ClamdError::Kind::kProtocol, "clamd: " + r.detail);
       }
     } catch (const ClamdError& inner) {
-      if (inner.kind() == ClamdError::Kind::kProtocol) throw;
+      if (inner.kind() == ClamdError::Kind::kProtocol ||
+          inner.kind() == ClamdError::Kind::kSizeLimit) {
+        throw;
+      }
     }
   }
   throw ex;

@@ -25,7 +25,8 @@ namespace mxguard::milter::av {
 // What went wrong talking to clamd; `kind()` names it for metrics and logs.
 class ClamdError : public std::runtime_error {
  public:
-  enum class Kind { kConnect, kTimeout, kIo, kProtocol };
+  // kSizeLimit: clamd said "INSTREAM size limit exceeded" while we were still sending.
+  enum class Kind { kConnect, kTimeout, kIo, kProtocol, kSizeLimit };
   ClamdError(Kind kind, const std::string& what) : std::runtime_error(what), kind_(kind) {}
   Kind kind() const { return kind_; }
 

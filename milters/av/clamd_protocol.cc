@@ -74,6 +74,12 @@ ClamdReply parse_instream_reply(std::string_view reply) {
     return r;
   }
   constexpr std::string_view kPrefix = "stream: ";
+  constexpr std::string_view kSizeLimit = "INSTREAM size limit exceeded";
+  if (s.substr(0, kSizeLimit.size()) == kSizeLimit && ends_with(s, " ERROR")) {
+    r.kind = ClamdReply::Kind::kSizeLimit;
+    r.detail = escape_for_log(s);
+    return r;
+  }
   if (ends_with(s, " ERROR") || s == "ERROR") {
     r.detail = escape_for_log(s);
     return r;

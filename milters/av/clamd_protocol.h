@@ -26,7 +26,9 @@ std::string chunk_header(std::uint32_t length);
 std::string frame_chunk(std::string_view data);
 
 struct ClamdReply {
-  enum class Kind { kClean, kInfected, kError };
+  // kSizeLimit: clamd's StreamMaxLength is below what we sent. Retrying cannot change that,
+  // so the milter treats it as oversize, not as an error to tempfail on.
+  enum class Kind { kClean, kInfected, kError, kSizeLimit };
   Kind kind = Kind::kError;
   std::string virus;   // kInfected: the signature name (printable ASCII, ≤ kMaxVirusName)
   std::string detail;  // kError: what clamd said or what was wrong with the reply (escaped)
@@ -35,7 +37,8 @@ struct ClamdReply {
 // Parses one reply to zINSTREAM (with or without its trailing NUL or newline):
 //   "stream: OK"                           → kClean
 //   "stream: NAME FOUND"                   → kInfected, virus = NAME
-//   "stream: ... ERROR", "INSTREAM size limit exceeded. ERROR", anything else → kError
+//   "INSTREAM size limit exceeded. ERROR"  → kSizeLimit, detail = the reply
+//   "stream: ... ERROR", anything else     → kError
 ClamdReply parse_instream_reply(std::string_view reply);
 
 // True for clamd's answer to zPING ("PONG", NUL or newline terminated).

@@ -87,16 +87,17 @@ TEST_F(AvClamdClientTest, PackedAndArchivedTestFilesAreFoundAfterUnpacking) {
   EXPECT_EQ(found, 9);
 }
 
-TEST(AvClamdClient, StreamSizeLimitIsAnErrorNamingIt) {
+TEST(AvClamdClient, StreamSizeLimitIsReportedAsSuch) {
   ClamdServer small({.stream_max_length = "1M", .tcp = false});
   auto o = options({small.unix_spec()});
   ClamdPool pool(o);
   try {
     auto r = scan(pool, message(std::string(3 * 1024 * 1024, 'y')));
-    EXPECT_EQ(r.kind, ClamdReply::Kind::kError);
+    EXPECT_EQ(r.kind, ClamdReply::Kind::kSizeLimit);
     EXPECT_NE(r.detail.find("size limit exceeded"), std::string::npos) << r.detail;
   } catch (const ClamdError& ex) {
     // clamd may close before we finish sending: the error still says what clamd said.
+    EXPECT_EQ(ex.kind(), ClamdError::Kind::kSizeLimit) << ex.what();
     EXPECT_NE(std::string(ex.what()).find("size limit exceeded"), std::string::npos) << ex.what();
   }
 }

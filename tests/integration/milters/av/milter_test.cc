@@ -280,6 +280,32 @@ TEST_F(AvMilterTest, OversizeMessagesPassUnscanned) {
   EXPECT_TRUE(log_has("verdict=oversize action=reject"));
 }
 
+// clamd's StreamMaxLength below max-size: clamd refuses the stream, and a retry could never
+// pass, so the message takes on-oversize (accept, unscanned) instead of a tempfail loop.
+TEST_F(AvMilterTest, ClamdStreamLimitTakesOnOversizeNotATempfailLoop) {
+  ClamdServer small({.stream_max_length = "1M", .tcp = false});
+  port_ = free_tcp_port();
+  write_file(dir_ / "av.conf", "listen = inet:127.0.0.1:" + std::to_string(port_) +
+                                   "\nclamd = " + small.unix_spec() + "\n");
+  av_ = Process(
+      {kBinary, "--foreground", "--log-target", "stderr", "-c", (dir_ / "av.conf").string()},
+      dir_ / "av.log");
+  ASSERT_TRUE(wait_for_tcp("127.0.0.1", port_, std::chrono::seconds(10))) << av_.log();
+  Mail m;
+  m.body = std::string(3 * 1024 * 1024, 'b') + "\r\n";
+  std::string out = run(m);
+  EXPECT_THAT(out, HasSubstr("REPLY=accept"));
+  EXPECT_THAT(out, HasSubstr("ADDED X-Virus-Status<<unscanned (oversize)>>"));
+  EXPECT_TRUE(log_has("verdict=oversize action=accept"));
+  EXPECT_THAT(av_.log(), HasSubstr("reason=clamd-limit"));
+  EXPECT_THAT(av_.log(), HasSubstr("StreamMaxLength is below max-size"));
+  // Small mail still goes to the same clamd and is scanned.
+  Mail eicar_mail;
+  eicar_mail.body = eicar() + "\r\n";
+  EXPECT_THAT(run(eicar_mail), HasSubstr("REPLY=replycode"));
+  EXPECT_TRUE(log_has("verdict=infected"));
+}
+
 TEST_F(AvMilterTest, ReloadOnSigusr1AppliesNewActions) {
   start();
   Mail m;

@@ -24,10 +24,20 @@ TEST(AvClamdReply, FoundIsInfectedWithTheName) {
   EXPECT_EQ(r.virus, "Mxguard.Test.EICAR.UNOFFICIAL");
 }
 
-TEST(AvClamdReply, ErrorsAreErrors) {
+TEST(AvClamdReply, StreamSizeLimitIsItsOwnKind) {
   auto r = parse_instream_reply("INSTREAM size limit exceeded. ERROR");
-  EXPECT_EQ(r.kind, Kind::kError);
+  EXPECT_EQ(r.kind, Kind::kSizeLimit);
   EXPECT_EQ(r.detail, "INSTREAM size limit exceeded. ERROR");
+  EXPECT_EQ(
+      parse_instream_reply(std::string_view("INSTREAM size limit exceeded. ERROR\0", 36)).kind,
+      Kind::kSizeLimit);
+  // Only clamd's whole phrase, ending in ERROR.
+  EXPECT_EQ(parse_instream_reply("INSTREAM size limit exceeded").kind, Kind::kError);
+  EXPECT_EQ(parse_instream_reply("stream: INSTREAM size limit exceeded FOUND").kind,
+            Kind::kError);  // a "virus name" with spaces: malformed
+}
+
+TEST(AvClamdReply, ErrorsAreErrors) {
   EXPECT_EQ(parse_instream_reply("stream: Can't allocate memory ERROR").kind, Kind::kError);
   EXPECT_EQ(parse_instream_reply("stream: lstat() failed: No such file. ERROR").kind, Kind::kError);
   EXPECT_EQ(parse_instream_reply("UNKNOWN COMMAND").kind, Kind::kError);
