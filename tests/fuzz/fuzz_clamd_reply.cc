@@ -33,6 +33,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         std::abort();
       }
       break;
+    case av::ClamdReply::Kind::kSizeLimit:
+      if (trimmed.substr(0, 28) != "INSTREAM size limit exceeded") std::abort();
+      [[fallthrough]];
     case av::ClamdReply::Kind::kError:
       if (r.detail.empty()) std::abort();
       for (unsigned char c : r.detail) {

@@ -39,10 +39,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }
   try {
     dmarc::Row row = dmarc::decode_row(std::string(text));
-    // What decodes must encode to something that decodes to the same row.
-    if (!(dmarc::decode_row(dmarc::encode_row(row)) == dmarc::decode_row(dmarc::encode_row(row)))) {
-      std::abort();
-    }
+    // What decodes must encode to something that decodes; encoding cleans and caps fields, so
+    // after one round trip a row must be stable (a second round trip changes nothing).
+    dmarc::Row once = dmarc::decode_row(dmarc::encode_row(row));
+    if (!(dmarc::decode_row(dmarc::encode_row(once)) == once)) std::abort();
   } catch (const std::invalid_argument&) {
   }
   return 0;
