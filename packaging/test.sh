@@ -313,6 +313,19 @@ check "--dry-run shows the milters in order" \
 check "--dry-run shows milter_default_action = tempfail" grep -q "^+milter_default_action = tempfail" "$tmp/setup.out"
 check "--dry-run adds the policy service at DATA (a second header slot)" \
   grep -q "^+smtpd_data_restrictions = check_policy_service unix:mxguard/policyd.sock" "$tmp/setup.out"
+# Outbound rate limits: the policy service before the permits, and at the end of data.
+mxguard-setup postfix --dry-run --config-directory "$pf" --milters none --ratelimit yes \
+  >"$tmp/setup-rl.out" 2>&1 && pass "mxguard-setup postfix --dry-run --ratelimit yes" ||
+  { fail "mxguard-setup --dry-run --ratelimit yes"; cat "$tmp/setup-rl.out"; }
+check "ratelimit: the policy service comes before permit_mynetworks" \
+  grep -q "^+smtpd_recipient_restrictions = .*check_policy_service unix:mxguard/policyd.sock, permit_mynetworks" "$tmp/setup-rl.out"
+check "ratelimit: the policy service is in smtpd_end_of_data_restrictions" \
+  grep -q "^+smtpd_end_of_data_restrictions = check_policy_service unix:mxguard/policyd.sock" "$tmp/setup-rl.out"
+echo "checks = spf, greylist, ratelimit" >"$tmp/policyd-rl.conf"
+check "ratelimit auto: read from the policyd config's checks line" bash -c \
+  "mxguard-setup postfix --dry-run --config-directory $pf --milters none --policyd-config $tmp/policyd-rl.conf | grep -q '^+smtpd_end_of_data_restrictions'"
+check "no ratelimit: no end-of-data line" bash -c \
+  "! mxguard-setup postfix --dry-run --config-directory $pf --milters none --ratelimit no | grep -q 'smtpd_end_of_data_restrictions'"
 # The default, --milters auto, wires the milters whose binary is installed: mxguard-dkim,
 # mxguard-dmarc, and mxguard-av when clamd is installed (tests/install-deps.sh installs
 # clamav-daemon).

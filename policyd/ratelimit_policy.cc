@@ -126,6 +126,12 @@ RateDecision RateLimiter::check(const common::policy::Request& req, bool trusted
     return d;
   }
   std::string what = rcpt ? "recipients" : "messages";
+  // END-OF-MESSAGE says what the message was: logged with the decision (the reason field).
+  std::string message_info;
+  if (eom) {
+    message_info = " (recipient_count=" + std::string(req.get("recipient_count")) +
+                   " size=" + std::string(req.get("size")) + ")";
+  }
   common::ratelimit::Subject subject{
       "pd:" + common::ratelimit::key_part(who) + (rcpt ? ":r" : ":m"), *limits, {}};
   try {
@@ -133,7 +139,7 @@ RateDecision RateLimiter::check(const common::policy::Request& req, bool trusted
     if (r.counted) {
       d.kind = RateDecision::Kind::kPass;
       d.action = "DUNNO";
-      d.reason = what + " within limits";
+      d.reason = what + " within limits" + message_info;
       return d;
     }
     const auto& st = r.subjects[0];
@@ -141,14 +147,24 @@ RateDecision RateLimiter::check(const common::policy::Request& req, bool trusted
     const Limit& l = (*limits)[i];
     std::string limit_text =
         std::to_string(l.max) + " " + what + " per " + Limit{1, l.window}.to_string().substr(2);
-    std::string text = options_.text;
-    for (std::size_t p; (p = text.find("%u")) != std::string::npos;) {
-      text.replace(p, 2, who.substr(who.find(':') + 1));
+    // Left to right over the template only: a user name or domain containing "%u" or "%l" is
+    // inserted as it is, never expanded again.
+    std::string user = who.substr(who.find(':') + 1);
+    std::string text;
+    for (std::size_t i = 0; i < options_.text.size(); ++i) {
+      if (options_.text[i] == '%' && i + 1 < options_.text.size()) {
+        char c = options_.text[i + 1];
+        if (c == 'u' || c == 'l' || c == '%') {
+          text += c == 'u' ? user : c == 'l' ? limit_text : "%";
+          ++i;
+          continue;
+        }
+      }
+      text += options_.text[i];
     }
-    for (std::size_t p; (p = text.find("%l")) != std::string::npos;) text.replace(p, 2, limit_text);
     d.kind = RateDecision::Kind::kOver;
     d.action = options_.action + (text.empty() ? "" : " " + text);
-    d.reason = what + " over " + l.to_string();
+    d.reason = what + " over " + l.to_string() + message_info;
     exceeded(what).inc();
     auto now = limiter_.clock()();
     auto window_end = now - now % l.window.count() + l.window.count();

@@ -20,6 +20,9 @@ namespace {
 // Hash fields: s:W / c:W / p:W = start, current and previous count of the fixed windows of
 // length W ms; b = blocked until (ms). The estimate of a sliding window of length W is
 // prev * (W - elapsed) / W + cur.
+// Several hosts share the keys and their clocks differ a little: a stored window that starts
+// later than ours is another host's current window, so we count into it (elapsed 0) instead of
+// overwriting its counts with an empty window of our own.
 // Returns {counted, {blocked_remaining_ms, newly_blocked, est1_milli, est2_milli, ...}, ...}.
 constexpr const char* kScript = R"lua(
 local now = tonumber(ARGV[1])
@@ -53,13 +56,16 @@ for i = 1, #KEYS do
     local k = (j - 1) * 3 + 2
     local ss = tonumber(st[k])
     local cur, prev = 0, 0
+    if ss and ss > start then start = ss end  -- a host whose clock is ahead opened it
     if ss == start then
       cur, prev = tonumber(st[k + 1]) or 0, tonumber(st[k + 2]) or 0
     elseif ss == start - w then
       prev = tonumber(st[k + 1]) or 0
     end
+    local elapsed = now - start
+    if elapsed < 0 then elapsed = 0 end
     local l = {max = max, w = w, start = start, cur = cur, prev = prev, blocks = blocks}
-    l.est = prev * (w - (now - start)) / w + cur
+    l.est = prev * (w - elapsed) / w + cur
     if l.est + cost > max then fits = false end
     if w > s.maxw then
       s.maxw = w
@@ -254,6 +260,7 @@ Result Limiter::peek(const std::vector<Subject>& subjects) {
       std::int64_t w = std::max<long long>(limits[j].window.count(), 1);
       std::int64_t start = now - now % w;
       std::int64_t stored = to_int(fields[1 + 3 * j].as_optional_string());
+      start = std::max(start, stored);  // as the script: a later window is the current one
       double cur = 0, prev = 0;
       if (stored == start) {
         cur = static_cast<double>(to_int(fields[2 + 3 * j].as_optional_string()));
@@ -261,7 +268,8 @@ Result Limiter::peek(const std::vector<Subject>& subjects) {
       } else if (stored == start - w) {
         prev = static_cast<double>(to_int(fields[2 + 3 * j].as_optional_string()));
       }
-      double est = prev * static_cast<double>(w - (now - start)) / static_cast<double>(w) + cur;
+      std::int64_t elapsed = std::max<std::int64_t>(now - start, 0);
+      double est = prev * static_cast<double>(w - elapsed) / static_cast<double>(w) + cur;
       est = std::floor(est * 1000) / 1000;  // as the script returns it
       st.counts.push_back(est);
       auto max = static_cast<double>(limits[j].max);

@@ -89,6 +89,16 @@ TEST_F(RateLimitCheckTest, MessagesAtEndOfMessage) {
   EXPECT_EQ(svc->handle(request("END-OF-MESSAGE", "198.51.100.7", "")), "DUNNO");
 }
 
+TEST_F(RateLimitCheckTest, EndOfMessageDecisionLogsRecipientCountAndSize) {
+  auto svc = service(options());
+  ::testing::internal::CaptureStderr();
+  svc->handle(request("END-OF-MESSAGE", "198.51.100.1", "gina"));
+  std::string log = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(log.find("Q1: check=ratelimit result="), std::string::npos) << log;
+  EXPECT_NE(log.find("messages within limits (recipient_count=1 size=1234)"), std::string::npos)
+      << log;
+}
+
 TEST_F(RateLimitCheckTest, SenderDomainForTrustedRelays) {
   auto svc = service(options());
   for (int i = 0; i < 4; ++i) {
@@ -111,6 +121,12 @@ TEST_F(RateLimitCheckTest, ConfiguredActionAndText) {
   auto svc = service(o);
   svc->handle(request("RCPT", "198.51.100.1", "dave"));
   EXPECT_EQ(svc->handle(request("RCPT", "198.51.100.1", "dave")), "REJECT slow down dave");
+  // A user name with the template's own escapes is inserted as it is, once (it once looped).
+  o.ratelimit.text = "%u over %l, %%u";
+  svc = service(o);
+  svc->handle(request("RCPT", "198.51.100.1", "m%u%l"));
+  EXPECT_EQ(svc->handle(request("RCPT", "198.51.100.1", "m%u%l")),
+            "REJECT m%u%l over 1 recipients per 1m, %u");
 }
 
 TEST_F(RateLimitCheckTest, WithoutTheCheckNothingIsCounted) {

@@ -79,6 +79,21 @@ TEST_F(RateLimitTest, WindowSlides) {
   EXPECT_NEAR(r.subjects[0].counts[0], 0, 0.01);
 }
 
+// Hosts sharing Redis never have exactly the same clock. One a second behind, still in the
+// previous window by its own clock, must count into the window the other host opened, not
+// overwrite it with an empty one of its own (in the script and in the script-less peek).
+TEST_F(RateLimitTest, AHostWithASlowClockDoesNotWipeAnothersCounts) {
+  std::atomic<std::int64_t> ahead{now_.load() + 1000}, behind{now_.load() - 1000};
+  Limiter a(*pool_, [&] { return ahead.load(); });
+  Limiter b(*pool_, [&] { return behind.load(); });
+  std::vector<Subject> s{subject("t:skew", {{100, 60s}})};
+  for (int i = 0; i < 5; ++i) a.hit(s, Mode::kCount);
+  EXPECT_DOUBLE_EQ(b.hit(s, Mode::kPeek).subjects[0].counts[0], 5);
+  EXPECT_DOUBLE_EQ(b.hit(s, Mode::kCount).subjects[0].counts[0], 6);
+  EXPECT_DOUBLE_EQ(a.hit(s, Mode::kPeek).subjects[0].counts[0], 6);
+  EXPECT_DOUBLE_EQ(a.hit(s, Mode::kCount).subjects[0].counts[0], 7);
+}
+
 TEST_F(RateLimitTest, SeveralLimitsPerSubject) {
   auto l = limiter();
   std::vector<Subject> s{subject("t:multi", {{10, 60s}, {15, 3600s}})};
