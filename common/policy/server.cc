@@ -215,12 +215,27 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
       if (ec == asio::error::operation_aborted || stopping) return;
       if (!ec) {
         adopt(std::move(socket));
-      } else {
-        log::warning("policy: accept failed: " + ec.message());
+        accept(acceptor);
+        return;
       }
-      accept(acceptor);
+      // Out of descriptors (EMFILE) and the like: accepting again at once would spin on the
+      // same error. Wait a moment, and log at most once every 10 s.
+      auto now = std::chrono::steady_clock::now().time_since_epoch().count();
+      auto last = last_accept_warning.load();
+      auto every = std::chrono::steady_clock::duration(std::chrono::seconds(10)).count();
+      if ((last == 0 || now - last >= every) &&
+          last_accept_warning.compare_exchange_strong(last, now)) {
+        log::warning("policy: accept failed: " + ec.message() + " (retrying every 100 ms)");
+      }
+      auto timer = std::make_shared<asio::steady_timer>(acceptor.get_executor(),
+                                                        std::chrono::milliseconds(100));
+      timer->async_wait([this, &acceptor, timer](boost::system::error_code) {
+        if (!stopping) accept(acceptor);
+      });
     });
   }
+  // Acceptors may complete on several threads at once.
+  std::atomic<std::chrono::steady_clock::rep> last_accept_warning{0};
 };
 
 Server::Server(ServerOptions options, AsyncHandler handler)

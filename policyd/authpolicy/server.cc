@@ -93,6 +93,7 @@ struct HttpServer::Impl {
   }
 
   void accept();
+  std::chrono::steady_clock::time_point last_accept_warning{};  // accept handlers are serial
   void forget(const std::shared_ptr<Session>& s) {
     std::lock_guard lock(sessions_mutex);
     sessions.erase(s);
@@ -227,6 +228,20 @@ void HttpServer::Impl::accept() {
         }
         s->start();
       }
+    } else {
+      // Out of descriptors (EMFILE) and the like: accepting again at once would spin on the
+      // same error. Wait a moment, and log at most once every 10 s.
+      auto now = std::chrono::steady_clock::now();
+      if (now - last_accept_warning >= std::chrono::seconds(10)) {
+        last_accept_warning = now;
+        common::log::warning("authpolicy: accept failed: " + ec.message() +
+                             " (retrying every 100 ms)");
+      }
+      auto timer = std::make_shared<asio::steady_timer>(io, std::chrono::milliseconds(100));
+      timer->async_wait([this, timer](beast::error_code) {
+        if (!stopping) accept();
+      });
+      return;
     }
     accept();
   });
