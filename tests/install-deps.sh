@@ -1,12 +1,23 @@
 #!/usr/bin/env bash
 # Installs every build and test dependency of mxguard on Debian bookworm (idempotent, quiet).
-# Run as root. Skips apt entirely when everything is already installed.
+# Run as root. Skips apt entirely when everything is already installed. With --demo, only what
+# contrib/demo/run.sh needs (build chain, libraries, Postfix, Redis, clamd, swaks, the DNS and
+# DKIM Python modules). Packages are installed without starting their system services (a
+# temporary policy-rc.d): the tests and the demo run private instances, and a freshly installed
+# Dovecot, Redis or clamd listening on the machine is not something they should leave behind.
 set -euo pipefail
+
+demo_packages=(
+  cmake ninja-build g++ pkg-config
+  libmilter-dev libssl-dev libopendkim-dev libhiredis-dev libunbound-dev libpsl-dev libidn2-dev publicsuffix zlib1g-dev
+  libboost-program-options-dev libboost-dev libgtest-dev libgmock-dev nlohmann-json3-dev
+  redis-server postfix swaks python3-dnslib python3-dkim python3-yaml clamav-daemon procps iproute2 openssl
+)
 
 packages=(
   # build
   cmake ninja-build g++ pkg-config clang-14 libclang-rt-14-dev clang-format clang-tidy
-  libmilter-dev libssl-dev libopendkim-dev libhiredis-dev libunbound-dev libpsl-dev publicsuffix zlib1g-dev
+  libmilter-dev libssl-dev libopendkim-dev libhiredis-dev libunbound-dev libpsl-dev libidn2-dev publicsuffix zlib1g-dev
   libboost-program-options-dev libboost-dev
   libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev
   # test peers
@@ -18,6 +29,10 @@ packages=(
   # package build and test (packaging/test.sh)
   debhelper dpkg-dev fakeroot lintian ccache adduser man-db systemd util-linux
 )
+
+if [ "${1:-}" = --demo ]; then
+  packages=("${demo_packages[@]}")
+fi
 
 missing=()
 for p in "${packages[@]}"; do
@@ -31,9 +46,21 @@ if ((${#missing[@]})); then
   # Postfix stays stopped and untouched (tests run private instances).
   echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Keep the packages' maintainer scripts from starting their services (invoke-rc.d and
+  # deb-systemd-invoke ask policy-rc.d; 101 = "not allowed"). An admin's own policy-rc.d is
+  # left alone.
+  own_policy=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+    chmod 755 /usr/sbin/policy-rc.d
+    own_policy=1
+  fi
+  rc=0
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || rc=$?
+  [ "$own_policy" = 0 ] || rm -f /usr/sbin/policy-rc.d
+  [ "$rc" = 0 ] || exit "$rc"
 fi
 
-# Debian starts redis-server and postfix as services on install; the tests run their own
-# private instances and never use the system ones, so leave the system ones as they are.
+# Packages installed earlier (or by hand) may have their services running; the tests and the
+# demo never use them and leave them as they are.
 echo "install-deps: all dependencies present"

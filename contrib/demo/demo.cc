@@ -7,10 +7,12 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -21,6 +23,38 @@ namespace {
 
 using namespace std::chrono_literals;
 namespace t = mxguard::testing;
+
+// Ctrl-C, kill or a closed terminal must not leave the stack running: every peer runs in its
+// own process group, so the terminal's signal reaches none of them. One thread takes the
+// signals; the demo stops at its next step, where the fixtures' destructors stop exactly what
+// they started and remove their directories.
+std::atomic<int> g_signal{0};
+
+struct Interrupted : std::runtime_error {
+  Interrupted() : std::runtime_error("interrupted") {}
+};
+
+void check_interrupted() {
+  if (g_signal.load() != 0) throw Interrupted();
+}
+
+void sleep_unless_interrupted(std::chrono::milliseconds d) {
+  for (auto end = std::chrono::steady_clock::now() + d; std::chrono::steady_clock::now() < end;) {
+    check_interrupted();
+    std::this_thread::sleep_for(100ms);
+  }
+}
+
+void watch_signals(sigset_t set) {
+  int sig = 0;
+  while (sigwait(&set, &sig) == 0) {
+    if (g_signal.exchange(sig) == 0) {
+      std::fprintf(stderr, "\nmxguard demo: signal %d, stopping the stack…\n", sig);
+    } else {
+      std::fprintf(stderr, "mxguard demo: already stopping\n");
+    }
+  }
+}
 
 struct Outcome {
   std::string scenario;
@@ -73,7 +107,9 @@ int run(bool keep) {
   auto record = [&](const std::string& scenario, const std::string& expected,
                     const std::string& got, bool ok) {
     outcomes.push_back({scenario, expected, got, ok});
+    check_interrupted();
   };
+  check_interrupted();
 
   // 1. Local submission: signed by mxguard-dkim, checked by an independent verifier.
   t::SwaksOptions local;
@@ -107,7 +143,7 @@ int run(bool keep) {
   record("inbound, new sender (127.0.0.2)", "deferred at RCPT (450), greylisted", describe(r),
          r.rcpt_code == 450);
   std::cout << "waiting " << so.greylist_delay.count() + 1 << " s for the greylist delay…\n";
-  std::this_thread::sleep_for(so.greylist_delay + 1s);
+  sleep_unless_interrupted(so.greylist_delay + 1s);
   r = pf.send(in);
   got = describe(r);
   ok = r.exit_code == 0;
@@ -182,23 +218,20 @@ int run(bool keep) {
   }
   std::cout << "\nHeaders of the delivered partner newsletter:\n"
             << (shown.empty() ? "(none delivered)\n" : shown + "\n");
+  // A run with a differing outcome keeps its logs: they are what explains it.
+  if (!all_ok) stack.keep_directories();
   std::cout << "\nLogs in " << stack.directory().string() << ": mxguard-policyd.log, "
             << "mxguard-dkim.log, mxguard-dmarc.log, mxguard-av.log; Postfix: "
             << pf.directory().string() << "/maillog"
-            << (keep ? "" : " — removed on exit; use --keep to keep them") << "\n";
+            << (keep || !all_ok ? " (kept)" : " — removed on exit; use --keep to keep them")
+            << "\n";
   if (keep) {
     std::cout << "\nThe stack keeps running (--keep). Send mail with e.g.\n"
               << "  swaks --server 127.0.0.1 --port 2525 --local-interface 127.0.0.2 "
                  "--from news@partner.test --to carol@mxguard.test\n"
               << "Delivered messages land in " << pf.directory().string()
               << "/sink. Press Ctrl-C to stop everything.\n";
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &set, nullptr);
-    int sig = 0;
-    sigwait(&set, &sig);
+    while (g_signal.load() == 0) std::this_thread::sleep_for(100ms);
   }
   std::cout << (all_ok ? "\nmxguard demo: every outcome as expected\n"
                        : "\nmxguard demo: SOME OUTCOMES DIFFER from the expected ones\n");
@@ -218,8 +251,20 @@ int main(int argc, char** argv) {
       return 64;
     }
   }
+  // Blocked before any thread starts, so every thread inherits it and only the watcher takes
+  // them (the fixtures' children reset their mask).
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  std::thread(watch_signals, set).detach();
   try {
     return run(keep);
+  } catch (const Interrupted&) {
+    std::cerr << "mxguard demo: interrupted; everything it started is stopped\n";
+    return 130;
   } catch (const std::exception& ex) {
     std::cerr << "mxguard demo failed: " << ex.what() << "\n";
     return 1;

@@ -8,7 +8,7 @@ if [ "$(id -u)" != 0 ]; then
   echo "run.sh: run as root (it installs packages and starts a private Postfix)" >&2
   exit 1
 fi
-bash tests/install-deps.sh
+bash tests/install-deps.sh --demo
 build=${MXGUARD_BUILD_DIR:-build/ci}
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$build" -j"${MXGUARD_JOBS:-2}" --target mxguard-demo mxguard-policyd mxguard-dkim mxguard-keygen mxguard-dmarc mxguard-av
