@@ -9,7 +9,8 @@
 # OpenSSL's own ceiling (`openssl speed`) is printed alongside. Everything is private on
 # 127.0.0.1 and stopped by pid on exit. Must never touch a system service.
 #
-# Usage: tests/bench/dkim_compare.sh   (BUILD_DIR, CLIENTS [2], MESSAGES [1000] per client)
+# Usage: tests/bench/dkim_compare.sh   (BUILD_DIR, CLIENTS [2], MESSAGES [1000] per client;
+#        BASELINE_DKIM=/path/to/another/mxguard-dkim adds its verify rows, e.g. an older build)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -138,6 +139,7 @@ run() {
     SOCKET="$socket" miltertest -v -s "$tmp/warm.lua" 2>&1 | tail -n 8; tail -n 5 "$tmp"/*.log
     die "$label: warm-up failed (miltertest exit $rc)"
   fi
+  local cpu0; cpu0=$(awk '{print $14 + $15}' "/proc/$pid/stat")
   start=$(date +%s.%N)
   for i in $(seq "$clients"); do
     SOCKET="$socket" miltertest -s "$script" >"$tmp/run.$i.out" 2>&1 &
@@ -145,10 +147,13 @@ run() {
   done
   for p in "${pids[@]}"; do wait "$p" || { tail -n 5 "$tmp"/run.*.out "$tmp"/*.log; die "$label: run failed"; }; done
   end=$(date +%s.%N)
+  local cpu1; cpu1=$(awk '{print $14 + $15}' "/proc/$pid/stat")
   local rss; rss=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
   local result; result=$(tr '\n\t' '  ' <"$tmp/run.1.out" | grep -o 'AR<<[^>]*' | head -1 | grep -o 'dkim=[a-z]*' | head -1 || true)
-  printf '| %-52s | %7s | %8.0f | %5.1f MB | %s |\n' "$label" "$clients" \
-    "$(echo "$clients * $MESSAGES / ($end - $start)" | bc -l)" "$(echo "$rss / 1024" | bc -l)" "${result:-signed}"
+  # milter CPU per message from /proc (clock ticks of 1/CLK_TCK s)
+  local us; us=$(echo "($cpu1 - $cpu0) * 1000000 / $(getconf CLK_TCK) / ($clients * $MESSAGES)" | bc -l)
+  printf '| %-52s | %7s | %8.0f | %6.0f | %5.1f MB | %s |\n' "$label" "$clients" \
+    "$(echo "$clients * $MESSAGES / ($end - $start)" | bc -l)" "$us" "$(echo "$rss / 1024" | bc -l)" "${result:-signed}"
 }
 
 # Both set $pid; never call them in $(…): the daemon would hold the substitution's pipe open.
@@ -185,7 +190,7 @@ EOF2
 
 start_mxguard() {  # $1 = listen (Postfix syntax), $2.. extra options
   local listen=$1; shift
-  "$DKIM" --foreground --log-target stderr --log-level warning --listen "$listen" \
+  "${DKIM_BIN:-$DKIM}" --foreground --log-target stderr --log-level warning --listen "$listen" \
     --dns-servers "127.0.0.1@$dns_port" --authserv-id mx.bench.test "$@" >"$tmp/mxguard.log" 2>&1 &
   pid=$!
   started+=("$pid")
@@ -201,8 +206,8 @@ echo "OpenSSL ceiling, one core (openssl speed):"
 openssl speed -seconds 3 rsa2048 ed25519 2>/dev/null | grep -E '^rsa 2048|Ed25519' | sed 's/^/    /'
 echo
 echo "$MESSAGES messages of 4 KiB per client, $(nproc) cores"
-echo "| run                                                  | clients |   msgs/s | peak RSS | result |"
-echo "|---|---:|---:|---:|---|"
+echo "| run                                                  | clients |   msgs/s | CPU µs/msg | peak RSS | result |"
+echo "|---|---:|---:|---:|---:|---|"
 keys="--domain example.test --selector rsa --key-file $tmp/rsa.private"
 dual="--domain example.test --selector rsa,ed --key-file $tmp/rsa.private,$tmp/ed.private"
 for transport in inet unix; do
@@ -218,6 +223,13 @@ for transport in inet unix; do
   run "mxguard-dkim verify RSA-2048 ($transport)" "${lm:-unix:$tmp/mx.sock}" "$pid" "$tmp/verify.lua" "$CLIENTS"
   run "mxguard-dkim verify RSA-2048 ($transport)" "${lm:-unix:$tmp/mx.sock}" "$pid" "$tmp/verify.lua" 1
   stop
+  if [[ -n ${BASELINE_DKIM:-} ]]; then
+    # shellcheck disable=SC2086
+    DKIM_BIN=$BASELINE_DKIM start_mxguard "$mx" $keys
+    run "baseline verify RSA-2048 ($transport)" "${lm:-unix:$tmp/mx.sock}" "$pid" "$tmp/verify.lua" "$CLIENTS"
+    run "baseline verify RSA-2048 ($transport)" "${lm:-unix:$tmp/mx.sock}" "$pid" "$tmp/verify.lua" 1
+    stop
+  fi
   # shellcheck disable=SC2086
   start_mxguard "$mx" $dual
   run "mxguard-dkim sign RSA-2048 + Ed25519 dual ($transport)" "${lm:-unix:$tmp/mx.sock}" "$pid" "$tmp/sign.lua" "$CLIENTS"

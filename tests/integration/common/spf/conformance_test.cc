@@ -54,7 +54,7 @@ SuiteResult run_suite(const std::string& file, const std::set<std::string>& not_
                                    port_file.string()},
           *dir / "server.log");
       // Parsing the suite's YAML takes a while on a loaded machine: wait up to 60 s.
-      for (int i = 0; i < 3000 && !std::filesystem::exists(port_file); ++i) {
+      for (int i = 0; i < 3000 && !std::filesystem::exists(port_file) && server->running(); ++i) {
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
       }
       if (!std::filesystem::exists(port_file)) {
