@@ -161,7 +161,10 @@ sfsistat cb_negotiate(SMFICTX* ctx, unsigned long f0, unsigned long f1, unsigned
     return fail(ctx, "negotiate", ex.what());
   }
   unsigned long want = o.protocol | SMFIP_SKIP;
-  if (o.no_reply_headers) want |= SMFIP_NR_HDR;
+  // Not on TCP: without replies between them, the MTA's header writes are small segments
+  // that Nagle holds back until our delayed ACK (~40 ms a message; measured with miltertest:
+  // 45 instead of 2,300 messages/s). The MTA's socket is not ours to set TCP_NODELAY on.
+  if (o.no_reply_headers && !g_milter->listens_on_tcp()) want |= SMFIP_NR_HDR;
   *pf0 = o.actions;
   *pf1 = want & f1;
   ensure_holder(ctx)->no_reply_headers = (*pf1 & SMFIP_NR_HDR) != 0;
@@ -385,6 +388,7 @@ void Milter::open() {
   }
   g_milter = this;
   auto spec = net::SocketSpec::parse(options_.listen);
+  tcp_ = spec.kind != net::SocketSpec::Kind::kUnix;
   smfiDesc desc{};
   desc.xxfi_name = const_cast<char*>(options_.name.c_str());
   desc.xxfi_version = SMFI_VERSION;

@@ -93,6 +93,8 @@ struct MilterOptions {
   // Ask the MTA not to wait for our reply to each header (SMFIP_NR_HDR) when it offers that:
   // one round trip less per header. A header callback's failure or non-continue answer then
   // takes effect at the next step that is answered (end of headers, body or end of message).
+  // Only on unix sockets: on TCP the MTA's unanswered small writes meet Nagle and our
+  // delayed ACK.
   bool no_reply_headers = true;
   // The outcome when a callback throws: tempfail ("451 4.3.0") unless configured otherwise.
   Status on_internal_error = Status::kTempfail;
@@ -112,10 +114,12 @@ class Milter {
   void stop();   // smfi_stop()
 
   const MilterOptions& options() const { return options_; }
+  bool listens_on_tcp() const { return tcp_; }
   std::unique_ptr<Session> new_session() const;  // for the libmilter callbacks
 
  private:
   MilterOptions options_;
+  bool tcp_ = false;  // set by open()
   Factory factory_;
 };
 
