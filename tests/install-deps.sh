@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs every build and test dependency of mxguard on Debian bookworm (idempotent, quiet).
-# Run as root. Skips apt entirely when everything is already installed. With --demo, only what
+# Run as root. Skips apt entirely when everything is already installed. With --bench, the
+# benchmarks' comparison peers (tests/bench/: the tools mxguard replaces). With --demo, only what
 # contrib/demo/run.sh needs (build chain, libraries, Postfix, Redis, clamd, swaks, the DNS and
 # DKIM Python modules). Packages are installed without starting their system services (a
 # temporary policy-rc.d): the tests and the demo run private instances, and a freshly installed
@@ -30,8 +31,15 @@ packages=(
   debhelper dpkg-dev fakeroot lintian ccache adduser man-db systemd util-linux
 )
 
+bench_packages=(
+  opendkim opendmarc clamav-daemon clamav-milter postgrey postfix-policyd-spf-python rspamd
+  redis-server postfix miltertest socat jq linux-perf
+)
+
 if [ "${1:-}" = --demo ]; then
   packages=("${demo_packages[@]}")
+elif [ "${1:-}" = --bench ]; then
+  packages=("${bench_packages[@]}")
 fi
 
 missing=()

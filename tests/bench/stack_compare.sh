@@ -48,6 +48,10 @@ WARMUP=${WARMUP:-100}
 
 die() { printf 'stack_compare: %s\n' "$*" >&2; exit 1; }
 [[ $(id -u) == 0 ]] || die "run as root (private namespaces, Postfix master)"
+# The comparison peers (Debian packages), installed without starting their services.
+if [[ -z ${MXGUARD_BENCH_NS:-} ]]; then
+  bash "$(dirname "$0")/../install-deps.sh" --bench >/dev/null || die "installing the comparison peers failed"
+fi
 if [[ -z ${MXGUARD_BENCH_NS:-} ]]; then
   exec env MXGUARD_BENCH_NS=1 unshare --net --mount --fork -- "$0" "$@"
 fi

@@ -111,6 +111,8 @@ TEST_F(StackTest, DemoScenarios) {
   r = pf.send(m);
   EXPECT_EQ(r.rcpt_code, 450) << r.transcript;
   EXPECT_THAT(r.transcript, HasSubstr("Greylisted"));
+  EXPECT_THAT(stack_->log("policyd"),
+              HasSubstr("NOQUEUE: check=greylist result=greylist action=\"DEFER_IF_PERMIT"));
   std::this_thread::sleep_for(3s);
   r = pf.send(m);
   ASSERT_EQ(r.data_code, 250) << r.transcript;
@@ -125,7 +127,7 @@ TEST_F(StackTest, DemoScenarios) {
   EXPECT_THAT(d->first_header("Received-SPF").value_or(""), HasSubstr("pass"));
   EXPECT_THAT(d->first_header("X-Virus-Status").value_or(""), HasSubstr("clean"));
   EXPECT_THAT(stack_->log("dmarc"), HasSubstr(r.queue_id + ": dmarc=pass action=accept"));
-  EXPECT_THAT(stack_->log("av"), HasSubstr(r.queue_id + ":"));
+  EXPECT_THAT(stack_->log("av"), HasSubstr(r.queue_id + ": verdict=clean action=accept"));
 
   // SPF fail at RCPT.
   SwaksOptions spoof = m;
@@ -133,6 +135,7 @@ TEST_F(StackTest, DemoScenarios) {
   r = pf.send(spoof);
   EXPECT_EQ(r.rcpt_code, 550) << r.transcript;
   EXPECT_THAT(r.transcript, HasSubstr("5.7.23"));
+  EXPECT_THAT(stack_->log("policyd"), HasSubstr("check=spf result=fail action=\"550 5.7.23"));
 
   // DMARC forgery after DATA (the triplet has passed greylisting).
   SwaksOptions forged = m;
@@ -140,6 +143,7 @@ TEST_F(StackTest, DemoScenarios) {
   r = pf.send(forged);
   EXPECT_EQ(r.data_code, 550) << r.transcript;
   EXPECT_THAT(r.transcript, HasSubstr("bank.test"));
+  EXPECT_THAT(stack_->log("dmarc"), HasSubstr("dmarc=fail action=reject from=bank.test"));
 
   // EICAR as a base64 attachment.
   SwaksOptions virus = m;
@@ -152,6 +156,8 @@ TEST_F(StackTest, DemoScenarios) {
   r = pf.send(virus);
   EXPECT_EQ(r.data_code, 550) << r.transcript;
   EXPECT_THAT(r.transcript, HasSubstr(kEicarSignature));
+  EXPECT_THAT(stack_->log("av"),
+              HasSubstr("verdict=infected action=reject virus=" + kEicarSignature));
   EXPECT_EQ(count_delivered("e2e eicar"), 0u);
   EXPECT_EQ(count_delivered("e2e forged"), 0u);
 }
