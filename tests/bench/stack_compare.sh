@@ -34,7 +34,10 @@
 #
 # Usage: tests/bench/stack_compare.sh   (BUILD_DIR, MESSAGES [2000], SESSIONS [20], NO_AV,
 #        PROFILES ["postfix mxguard classic rspamd"], GREY_DELAY [1], WARMUP [100],
-#        CHECK=1 shows added headers + sends EICAR, RSPAMD_LOG_LEVEL [warning], KEEP=1 keeps tmp)
+#        CHECK=1 shows added headers + sends EICAR, RSPAMD_LOG_LEVEL [warning], KEEP=1 keeps tmp,
+#        MILTER_SOCKETS [unix]: unix = each milter on a unix socket, as Debian's opendkim,
+#        opendmarc and clamav-milter packages and mxguard-setup configure them; inet = loopback
+#        TCP for every milter (rspamd's proxy listens on TCP in both, its Debian default))
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -45,6 +48,8 @@ NO_AV=${NO_AV:-}
 PROFILES=${PROFILES:-postfix mxguard classic rspamd}
 GREY_DELAY=${GREY_DELAY:-1}
 WARMUP=${WARMUP:-100}
+MILTER_SOCKETS=${MILTER_SOCKETS:-unix}
+[[ $MILTER_SOCKETS == unix || $MILTER_SOCKETS == inet ]] || { echo "MILTER_SOCKETS: unix or inet" >&2; exit 64; }
 
 die() { printf 'stack_compare: %s\n' "$*" >&2; exit 1; }
 [[ $(id -u) == 0 ]] || die "run as root (private namespaces, Postfix master)"
@@ -76,6 +81,16 @@ wait_port() {  # port [what]
   die "nothing on port $1 (${2:-})"
 }
 wait_file() { for _ in $(seq 200); do [[ -e $1 ]] && return 0; sleep 0.1; done; die "no $1"; }
+# A milter's address, NAME and TCP PORT, in the MILTER_SOCKETS form: ours (Postfix syntax),
+# libmilter's (OpenDKIM, OpenDMARC, clamav-milter) and Postfix's smtpd_milters entry. Unix
+# sockets live in a setgid directory of group postfix, so Postfix's processes may connect.
+sock_dir() { mkdir -p "$tmp/sock"; chown root:postfix "$tmp/sock"; chmod 2770 "$tmp/sock"; }
+mx_listen() { [[ $MILTER_SOCKETS == unix ]] && echo "unix:$tmp/sock/$1.sock" || echo "inet:127.0.0.1:$2"; }
+lm_listen() { [[ $MILTER_SOCKETS == unix ]] && echo "local:$tmp/sock/$1.sock" || echo "inet:$2@127.0.0.1"; }
+pf_milter() { [[ $MILTER_SOCKETS == unix ]] && echo "unix:$tmp/sock/$1.sock" || echo "inet:127.0.0.1:$2"; }
+wait_milter() {  # name port
+  if [[ $MILTER_SOCKETS == unix ]]; then wait_file "$tmp/sock/$1.sock"; else wait_port "$2" "$1"; fi
+}
 # Starts a daemon in its own process group (setsid: pgid = pid); "$name" → pid in daemon_pid.
 declare -A daemon_pid
 spawn() {  # name logfile command...
@@ -333,8 +348,9 @@ greylist-whitelist-recipients = /dev/null
 greylist-hostname = mx.bench.test
 authserv-id = mx.bench.test
 EOF
+  sock_dir
   cat >"$tmp/dkim.conf" <<EOF
-listen = inet:127.0.0.1:8891
+listen = $(mx_listen mxguard-dkim 8891)
 $dns
 authserv-id = mx.bench.test
 domain = bench.test
@@ -343,14 +359,14 @@ key-file = $tmp/s1.private
 internal-hosts = 127.0.0.9
 EOF
   cat >"$tmp/dmarc.conf" <<EOF
-listen = inet:127.0.0.1:8893
+listen = $(mx_listen mxguard-dmarc 8893)
 $dns
 authserv-id = mx.bench.test
 trusted-networks = 127.0.0.9/32
 redis-url = redis://127.0.0.1:6390/0
 EOF
   cat >"$tmp/av.conf" <<EOF
-listen = inet:127.0.0.1:8895
+listen = $(mx_listen mxguard-av 8895)
 clamd = unix:$clamd_sock
 skip-networks = 127.0.0.9/32
 scan-timeout = 30s
@@ -362,24 +378,26 @@ EOF
     --log-target stderr --log-level warning -c "$tmp/dkim.conf"
   spawn mxguard-dmarc "$tmp/mx-dmarc.log" "$MXBIN/milters/dmarc/mxguard-dmarc" --foreground \
     --log-target stderr --log-level warning -c "$tmp/dmarc.conf"
-  local milters="inet:127.0.0.1:8891, inet:127.0.0.1:8893"
+  local milters; milters="$(pf_milter mxguard-dkim 8891), $(pf_milter mxguard-dmarc 8893)"
   if [[ -z $NO_AV ]]; then
     spawn mxguard-av "$tmp/mx-av.log" "$MXBIN/milters/av/mxguard-av" --foreground \
       --log-target stderr --log-level warning -c "$tmp/av.conf"
-    wait_port 8895 mxguard-av
-    milters+=", inet:127.0.0.1:8895"
+    wait_milter mxguard-av 8895
+    milters+=", $(pf_milter mxguard-av 8895)"
   fi
-  wait_port 10023 mxguard-policyd; wait_port 8891 mxguard-dkim; wait_port 8893 mxguard-dmarc
+  wait_port 10023 mxguard-policyd; wait_milter mxguard-dkim 8891; wait_milter mxguard-dmarc 8893
   pf_rcpt='check_policy_service inet:127.0.0.1:10023' pf_milters=$milters \
     pf_extra='' pf_master_extra='' pf_start mxguard
 }
 
 start_classic() {
+  sock_dir
   cat >"$tmp/opendkim.conf" <<EOF
 Syslog no
 Background no
 Mode v
-Socket inet:8901@127.0.0.1
+Socket $(lm_listen opendkim 8901)
+UMask 007
 AuthservID mx.bench.test
 InternalHosts 127.0.0.9
 PidFile $tmp/opendkim.pid
@@ -395,7 +413,8 @@ EOF
   cat >"$tmp/opendmarc.conf" <<EOF
 Syslog false
 Background false
-Socket inet:8903@127.0.0.1
+Socket $(lm_listen opendmarc 8903)
+UMask 007
 AuthservID mx.bench.test
 TrustedAuthservIDs mx.bench.test
 IgnoreHosts $tmp/ignorehosts
@@ -407,7 +426,8 @@ PidFile $tmp/opendmarc.pid
 UserID root
 EOF
   cat >"$tmp/clamav-milter.conf" <<EOF
-MilterSocket inet:8905@127.0.0.1
+MilterSocket $(lm_listen clamav-milter 8905)
+MilterSocketMode 660
 ClamdSocket unix:$clamd_sock
 Foreground yes
 User root
@@ -436,13 +456,13 @@ EOF
   spawn postgrey "$tmp/postgrey.log" postgrey --inet=127.0.0.1:10030 --dbdir="$tmp/postgrey-db" \
     --delay="$GREY_DELAY" --auto-whitelist-clients=0 --whitelist-clients="$tmp/empty" \
     --whitelist-recipients="$tmp/empty" --pidfile="$tmp/postgrey.pid"
-  local milters="inet:127.0.0.1:8901, inet:127.0.0.1:8903"
+  local milters; milters="$(pf_milter opendkim 8901), $(pf_milter opendmarc 8903)"
   if [[ -z $NO_AV ]]; then
     spawn clamav-milter "$tmp/clamav-milter.out" /usr/sbin/clamav-milter -c "$tmp/clamav-milter.conf"
-    wait_port 8905 clamav-milter
-    milters+=", inet:127.0.0.1:8905"
+    wait_milter clamav-milter 8905
+    milters+=", $(pf_milter clamav-milter 8905)"
   fi
-  wait_port 8901 opendkim; wait_port 8903 opendmarc; wait_port 10030 postgrey
+  wait_milter opendkim 8901; wait_milter opendmarc 8903; wait_port 10030 postgrey
   pf_rcpt='check_policy_service unix:private/policyd-spf, check_policy_service inet:127.0.0.1:10030' \
     pf_milters=$milters pf_extra='policyd-spf_time_limit = 3600' \
     pf_master_extra="policyd-spf unix - n n - 0 spawn user=nobody argv=/usr/bin/policyd-spf $tmp/policyd-spf.conf" \
@@ -584,7 +604,7 @@ PY
 }
 
 load0=$(cut -d" " -f1-3 /proc/loadavg)
-log "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; $MESSAGES messages, $SESSIONS sessions, NO_AV=${NO_AV:-0}"
+log "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; $MESSAGES messages, $SESSIONS sessions, NO_AV=${NO_AV:-0}, milters on $MILTER_SOCKETS sockets"
 for profile in $PROFILES; do
   case $profile in
     postfix) start_postfix_alone; measure postfix "Postfix alone" ;;
