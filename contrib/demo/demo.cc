@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <iostream>
 #include <optional>
@@ -253,11 +254,16 @@ int main(int argc, char** argv) {
   }
   // Blocked before any thread starts, so every thread inherits it and only the watcher takes
   // them (the fixtures' children reset their mask).
+  // A shell starts background jobs with SIGINT ignored, and an ignored signal never reaches
+  // sigwait: take INT and TERM back. HUP stays ignored under nohup.
+  std::signal(SIGINT, SIG_DFL);
+  std::signal(SIGTERM, SIG_DFL);
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGHUP);
+  struct sigaction hup {};
+  if (sigaction(SIGHUP, nullptr, &hup) == 0 && hup.sa_handler != SIG_IGN) sigaddset(&set, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   std::thread(watch_signals, set).detach();
   try {
