@@ -151,16 +151,15 @@ RateDecision RateLimiter::check(const common::policy::Request& req, bool trusted
     // inserted as it is, never expanded again.
     std::string user = who.substr(who.find(':') + 1);
     std::string text;
-    for (std::size_t i = 0; i < options_.text.size(); ++i) {
-      if (options_.text[i] == '%' && i + 1 < options_.text.size()) {
-        char c = options_.text[i + 1];
-        if (c == 'u' || c == 'l' || c == '%') {
-          text += c == 'u' ? user : c == 'l' ? limit_text : "%";
-          ++i;
-          continue;
-        }
+    const std::string& tmpl = options_.text;
+    for (std::size_t k = 0; k < tmpl.size(); ++k) {
+      char next = k + 1 < tmpl.size() ? tmpl[k + 1] : '\0';
+      if (tmpl[k] == '%' && (next == 'u' || next == 'l' || next == '%')) {
+        text += next == 'u' ? user : next == 'l' ? limit_text : "%";
+        ++k;
+        continue;
       }
-      text += options_.text[i];
+      text += tmpl[k];
     }
     d.kind = RateDecision::Kind::kOver;
     d.action = options_.action + (text.empty() ? "" : " " + text);

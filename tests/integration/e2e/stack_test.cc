@@ -135,7 +135,7 @@ TEST_F(StackTest, DemoScenarios) {
   r = pf.send(spoof);
   EXPECT_EQ(r.rcpt_code, 550) << r.transcript;
   EXPECT_THAT(r.transcript, HasSubstr("5.7.23"));
-  EXPECT_THAT(stack_->log("policyd"), HasSubstr("check=spf result=fail action=\"550 5.7.23"));
+  EXPECT_THAT(stack_->log("policyd"), HasSubstr("check=spf result=reject action=\"550 5.7.23"));
 
   // DMARC forgery after DATA (the triplet has passed greylisting).
   SwaksOptions forged = m;
