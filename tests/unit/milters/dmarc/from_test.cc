@@ -31,6 +31,8 @@ TEST(DmarcFrom, PlainAndNamedAddresses) {
   EXPECT_EQ(domains("\"Doe, John\" <john@x.example>"), V{"x.example"});
   EXPECT_EQ(domains("\"quoted@evil.example\" <real@good.example>"), V{"good.example"});
   EXPECT_EQ(domains("\"a\\\"b\"@x.example"), V{"x.example"});
+  EXPECT_EQ(domains("\"\"@x.example"), V{"x.example"});  // an empty quoted local part is valid
+  EXPECT_EQ(domains("\"\"\"\"\"\"@x.example"), V{"x.example"});  // found by fuzz_dmarc
   EXPECT_EQ(domains("<@relay.example:user@x.example>"), V{"x.example"});
   EXPECT_EQ(domains("John\r\n\t<john@folded.example>"), V{"folded.example"});
   EXPECT_EQ(parse_from("\"Doe, J.\" <j.doe@x.example>").mailboxes.at(0).local, "j.doe");
