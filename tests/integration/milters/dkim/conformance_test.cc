@@ -17,7 +17,7 @@
 namespace mxguard::milter::dkim {
 namespace {
 
-const std::string kDir = std::string(MXGUARD_SOURCE_DIR) + "/../shared/conformance/dkim/";
+const std::string kDir = std::string(MXGUARD_SOURCE_DIR) + "/tests/data/conformance/dkim/";
 
 std::string key(const std::string& file) {
   std::string k = testing::read_file(kDir + file);

@@ -8,11 +8,11 @@
 namespace mxguard::common::authres {
 namespace {
 
-// The 23 cases of ../shared/conformance/authres (python3-authres 1.2.0 as the reference).
+// The 23 cases of tests/data/conformance/authres (python3-authres 1.2.0 as the reference).
 TEST(AuthresConformanceTest, MatchesReferenceParser) {
   std::ifstream in(std::string(MXGUARD_SOURCE_DIR) +
-                   "/../shared/conformance/authres/authres-1.2.0-parse-cases.json");
-  if (!in) GTEST_SKIP() << "shared/conformance not beside the checkout";
+                   "/tests/data/conformance/authres/authres-1.2.0-parse-cases.json");
+  ASSERT_TRUE(in) << "tests/data/conformance missing";
   auto doc = nlohmann::json::parse(in);
   int checked = 0;
   for (const auto& c : doc["cases"]) {

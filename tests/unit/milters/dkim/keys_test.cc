@@ -48,7 +48,7 @@ TEST_F(DkimKeysTest, LoadsRsaAndEd25519AndDerivesRecords) {
 
 TEST_F(DkimKeysTest, Rfc8463SeedGivesThePublishedKey) {
   auto ed = load_private_key(std::string(MXGUARD_SOURCE_DIR) +
-                             "/../shared/conformance/dkim/rfc8463/ed25519-brisbane.seed.b64");
+                             "/tests/data/conformance/dkim/rfc8463/ed25519-brisbane.seed.b64");
   EXPECT_EQ(ed.public_p, "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=");
 }
 

@@ -20,7 +20,7 @@ const std::string kPsl = "/usr/share/publicsuffix/public_suffix_list.dafsa";
 
 TEST(DmarcOrgDomain, PublicSuffixListTestVectors) {
   OrgDomains org(kPsl);
-  std::ifstream in(std::string(MXGUARD_SOURCE_DIR) + "/../shared/conformance/psl/tests.txt");
+  std::ifstream in(std::string(MXGUARD_SOURCE_DIR) + "/tests/data/conformance/psl/tests.txt");
   ASSERT_TRUE(in);
   std::string line;
   int checked = 0;
@@ -56,7 +56,7 @@ TEST(DmarcOrgDomain, Basics) {
 TEST(DmarcAlignment, OpenDmarcTable) {
   OrgDomains org(kPsl);
   std::ifstream in(std::string(MXGUARD_SOURCE_DIR) +
-                   "/../shared/conformance/dmarc/opendmarc-alignment.tsv");
+                   "/tests/data/conformance/dmarc/opendmarc-alignment.tsv");
   ASSERT_TRUE(in);
   std::string line;
   int rows = 0;

@@ -1,6 +1,6 @@
 // DMARC record parsing: RFC 7489 §6.3 tolerance (unknown tags, invalid optional values), the
 // §6.6.3 p=none repair with rua=, np=, rua size suffixes, and OpenDMARC's parse table
-// (shared/conformance/dmarc) with each difference justified.
+// (tests/data/conformance/dmarc) with each difference justified.
 #include "milters/dmarc/record.h"
 
 #include <gtest/gtest.h>
@@ -85,8 +85,8 @@ TEST(DmarcRecord, NotDmarc) {
 //    be discarded in favor of default values"; OpenDMARC refuses the whole record.
 TEST(DmarcRecord, OpenDmarcParseTable) {
   std::ifstream in(std::string(MXGUARD_SOURCE_DIR) +
-                   "/../shared/conformance/dmarc/opendmarc-record-parse.tsv");
-  ASSERT_TRUE(in) << "shared/conformance missing";
+                   "/tests/data/conformance/dmarc/opendmarc-record-parse.tsv");
+  ASSERT_TRUE(in) << "tests/data/conformance missing";
   std::map<int, bool> ours = {{1, true},  {2, true},  {3, true},  {4, true},  {5, false},
                               {6, false}, {7, false}, {8, false}, {9, false}, {10, true},
                               {11, true}, {12, true}, {13, true}, {14, true}, {15, false},
