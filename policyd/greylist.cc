@@ -250,8 +250,13 @@ Triplet make_triplet(const common::net::IpAddress& client, std::string_view send
     t.client_net = "spf:" + to_lower(spf_passed_domain);
   }
   t.client_ip = client.to_string();
-  t.sender = to_lower(normalize_sender(sender));
-  t.recipient = to_lower(recipient);
+  // Senders choose these strings (up to the policy protocol's line limit): a part longer than
+  // any real address is kept as its hash, so a key never grows past a few hundred bytes.
+  auto bounded = [](std::string part) {
+    return part.size() > kMaxKeyPart ? "sha1:" + sha1(part) : part;
+  };
+  t.sender = bounded(to_lower(normalize_sender(sender)));
+  t.recipient = bounded(to_lower(recipient));
   return t;
 }
 

@@ -73,6 +73,10 @@ struct Triplet {
   std::string postgrey_key() const;
 };
 
+// Longest sender or recipient kept as written in a triplet key (RFC 5321 §4.5.3.1: a path is
+// at most 256 octets); a longer one is keyed by "sha1:" and its hash.
+inline constexpr std::size_t kMaxKeyPart = 256;
+
 Triplet make_triplet(const common::net::IpAddress& client, std::string_view sender,
                      std::string_view recipient, const GreylistOptions& o,
                      std::string_view spf_passed_domain = {});

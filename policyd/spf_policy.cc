@@ -35,7 +35,22 @@ std::string one_line(std::string s) {
   return s;
 }
 
-std::string comment(const Outcome& o, const std::string& who, const std::string& ip) {
+// Text inside the header's (comment): '(', ')' and '\\' become quoted-pairs (RFC 5322
+// §3.2.2), so a local part such as "a) client-ip=1.2.3.4; x=(b" cannot close the comment and
+// add key=value pairs of the sender's choice; control characters are dropped.
+std::string comment_text(const std::string& v) {
+  std::string out;
+  for (char c : v) {
+    auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f) continue;
+    if (c == '(' || c == ')' || c == '\\') out.push_back('\\');
+    out.push_back(c);
+  }
+  return out;
+}
+
+std::string comment(const Outcome& o, const std::string& raw_who, const std::string& ip) {
+  const std::string who = comment_text(raw_who);
   switch (o.result) {
     case Result::kPass:
       return "domain of " + who + " designates " + ip + " as permitted sender";

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -18,6 +19,10 @@ struct ResolverOptions {
   // Deadline of every query, blocking or asynchronous. Must be positive: every timeout is finite.
   std::chrono::milliseconds timeout{5000};
   bool cache = true;
+  // mxguard's own answer cache (in front of unbound's): total bytes, and the largest single
+  // answer worth keeping. Names are chosen by senders, so the bound is in bytes, not entries.
+  std::size_t cache_max_bytes = 16 * 1024 * 1024;
+  std::size_t cache_max_answer_bytes = 16 * 1024;
 };
 
 struct ServerSpec {

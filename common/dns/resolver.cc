@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstring>
 #include <future>
+#include <list>
 #include <mutex>
 #include <set>
 #include <stdexcept>
@@ -89,14 +90,27 @@ Answer make_answer(int err, const ub_result* result) {
     answer.status = Status::kNoData;
   } else {
     std::size_t malformed = 0;
+    std::size_t oversized = 0;
     for (int i = 0; result->data[i] != nullptr; ++i) {
       Bytes rdata(reinterpret_cast<const std::uint8_t*>(result->data[i]),
                   static_cast<std::size_t>(result->len[i]));
       if (auto text = rdata_to_text(static_cast<std::uint16_t>(result->qtype), rdata)) {
+        // No mail check needs a TXT record this long (SPF stops at 4 KB, a DKIM RSA-8192
+        // key is 1.5 KB); senders choose these names, so they do not get to fill memory.
+        if (text->size() > kMaxTxtBytes) {
+          ++oversized;
+          continue;
+        }
         answer.records.push_back(std::move(*text));
       } else {
         ++malformed;
       }
+    }
+    if (oversized > 0) {
+      metrics::Registry::global()
+          .counter("mxguard_dns_oversized_records_total",
+                   "DNS TXT records skipped as longer than the resolver's limit")
+          .inc(oversized);
     }
     if (malformed > 0) {
       metrics::Registry::global()
@@ -106,8 +120,13 @@ Answer make_answer(int err, const ub_result* result) {
                    type_name(static_cast<std::uint16_t>(result->qtype)) + " record(s) for " +
                    result->qname);
     }
-    // Data that was all garbage is not an answer a mail check may act on.
-    answer.status = answer.records.empty() ? Status::kError : Status::kOk;
+    // Data that was all garbage is not an answer a mail check may act on; records that were
+    // only too long are as good as none (a verdict, not a temporary error to retry forever).
+    if (!answer.records.empty()) {
+      answer.status = Status::kOk;
+    } else {
+      answer.status = malformed > 0 ? Status::kError : Status::kNoData;
+    }
   }
   return answer;
 }
@@ -190,12 +209,18 @@ class Resolver::Impl {
   struct Cached {
     Answer answer;
     Clock::time_point expires;
+    std::size_t bytes = 0;
+    std::list<std::string>::iterator order;  // position in insertion_order_
   };
   static constexpr std::size_t kMaxCached = 50000;
   static std::string cache_key(std::string_view name, std::uint16_t rrtype);
+  static std::size_t cost(const std::string& key, const Answer& answer);
   void remember(const Query& query, const Answer& answer);
+  void forget(std::unordered_map<std::string, Cached>::iterator it);  // cache_mutex_ held
   std::mutex cache_mutex_;
-  std::unordered_map<std::string, Cached> cache_;
+  std::unordered_map<std::string, Cached> cache_;  // guarded by cache_mutex_
+  std::list<std::string> insertion_order_;         // oldest first; guarded by cache_mutex_
+  std::size_t cache_bytes_ = 0;                    // guarded by cache_mutex_
 
   std::mutex mutex_;
   std::vector<Query> queued_;  // guarded by mutex_
@@ -273,6 +298,19 @@ std::string Resolver::Impl::cache_key(std::string_view name, std::uint16_t rrtyp
   return key;
 }
 
+// Bytes an entry holds, roughly: the strings plus the containers' own overhead.
+std::size_t Resolver::Impl::cost(const std::string& key, const Answer& answer) {
+  std::size_t bytes = 2 * key.size() + sizeof(Cached) + 64;
+  for (const auto& r : answer.records) bytes += r.size() + sizeof(std::string);
+  return bytes;
+}
+
+void Resolver::Impl::forget(std::unordered_map<std::string, Cached>::iterator it) {
+  cache_bytes_ -= it->second.bytes;
+  insertion_order_.erase(it->second.order);
+  cache_.erase(it);
+}
+
 std::optional<Answer> Resolver::Impl::cached(std::string_view name, std::uint16_t rrtype) {
   if (!options_.cache) return std::nullopt;
   std::string key = cache_key(name, rrtype);
@@ -280,7 +318,7 @@ std::optional<Answer> Resolver::Impl::cached(std::string_view name, std::uint16_
   auto it = cache_.find(key);
   if (it == cache_.end()) return std::nullopt;
   if (it->second.expires <= Clock::now()) {
-    cache_.erase(it);
+    forget(it);
     return std::nullopt;
   }
   static metrics::Counter& hits = metrics::Registry::global().counter(
@@ -294,14 +332,26 @@ void Resolver::Impl::remember(const Query& query, const Answer& answer) {
   bool cacheable = answer.status == Status::kOk || answer.status == Status::kNxDomain ||
                    answer.status == Status::kNoData;
   if (!options_.cache || !cacheable || answer.ttl <= 0) return;
+  std::string key = cache_key(query.name, query.rrtype);
+  std::size_t bytes = cost(key, answer);
+  // Names are chosen by senders (fresh DKIM selectors, SPF includes): the cache is bounded
+  // in bytes, and a single large answer is not worth keeping at all (unbound has its own).
+  if (bytes > options_.cache_max_answer_bytes) return;
   auto now = Clock::now();
   std::lock_guard lock(cache_mutex_);
-  if (cache_.size() >= kMaxCached) {
-    std::erase_if(cache_, [now](const auto& kv) { return kv.second.expires <= now; });
-    if (cache_.size() >= kMaxCached) cache_.clear();
+  if (auto old = cache_.find(key); old != cache_.end()) forget(old);
+  // Oldest first: with one TTL cap for everything, insertion order is close to expiry order.
+  while (!insertion_order_.empty() &&
+         (cache_bytes_ + bytes > options_.cache_max_bytes || cache_.size() >= kMaxCached)) {
+    forget(cache_.find(insertion_order_.front()));
   }
-  cache_[cache_key(query.name, query.rrtype)] =
-      Cached{answer, now + std::chrono::seconds(std::min(answer.ttl, 86400))};
+  if (bytes > options_.cache_max_bytes) return;
+  insertion_order_.push_back(key);
+  auto order = std::prev(insertion_order_.end());
+  cache_.emplace(
+      std::move(key),
+      Cached{answer, now + std::chrono::seconds(std::min(answer.ttl, 86400)), bytes, order});
+  cache_bytes_ += bytes;
 }
 
 void Resolver::Impl::submit(std::string name, std::uint16_t rrtype, Callback callback) {

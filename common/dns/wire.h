@@ -4,6 +4,7 @@
 // so malformed input yields std::nullopt, never a crash.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <span>
@@ -22,6 +23,9 @@ inline constexpr std::uint16_t kTypeMx = 15;
 inline constexpr std::uint16_t kTypeTxt = 16;
 inline constexpr std::uint16_t kTypeAaaa = 28;
 inline constexpr std::uint16_t kTypeSrv = 33;
+
+// TXT records longer than this (all strings concatenated) are skipped by the resolver.
+inline constexpr std::size_t kMaxTxtBytes = 8192;
 
 using Bytes = std::span<const std::uint8_t>;
 

@@ -1,6 +1,7 @@
 // Implementation of the metrics HTTP endpoint: a deliberately tiny HTTP/1.0 responder.
 #include "common/metrics/http_server.h"
 
+#include <chrono>
 #include <thread>
 
 #include "common/log/log.h"
@@ -14,11 +15,23 @@ using asio::ip::tcp;
 namespace {
 
 constexpr std::size_t kMaxRequest = 8192;
+// A scraper needs one connection; a few more for people with curl. Past this, new connections
+// are closed at once, so a flood cannot take the daemon's descriptors.
+constexpr int kMaxConnections = 16;
 
 class Exchange : public std::enable_shared_from_this<Exchange> {
  public:
-  Exchange(tcp::socket socket, Registry& registry)
-      : socket_(std::move(socket)), timer_(socket_.get_executor()), registry_(registry) {}
+  // `open` counts live exchanges (the io thread is the only one touching it).
+  Exchange(tcp::socket socket, Registry& registry, int& open)
+      : socket_(std::move(socket)),
+        timer_(socket_.get_executor()),
+        registry_(registry),
+        open_(open) {
+    ++open_;
+  }
+  ~Exchange() { --open_; }
+  Exchange(const Exchange&) = delete;
+  Exchange& operator=(const Exchange&) = delete;
 
   void start() {
     timer_.expires_after(std::chrono::seconds(5));
@@ -53,6 +66,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   tcp::socket socket_;
   asio::steady_timer timer_;
   Registry& registry_;
+  int& open_;
   std::string request_;
   std::string response_;
 };
@@ -67,11 +81,34 @@ struct HttpServer::Impl {
 
   explicit Impl(Registry& r) : registry(r) {}
 
+  int open = 0;  // live exchanges (io thread only)
+  asio::steady_timer retry{io};
+  std::chrono::steady_clock::time_point last_warning{};
+
   void accept() {
     acceptor.async_accept([this](boost::system::error_code ec, tcp::socket socket) {
       if (ec == asio::error::operation_aborted) return;
-      if (!ec) std::make_shared<Exchange>(std::move(socket), registry)->start();
-      accept();
+      if (!ec) {
+        if (open >= kMaxConnections) {
+          boost::system::error_code ignored;
+          socket.close(ignored);
+        } else {
+          std::make_shared<Exchange>(std::move(socket), registry, open)->start();
+        }
+        accept();
+        return;
+      }
+      // Out of descriptors and the like: as the policy servers do, wait 100 ms instead of
+      // spinning on the error, and log at most once every 10 s.
+      auto now = std::chrono::steady_clock::now();
+      if (now - last_warning >= std::chrono::seconds(10)) {
+        last_warning = now;
+        log::warning("metrics: accept failed: " + ec.message() + " (retrying every 100 ms)");
+      }
+      retry.expires_after(std::chrono::milliseconds(100));
+      retry.async_wait([this](boost::system::error_code wait_ec) {
+        if (!wait_ec) accept();
+      });
     });
   }
 };

@@ -18,6 +18,10 @@ struct smfi_str;
 
 namespace mxguard::common::milter {
 
+// Most header deletions (one smfi_chgheader each) a filter makes for one message: a sender
+// who adds ten thousand forged headers must not buy ten thousand round trips with the MTA.
+inline constexpr int kMaxHeaderDeletions = 32;
+
 // What a callback tells the MTA. kSkip (skip the rest of the body) is sent only if the MTA
 // offered it, otherwise it degrades to kContinue.
 enum class Status { kContinue, kAccept, kReject, kDiscard, kTempfail, kSkip };

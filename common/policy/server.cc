@@ -28,6 +28,7 @@ struct Metrics {
   metrics::Counter& handler_errors;
   metrics::Counter& refused;
   metrics::Counter& idle_closed;
+  metrics::Counter& slow_closed;
   metrics::Gauge& connections;
 
   static Metrics& get() {
@@ -41,6 +42,8 @@ struct Metrics {
         r.counter("mxguard_policy_connections_refused_total",
                   "Connections refused over the connection limit"),
         r.counter("mxguard_policy_idle_closed_total", "Connections closed after the idle timeout"),
+        r.counter("mxguard_policy_slow_closed_total",
+                  "Connections closed for a request or reply past its deadline (slow peers)"),
         r.gauge("mxguard_policy_connections", "Open policy connections")};
     return m;
   }
@@ -49,7 +52,8 @@ struct Metrics {
 class ConnectionBase {
  public:
   virtual ~ConnectionBase() = default;
-  virtual void close() = 0;
+  virtual void close() = 0;  // if idle
+  virtual void abort() = 0;  // whatever it is doing
 };
 
 }  // namespace
@@ -64,6 +68,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
   std::mutex mutex;
   std::set<std::shared_ptr<ConnectionBase>> connections;
   std::atomic<bool> stopping{false};
+  std::unique_ptr<asio::steady_timer> drain_timer;
 
   Impl(ServerOptions o, AsyncHandler h) : options(std::move(o)), handler(std::move(h)) {}
 
@@ -88,23 +93,54 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
       });
     }
 
+    // Closes whatever state the connection is in (the end of stop()'s drain time).
+    void abort() override {
+      asio::post(strand_, [self = this->shared_from_this()] { self->shutdown(); });
+    }
+
    private:
+    // One timer per connection, for whichever wait is current; a generation number makes a
+    // wake-up that was already queued when the timer was re-armed harmless.
+    template <class OnExpiry>
+    void arm(std::chrono::steady_clock::duration after, OnExpiry on_expiry) {
+      auto gen = ++timer_gen_;
+      timer_.expires_after(after);
+      timer_.async_wait(asio::bind_executor(
+          strand_, [self = this->shared_from_this(), gen, on_expiry](boost::system::error_code ec) {
+            if (ec || gen != self->timer_gen_ || self->closed_) return;
+            on_expiry(*self);
+          }));
+    }
+    void disarm() {
+      ++timer_gen_;
+      timer_.cancel();
+    }
+
     void read() {
       if (server_.stopping && parser_.idle()) return shutdown();
       reading_ = true;
-      timer_.expires_after(server_.options.idle_timeout);
-      timer_.async_wait(asio::bind_executor(
-          strand_, [self = this->shared_from_this()](boost::system::error_code ec) {
-            if (ec) return;
-            Metrics::get().idle_closed.inc();
-            log::info("policy: closing idle connection");
-            self->shutdown();
-          }));
+      if (parser_.idle()) {
+        arm(server_.options.idle_timeout, [](Connection& c) {
+          Metrics::get().idle_closed.inc();
+          log::info("policy: closing idle connection");
+          c.shutdown();
+        });
+      } else {
+        // Part of a request is here: the rest must come before its deadline, however slowly
+        // the bytes trickle in (the idle timer alone was re-armed by every byte).
+        auto left = request_deadline_ - std::chrono::steady_clock::now();
+        arm(std::max(left, std::chrono::steady_clock::duration::zero()), [](Connection& c) {
+          Metrics::get().slow_closed.inc();
+          log::warning("policy: closing connection: request not complete within " +
+                       std::to_string(c.server_.options.request_timeout.count()) + " ms");
+          c.shutdown();
+        });
+      }
       socket_.async_read_some(
           asio::buffer(buf_),
           asio::bind_executor(strand_, [self = this->shared_from_this()](
                                            boost::system::error_code ec, std::size_t n) {
-            self->timer_.cancel();
+            self->disarm();
             self->reading_ = false;
             if (ec) return self->shutdown();
             self->pending_.assign(self->buf_.data(), n);
@@ -116,6 +152,9 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
     // a request's answer is outstanding, nothing else is parsed (replies stay in order).
     void process() {
       while (!pending_.empty()) {
+        if (parser_.idle()) {
+          request_deadline_ = std::chrono::steady_clock::now() + server_.options.request_timeout;
+        }
         std::size_t used = 0;
         auto status = parser_.feed(pending_, used);
         pending_.erase(0, used);
@@ -127,10 +166,18 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
         if (status == Parser::Status::kComplete) return answer(parser_.take());  // moved
       }
       if (reply_.empty()) return read();
+      // A peer that never reads its replies fills the socket buffer; it gets write_timeout.
+      arm(server_.options.write_timeout, [](Connection& c) {
+        Metrics::get().slow_closed.inc();
+        log::warning("policy: closing connection: reply not read within " +
+                     std::to_string(c.server_.options.write_timeout.count()) + " ms");
+        c.shutdown();
+      });
       asio::async_write(
           socket_, asio::buffer(reply_),
           asio::bind_executor(strand_, [self = this->shared_from_this()](
                                            boost::system::error_code ec, std::size_t) {
+            self->disarm();
             self->reply_.clear();
             if (ec) return self->shutdown();
             self->read();
@@ -159,7 +206,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
     void shutdown() {
       if (closed_) return;
       closed_ = true;
-      timer_.cancel();
+      disarm();
       boost::system::error_code ignored;
       socket_.shutdown(Socket::shutdown_both, ignored);
       socket_.close(ignored);
@@ -176,6 +223,8 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
     std::string reply_;
     bool closed_ = false;
     bool reading_ = false;  // an async_read_some is outstanding (strand only)
+    std::uint64_t timer_gen_ = 0;
+    std::chrono::steady_clock::time_point request_deadline_;
   };
 
   void forget(ConnectionBase* c) {
@@ -184,6 +233,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
       if (it->get() == c) {
         connections.erase(it);
         Metrics::get().connections.add(-1);
+        if (connections.empty() && drain_timer) drain_timer->cancel();
         return;
       }
     }
@@ -302,8 +352,28 @@ void Server::stop() {
       std::lock_guard lock(impl->mutex);
       all.assign(impl->connections.begin(), impl->connections.end());
     }
-    // Idle connections close now; busy ones after their current reply (see read()).
+    // Idle connections close now; busy ones after their current reply (see read()), or at
+    // the end of the drain time, whatever they are waiting for.
     for (auto& c : all) c->close();
+    // The timer keeps io.run() going: armed only while connections remain, and cancelled by
+    // forget() when the last one goes (both under the mutex: a timer is not thread-safe).
+    std::lock_guard lock(impl->mutex);
+    if (impl->connections.empty()) return;
+    impl->drain_timer = std::make_unique<asio::steady_timer>(impl->io, impl->options.drain_timeout);
+    impl->drain_timer->async_wait([weak = std::weak_ptr<Impl>(impl)](boost::system::error_code ec) {
+      auto self = weak.lock();
+      if (ec || !self) return;
+      std::vector<std::shared_ptr<ConnectionBase>> left;
+      {
+        std::lock_guard lock(self->mutex);
+        left.assign(self->connections.begin(), self->connections.end());
+      }
+      if (!left.empty()) {
+        log::warning("policy: closing " + std::to_string(left.size()) +
+                     " connection(s) still busy after the drain time");
+      }
+      for (auto& c : left) c->abort();
+    });
   });
 }
 

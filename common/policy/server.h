@@ -20,6 +20,13 @@ struct ServerOptions {
   std::vector<net::SocketSpec> listen;
   std::size_t max_connections = 200;
   std::chrono::milliseconds idle_timeout{std::chrono::seconds(300)};
+  // A request must arrive whole within this time of its first byte (Postfix writes it at
+  // once), and a reply must be taken by the peer within write_timeout: a peer that trickles
+  // bytes or never reads loses its connection instead of holding a slot forever.
+  std::chrono::milliseconds request_timeout{std::chrono::seconds(10)};
+  std::chrono::milliseconds write_timeout{std::chrono::seconds(10)};
+  // stop() closes idle connections at once and waits this long for busy ones, then closes them.
+  std::chrono::milliseconds drain_timeout{std::chrono::seconds(10)};
   unsigned threads = 4;
   unsigned socket_mode = 0666;  // unix sockets; access is controlled by the directory
   Limits limits;

@@ -27,6 +27,13 @@ struct Limits {
   // A check past it ends in temperror; the last lookup may still take up to the resolver's
   // own --dns-timeout, so keep that below this.
   std::chrono::milliseconds timeout{std::chrono::seconds(20)};
+  // A record longer than this is permerror. §3.4 asks records to fit a 512-octet UDP answer;
+  // the largest published ones are a few hundred octets, and a huge one is only an attack on
+  // our CPU.
+  std::size_t max_record_bytes = 4096;
+  // An expanded exp= explanation longer than this is ignored for the default one (§6.2): it
+  // goes into an SMTP reply line, which RFC 5321 §4.5.3.1.5 limits to 512 octets.
+  std::size_t max_explanation = 400;
 };
 
 struct Request {
@@ -55,7 +62,9 @@ class Evaluator {
   // Calls done exactly once, on the resolver's thread or (for results that need no DNS)
   // before returning. done must not block.
   void check_host_async(Request request, std::function<void(Outcome)> done);
-  // Blocking wrapper (tests, CLIs). Never call from a resolver callback.
+  // Blocking wrapper (tests, CLIs, the DMARC milter's SPF self-check). Waits at most the
+  // time budget plus one resolver timeout, then returns temperror. Never call from a resolver
+  // callback.
   Outcome check_host(Request request);
 
   const Limits& limits() const { return limits_; }

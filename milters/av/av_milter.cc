@@ -5,6 +5,7 @@
 #include <libmilter/mfapi.h>
 #include <strings.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <utility>
@@ -291,8 +292,16 @@ class AvSession : public common::milter::Session {
   // Replaces every incoming X-Virus-* header with ours (deleting from the last instance so the
   // indexes stay valid), then puts ours on top.
   void set_headers(Context& c, const ScanOutcome& outcome) {
-    for (int i = incoming_scanned_; i >= 1; --i) c.delete_header(kScannedName, i);
-    for (int i = incoming_status_; i >= 1; --i) c.delete_header(kStatusName, i);
+    // At most kMaxHeaderDeletions of each (a deletion is a round trip with the MTA); ours go
+    // on top, where readers look first, and the rest of a flood stays below them.
+    const int cap = common::milter::kMaxHeaderDeletions;
+    if (incoming_scanned_ > cap || incoming_status_ > cap) {
+      common::log::warning("av: " + std::to_string(incoming_scanned_ + incoming_status_) +
+                           " incoming X-Virus-* headers; replacing the first " +
+                           std::to_string(cap) + " of each");
+    }
+    for (int i = std::min(incoming_scanned_, cap); i >= 1; --i) c.delete_header(kScannedName, i);
+    for (int i = std::min(incoming_status_, cap); i >= 1; --i) c.delete_header(kStatusName, i);
     if (incoming_scanned_ + incoming_status_ > 0) {
       forged_removed().inc(static_cast<std::uint64_t>(incoming_scanned_) +
                            static_cast<std::uint64_t>(incoming_status_));

@@ -48,6 +48,10 @@ common::metrics::Counter& forged_removed() {
   return counter("mxguard_dkim_forged_authres_removed_total",
                  "Incoming Authentication-Results headers claiming our authserv-id, removed");
 }
+common::metrics::Counter& forged_rejected() {
+  return counter("mxguard_dkim_forged_authres_rejected_total",
+                 "Messages rejected for more forged Authentication-Results than we delete");
+}
 common::metrics::Counter& dns_errors() {
   return counter("mxguard_dkim_dns_errors_total", "Key lookups that failed temporarily");
 }
@@ -73,10 +77,14 @@ class DkimSession : public common::milter::Session {
 
   Status on_header(Context&, std::string_view name, std::string_view value) override {
     if (!config_) return Status::kContinue;  // no MAIL FROM seen: nothing to do
+    if (iequals(name, "Received")) seen_received_ = true;
     if (iequals(name, "Authentication-Results")) {
       ++authres_count_;
       if (common::authres::claims_authserv_id(value, config_->authserv_id)) {
-        forged_.push_back(authres_count_);
+        // Above the Received header Postfix adds for this hop, it was written here (our
+        // policy server's spf-header, an earlier milter): kept. Below it came with the
+        // message: forged, deleted (DESIGN §2's trust rule).
+        if (seen_received_) forged_.push_back(authres_count_);
         return Status::kContinue;  // not part of what we sign or verify
       }
     }
@@ -124,6 +132,17 @@ class DkimSession : public common::milter::Session {
   Status on_eom(Context& c) override {
     if (!config_) return Status::kAccept;
     std::string qid = c.queue_id();
+    if (forged_.size() > static_cast<std::size_t>(common::milter::kMaxHeaderDeletions)) {
+      // More forged results than we delete: no legitimate message carries them, and leaving
+      // some would hand them to whatever reads Authentication-Results after us.
+      forged_rejected().inc();
+      common::log::decision(qid, {{"dkim", "reject"},
+                                  {"reason", "forged-authentication-results"},
+                                  {"forged_ar", std::to_string(forged_.size())}});
+      c.set_reply("550", "5.7.1", "Message carries forged Authentication-Results headers");
+      reset();
+      return Status::kReject;
+    }
     // Forged A-R headers first: delete from the last, so the indexes stay valid.
     for (auto it = forged_.rbegin(); it != forged_.rend(); ++it) {
       c.delete_header("Authentication-Results", *it);
@@ -148,6 +167,7 @@ class DkimSession : public common::milter::Session {
     signing_error_.clear();
     not_signed_.clear();
     authres_count_ = from_count_ = signature_count_ = 0;
+    seen_received_ = false;
     sign_ = authenticated_ = false;
   }
 
@@ -300,6 +320,7 @@ class DkimSession : public common::milter::Session {
   bool authenticated_ = false;
   std::vector<std::string> headers_;  // buffered until EOH: the From header picks the keys
   std::vector<int> forged_;           // 1-based indexes among Authentication-Results
+  bool seen_received_ = false;        // the first Received header has gone by
   int authres_count_ = 0;
   int from_count_ = 0;
   int signature_count_ = 0;

@@ -18,7 +18,10 @@ FailureAction parse_failure_action(std::string_view text);  // throws std::inval
 std::string_view failure_action_name(FailureAction a);
 
 struct Options {
-  common::daemon::DaemonOptions daemon{.listen = "inet:127.0.0.1:8891"};
+  // A unix socket by default: on a TCP port any local user could connect and claim
+  // {auth_authen}, which turns signing on. The directory is the one the package makes, which
+  // Postfix (chrooted) reaches as unix:mxguard/dkim.sock.
+  common::daemon::DaemonOptions daemon{.listen = "unix:/var/spool/postfix/mxguard/dkim.sock"};
   common::dns::ResolverOptions dns;
   std::string authserv_id;  // empty: this host's name
 

@@ -37,6 +37,10 @@ common::metrics::Counter& results_total(const std::string& result) {
 common::metrics::Counter& actions_total(const std::string& action) {
   return counter("mxguard_dmarc_actions_total", "Messages by action taken", {{"action", action}});
 }
+common::metrics::Counter& forged_rejected() {
+  return counter("mxguard_dmarc_forged_authres_rejected_total",
+                 "Messages rejected for more forged Authentication-Results than we delete");
+}
 common::metrics::Counter& forged_removed() {
   return counter("mxguard_dmarc_forged_authres_removed_total",
                  "Authentication-Results headers claiming our authserv-id below the trusted one");
@@ -113,12 +117,17 @@ class DmarcSession : public common::milter::Session {
     if (iequals(name, "From")) {
       ++from_headers_;
       if (from_values_.size() < 4) from_values_.emplace_back(value.substr(0, 65536));
+    } else if (iequals(name, "Received")) {
+      seen_received_ = true;
     } else if (iequals(name, "Authentication-Results")) {
       ++authres_count_;
       if (common::authres::claims_authserv_id(value, config_->authserv_id)) {
-        if (trusted_index_ == 0) {
-          trusted_index_ = authres_count_;
-          trusted_value_ = std::string(value);
+        // The trust rule (DESIGN §2, docs/ARCHITECTURE.md): only a header above the Received
+        // header Postfix adds for this hop was written here (an earlier milter inserted it,
+        // or our policy server prepended it); one below came with the message.
+        if (!seen_received_) {
+          if (trusted_index_ == 0) trusted_index_ = authres_count_;
+          trusted_values_.emplace_back(value.substr(0, 65536));
         } else {
           forged_.push_back(authres_count_);
         }
@@ -144,8 +153,9 @@ class DmarcSession : public common::milter::Session {
     skip_.clear();
     from_values_.clear();
     from_headers_ = authres_count_ = trusted_index_ = 0;
-    trusted_value_.clear();
+    trusted_values_.clear();
     forged_.clear();
+    seen_received_ = false;
   }
 
   // Deletes forged A-R headers (from the last, so indexes stay valid).
@@ -160,7 +170,7 @@ class DmarcSession : public common::milter::Session {
   void write_authres(Context& c, const std::vector<common::authres::Result>& ours) {
     common::authres::Builder b(config_->authserv_id);
     if (trusted_index_ > 0) {
-      if (auto h = common::authres::parse(trusted_value_)) {
+      if (auto h = common::authres::parse(trusted_values_.front())) {
         for (auto r : h->results) {
           if (r.method == "dmarc") continue;  // ours replaces any
           if (!r.comment.empty() && r.comment.front() == '(') {
@@ -180,19 +190,20 @@ class DmarcSession : public common::milter::Session {
 
   std::vector<AuthResult> trusted_dkim() const {
     std::vector<AuthResult> out;
-    if (trusted_index_ == 0) return out;
-    auto h = common::authres::parse(trusted_value_);
-    if (!h) return out;
-    for (const auto& r : h->results) {
-      if (r.method != "dkim") continue;
-      AuthResult a;
-      a.result = r.result;
-      if (const auto* d = r.property("header", "d"))
-        a.domain = *d;
-      else if (const auto* i = r.property("header", "i"))
-        a.domain = domain_of(*i);
-      if (const auto* s = r.property("header", "s")) a.selector = *s;
-      if (!a.domain.empty()) out.push_back(std::move(a));
+    for (const auto& value : trusted_values_) {
+      auto h = common::authres::parse(value);
+      if (!h) continue;
+      for (const auto& r : h->results) {
+        if (r.method != "dkim") continue;
+        AuthResult a;
+        a.result = r.result;
+        if (const auto* d = r.property("header", "d"))
+          a.domain = *d;
+        else if (const auto* i = r.property("header", "i"))
+          a.domain = domain_of(*i);
+        if (const auto* s = r.property("header", "s")) a.selector = *s;
+        if (!a.domain.empty()) out.push_back(std::move(a));
+      }
     }
     return out;
   }
@@ -211,6 +222,15 @@ class DmarcSession : public common::milter::Session {
                                   {"reason", skip_},
                                   {"client", client_.empty() ? "local" : client_}});
       return Status::kAccept;
+    }
+    if (forged_.size() > static_cast<std::size_t>(common::milter::kMaxHeaderDeletions)) {
+      // More forged results than we delete (see mxguard-dkim, which does the same first).
+      forged_rejected().inc();
+      common::log::decision(qid, {{"dmarc", "reject"},
+                                  {"reason", "forged-authentication-results"},
+                                  {"forged_ar", std::to_string(forged_.size())}});
+      return reply(c, Status::kReject, "550", "5.7.1",
+                   "Message carries forged Authentication-Results headers");
     }
     remove_forged(c);
     std::string forged = std::to_string(forged_.size());
@@ -427,8 +447,9 @@ class DmarcSession : public common::milter::Session {
   std::vector<std::string> from_values_;
   std::size_t from_headers_ = 0;
   int authres_count_ = 0;
-  int trusted_index_ = 0;  // 1-based among A-R headers; 0: none
-  std::string trusted_value_;
+  int trusted_index_ = 0;  // the first trusted, 1-based among A-R headers; 0: none
+  std::vector<std::string> trusted_values_;  // every trusted one, top first
+  bool seen_received_ = false;
   std::vector<int> forged_;
 };
 

@@ -5,6 +5,8 @@
 
 #include <cctype>
 
+#include "milters/dmarc/from.h"
+
 namespace mxguard::milter::dmarc {
 namespace {
 
@@ -65,7 +67,33 @@ bool percent_decode(std::string_view in, std::string& out) {
   return true;
 }
 
+bool report_local_char(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+         c == '_' || c == '-' || c == '+' || c == '=';
+}
+
 }  // namespace
+
+std::optional<ReportAddress> parse_report_address(std::string_view address) {
+  auto at = address.find('@');
+  if (at == std::string_view::npos || address.find('@', at + 1) != std::string_view::npos) {
+    return std::nullopt;
+  }
+  std::string_view local = address.substr(0, at), domain = address.substr(at + 1);
+  if (local.empty() || local.size() > 64 || local.front() == '.' || local.back() == '.' ||
+      local.find("..") != std::string_view::npos) {
+    return std::nullopt;
+  }
+  for (char c : local) {
+    if (!report_local_char(c)) return std::nullopt;
+  }
+  if (domain.empty() || domain.back() == '.' || domain.find('.') == std::string_view::npos) {
+    return std::nullopt;
+  }
+  ReportAddress out{std::string(local), lower(domain)};
+  if (!valid_domain(out.domain)) return std::nullopt;
+  return out;
+}
 
 std::string_view policy_name(Policy p) {
   switch (p) {
@@ -141,14 +169,13 @@ std::vector<ReportUri> parse_uri_list(std::string_view value) {
     }
     // The query part (?subject=…) is not an address.
     item = item.substr(0, item.find('?'));
-    std::string address;
-    if (!percent_decode(item, address)) continue;
-    auto at = address.find('@');
-    if (at == std::string::npos || at == 0 || at + 1 >= address.size() ||
-        address.find_first_of(" \t<>,;\"", 0) != std::string::npos) {
-      continue;
-    }
-    uri.address = address;
+    // Decoded once, here; what is stored and sent is the strict address, which holds no '%'.
+    std::string decoded;
+    if (!percent_decode(item, decoded)) continue;
+    auto address = parse_report_address(decoded);
+    if (!address) continue;
+    uri.address = address->local + "@" + address->domain;
+    uri.domain = address->domain;
     out.push_back(std::move(uri));
   }
   return out;

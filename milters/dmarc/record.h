@@ -18,10 +18,24 @@ std::optional<Policy> parse_policy(std::string_view text);
 
 enum class Alignment { kRelaxed, kStrict };
 
+// A report destination. address is local@domain from one strict parse (see
+// parse_report_address): the domain that RFC 7489 §7.1 verification checks is the one the
+// report is sent to, and the address is safe as a sendmail argument and in a To: header.
 struct ReportUri {
-  std::string address;         // the mailto: address (decoded)
+  std::string address;         // local@domain, percent-decoded once
+  std::string domain;          // the part after '@', lower case
   std::uint64_t max_size = 0;  // "!10m": 0 when unlimited
 };
+
+// A report address as we accept it: local-part of letters, digits and . _ - + = (a dot-atom
+// without leading, trailing or double dots, at most 64 octets), one '@', and a host name of
+// two or more LDH labels. Everything else (quotes, comments, spaces, controls, a second '@',
+// '%' or '!' routing) is refused: nullopt.
+struct ReportAddress {
+  std::string local;
+  std::string domain;  // lower case
+};
+std::optional<ReportAddress> parse_report_address(std::string_view address);
 
 struct Record {
   Policy p = Policy::kNone;

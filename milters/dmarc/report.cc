@@ -190,7 +190,8 @@ std::string report_message(const ReporterInfo& info, const Period& p, const std:
   std::string id = report_id(info, p);
   std::string m;
   m += "From: " + info.email + "\r\n";
-  m += "To: " + to + "\r\n";
+  // `to` is a strict report address (parse_report_address): no spaces, quotes or controls.
+  m += "To: <" + to + ">\r\n";
   m += "Date: " + rfc5322_date(now) + "\r\n";
   m += "Subject: Report Domain: " + p.domain + " Submitter: " + info.receiver_domain +
        " Report-ID: <" + id + ">\r\n";
@@ -282,11 +283,11 @@ Reporter::Reporter(ReporterInfo info, AggregateStore& store, const OrgDomains& o
       sender_(std::move(sender)) {}
 
 Reporter::Destination Reporter::destination_allowed(const std::string& domain,
-                                                    const std::string& address) {
-  auto at = address.rfind('@');
-  if (at == std::string::npos) return Destination::kDenied;
-  std::string dest = normalize_domain(address.substr(at + 1));
-  if (!valid_domain(dest)) return Destination::kDenied;
+                                                    const ReportUri& uri) {
+  // The domain checked is the one parse_uri_list split off the address the report goes to.
+  auto parsed = parse_report_address(uri.address);
+  if (!parsed || parsed->domain != uri.domain) return Destination::kDenied;
+  const std::string& dest = parsed->domain;
   if (org_.organizational(dest) == org_.organizational(domain)) return Destination::kAllowed;
   TxtLookup t = lookups_.txt(domain + "._report._dmarc." + dest);
   if (t.status == TxtLookup::Status::kTempError) return Destination::kRetry;
@@ -332,7 +333,7 @@ ReportRun Reporter::run(std::int64_t now, const std::string& dry_run_dir, std::o
     bool all_ok = true;
     int delivered = 0;
     for (const auto& uri : rua) {
-      Destination d = destination_allowed(p.domain, uri.address);
+      Destination d = destination_allowed(p.domain, uri);
       if (d == Destination::kRetry) {
         log << "report " << label << ": cannot verify " << uri.address << " now, kept\n";
         all_ok = false;

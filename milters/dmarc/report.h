@@ -53,7 +53,7 @@ class Reporter {
   ReportRun run(std::int64_t now, const std::string& dry_run_dir, std::ostream& log);
   // §7.1: may a report for `domain` go to `address`? kRetry: the DNS check failed temporarily.
   enum class Destination { kAllowed, kDenied, kRetry };
-  Destination destination_allowed(const std::string& domain, const std::string& address);
+  Destination destination_allowed(const std::string& domain, const ReportUri& uri);
 
  private:
   ReporterInfo info_;

@@ -42,6 +42,23 @@ TEST(TripletTest, BySubnetByDefaultAndByHostOnRequest) {
   EXPECT_EQ(make_triplet(v6, "a@b", "c@d", GreylistOptions{}).client_net, "2001:db8:1:2::");
 }
 
+// Issue 15, finding 8: a 4 KB sender made a 4 KB Redis key per triplet. Over 256 octets a
+// part is keyed by its hash: bounded, and still distinct per address.
+TEST(TripletTest, OverlongPartsAreKeyedByTheirHash) {
+  GreylistOptions o;
+  auto ip = *common::net::IpAddress::parse("198.51.100.77");
+  std::string long_a = std::string(4000, 'a') + "@x.example";
+  std::string long_b = std::string(4000, 'b') + "@x.example";
+  auto a = make_triplet(ip, long_a, "r@" + std::string(3000, 'r') + ".example", o);
+  auto b = make_triplet(ip, long_b, "r@" + std::string(3000, 'r') + ".example", o);
+  EXPECT_EQ(a.sender.rfind("sha1:", 0), 0u) << a.sender.substr(0, 40);
+  EXPECT_EQ(a.recipient.rfind("sha1:", 0), 0u);
+  EXPECT_NE(a.sender, b.sender);
+  EXPECT_LT(make_keys(a, "mxg:", false).triplet.size(), 150u);
+  auto normal = make_triplet(ip, "a@x.example", "r@y.example", o);
+  EXPECT_EQ(normal.sender, "a@x.example");
+}
+
 TEST(TripletTest, KeysShareAHashTagPerNetwork) {
   GreylistOptions o;
   auto t = make_triplet(*common::net::IpAddress::parse("198.51.100.77"), "a@b.example",

@@ -143,6 +143,50 @@ TEST(SpfPolicyTest, HostileInputNeverBreaksTheHeaderLine) {
   EXPECT_EQ(decide(o, r, "mx").action.find('\n'), std::string::npos);
 }
 
+// Issue 15, finding 5: a quoted local part that closes the comment used to add its own
+// key=value pairs ("client-ip=1.2.3.4") to Received-SPF. Now the comment keeps it as
+// quoted-pairs, and the header parses to exactly the pairs we wrote.
+TEST(SpfPolicyTest, LocalPartCannotInjectReceivedSpfPairs) {
+  SpfOptions o;
+  o.hide_receiver = false;
+  auto r = results(std::nullopt, outcome(Result::kPass, "", "a"),
+                   "\"a) client-ip=1.2.3.4; x=(b\"@d.example");
+  auto v = decide(o, r, "mx.example.org");
+  ASSERT_EQ(v.headers.size(), 1u);
+  const std::string& h = v.headers[0];
+  EXPECT_NE(h.find("(mx.example.org: domain of \"a\\) client-ip=1.2.3.4; x=\\(b\"@d.example "
+                   "designates 192.0.2.1 as permitted sender) client-ip=192.0.2.1;"),
+            std::string::npos)
+      << h;
+  // Outside comments and quoted strings, client-ip appears once and is the real one.
+  std::string outside;
+  int depth = 0;
+  bool quoted = false;
+  for (std::size_t i = 0; i < h.size(); ++i) {
+    if (h[i] == '\\' && (depth > 0 || quoted)) {
+      ++i;
+      continue;
+    }
+    if (quoted) {
+      quoted = h[i] != '"';
+    } else if (h[i] == '(') {
+      ++depth;
+    } else if (h[i] == ')') {
+      --depth;
+    } else if (depth == 0) {
+      quoted = h[i] == '"';
+      if (!quoted) outside.push_back(h[i]);
+    }
+  }
+  EXPECT_EQ(depth, 0) << h;
+  EXPECT_FALSE(quoted) << h;
+  auto first = outside.find("client-ip=");
+  ASSERT_NE(first, std::string::npos) << outside;
+  EXPECT_EQ(outside.find("client-ip=", first + 1), std::string::npos) << outside;
+  EXPECT_EQ(outside.find("x="), std::string::npos) << outside;
+  EXPECT_NE(outside.find("client-ip=192.0.2.1;"), std::string::npos) << outside;
+}
+
 TEST(SpfPolicyTest, OptionsAreValidated) {
   SpfOptions o;
   EXPECT_NO_THROW(o.validate());

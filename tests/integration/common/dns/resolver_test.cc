@@ -55,6 +55,21 @@ www      IN A   198.51.100.7
   for (char c = 'd'; c < 'j'; ++c) z += " \"" + repeat(c, 250) + "\"";
   z += "\n";
   z += ptr_name("2001:4860::8888") + ". IN PTR www.example.com.\n";
+  // Issue 15, finding 2: one TXT over the resolver's 8 KB limit; five of 5,000 octets at one
+  // name (25 KB, over the 16 KB a cached answer may hold); twelve 1,500-octet answers.
+  auto txt = [](char c, std::size_t n) {
+    std::string out;
+    for (std::size_t i = 0; i < n; i += 250)
+      out += " \"" + repeat(c, std::min<std::size_t>(250, n - i)) + "\"";
+    return out;
+  };
+  z += "giant.example.test. IN TXT" + txt('g', 9000) + "\n";
+  z += "giant2.example.test. IN TXT" + txt('g', 9000) + "\n";
+  z += "giant2.example.test. IN TXT \"small\"\n";
+  for (char c = 'k'; c < 'p'; ++c) z += "fat.example.test. IN TXT" + txt(c, 5000) + "\n";
+  for (int i = 0; i < 12; ++i) {
+    z += "n" + std::to_string(i) + ".example.test. IN TXT" + txt('n', 1500) + "\n";
+  }
   return z;
 }
 
@@ -218,6 +233,47 @@ TEST_F(ResolverTest, CacheCanBeTurnedOff) {
   uncached.lookup_a("www.example.com");
   uncached.lookup_a("www.example.com");
   EXPECT_EQ(server_->queries_for("www.example.com."), before + 2);
+}
+
+// A TXT record longer than 8 KB is skipped: alone it is no record at all (a verdict, not an
+// error to retry), beside others the others stay.
+TEST_F(ResolverTest, OversizedTxtRecordsAreSkipped) {
+  Resolver r(options());
+  auto alone = r.lookup_txt("giant.example.test");
+  EXPECT_EQ(alone.status, Status::kNoData) << status_name(alone.status);
+  EXPECT_TRUE(alone.records.empty());
+  auto beside = r.lookup_txt("giant2.example.test");
+  ASSERT_EQ(beside.status, Status::kOk);
+  EXPECT_THAT(beside.records, ElementsAre("small"));
+}
+
+// An answer bigger than cache_max_answer_bytes (16 KB by default) is not kept in our cache.
+TEST_F(ResolverTest, LargeAnswersAreNotCached) {
+  Resolver r(options());
+  auto fat = r.lookup_txt("fat.example.test");
+  ASSERT_EQ(fat.status, Status::kOk);
+  EXPECT_EQ(fat.records.size(), 5u);
+  EXPECT_FALSE(r.cached("fat.example.test", kTypeTxt).has_value());
+  r.lookup_txt("multi.example.test");
+  EXPECT_TRUE(r.cached("multi.example.test", kTypeTxt).has_value());
+}
+
+// The cache is bounded in bytes: past the budget the oldest answers go first.
+TEST_F(ResolverTest, CacheIsBoundedInBytesOldestFirst) {
+  auto o = options();
+  o.cache_max_bytes = 8 * 1024;  // room for four or five 1,500-octet answers
+  Resolver r(o);
+  for (int i = 0; i < 12; ++i) {
+    ASSERT_EQ(r.lookup_txt("n" + std::to_string(i) + ".example.test").status, Status::kOk);
+  }
+  int kept = 0;
+  for (int i = 0; i < 12; ++i) {
+    kept += r.cached("n" + std::to_string(i) + ".example.test", kTypeTxt).has_value();
+  }
+  EXPECT_GE(kept, 3);
+  EXPECT_LE(kept, 5);
+  EXPECT_FALSE(r.cached("n0.example.test", kTypeTxt).has_value());
+  EXPECT_TRUE(r.cached("n11.example.test", kTypeTxt).has_value());
 }
 
 TEST_F(ResolverTest, AsyncCallbackCanChainButNotBlock) {

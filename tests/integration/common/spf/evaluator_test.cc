@@ -33,6 +33,19 @@ std::string repeat(const std::string& term, int n) {
   return out;
 }
 
+std::string repeat_raw(const std::string& s, int n) {
+  std::string out;
+  for (int i = 0; i < n; ++i) out += s;
+  return out;
+}
+
+// A 241-octet name of 1-octet labels under t.test, whose %{d} is long and cut at many dots.
+std::string bomb_domain() {
+  std::string d;
+  while (d.size() < 220) d += "b.";
+  return d + "bomb.t.test";
+}
+
 // The oversized record: more than 2000 bytes (several strings, past a 1232-byte EDNS UDP
 // size), ending in the term that matches 192.0.2.1.
 std::string big_record() {
@@ -121,6 +134,14 @@ only-aaaa  IN AAAA 2001:db8::2
        txt_strings("v=spf1 " + repeat("include:inc-leaf.t.test", 9) + "a:h.t.test -all") + "\n";
   z += "inc-leaf   IN TXT \"v=spf1 ip4:198.51.100.1 -all\"\n";
   z += "big        IN TXT " + txt_strings(big_record()) + "\n";
+  // Resource abuse (issue 15, finding 1): a record just under the size limit that expands
+  // %{d} a thousand times, for a domain of 2-octet labels; a record over the limit; an
+  // explanation that expands %{l} 1,500 times.
+  z += bomb_domain() + ". IN TXT " + txt_strings("v=spf1 a:" + repeat_raw("%{d}", 1000) + " -all") +
+       "\n";
+  z += "toobig     IN TXT " + txt_strings("v=spf1 " + repeat("ip4:10.0.0.1", 400) + "-all") + "\n";
+  z += "expbomb    IN TXT \"v=spf1 -all exp=expbomb-text.t.test\"\n";
+  z += "expbomb-text IN TXT " + txt_strings(repeat_raw("%{l}", 1500)) + "\n";
   // %{l} of long_local() is 309 octets; with ".x.t.test" it is cut from the left, label by
   // label (§4.6.4 "... the domain-spec is truncated by removing labels from the left"), to
   // the last seven labels: 7 * 31 - 1 + 9 = 225 octets.
@@ -400,6 +421,34 @@ TEST_F(SpfEvaluatorTest, TimeBudgetEndsSlowIncludeChain) {
   EXPECT_LT(elapsed, 1s + 800ms);
   EXPECT_GE(elapsed, 1s);
   EXPECT_LT(o.dns_terms, 10);
+}
+
+// Issue 15, finding 1: %{d} a thousand times in one record (just under the 4,096-octet record
+// limit) for a domain of 1-octet labels. Before the fix the expansion built 240 KB and cut it
+// one label at a time (0.4 s for 4 KB records, 20 s for 32 KB in the review), past this
+// check's 300 ms budget: temperror. Now only the rightmost 254 octets are ever built, the
+// a: name does not exist, and -all decides.
+TEST_F(SpfEvaluatorTest, MacroBombIsCheapAndTruncatedFromTheRight) {
+  Limits limits;
+  limits.timeout = 300ms;
+  auto o = check("192.0.2.1", bomb_domain(), "user", limits);
+  EXPECT_RESULT(o, Result::kFail);
+  EXPECT_EQ(o.mechanism, "-all");
+}
+
+TEST_F(SpfEvaluatorTest, RecordOverTheSizeLimitIsPermerror) {
+  auto o = check("10.0.0.1", "toobig.t.test");
+  EXPECT_RESULT(o, Result::kPermerror);
+  EXPECT_NE(o.problem.find("(limit 4096)"), std::string::npos) << o.problem;
+}
+
+// An exp= text of 1,500 %{l} with a 60-octet local part was a 90 KB explanation (32 MB in
+// the review's case), put into policyd's reply. Over the 400-octet limit it is ignored for the
+// default (§6.2).
+TEST_F(SpfEvaluatorTest, OverlongExplanationFallsBackToDefault) {
+  auto o = check("192.0.2.1", "expbomb.t.test", std::string(60, 'e'));
+  EXPECT_RESULT(o, Result::kFail);
+  EXPECT_EQ(o.explanation, "DEFAULT for expbomb.t.test");
 }
 
 // §4.6.4: "if more than 10 PTR names are returned, ... only the first 10 [are] considered".

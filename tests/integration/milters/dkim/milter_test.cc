@@ -200,6 +200,7 @@ TEST_F(DkimMilterTest, ExternalMailIsVerifiedIntoOneAuthResHeader) {
     return out;
   };
   std::vector<std::pair<std::string, std::string>> hs = {
+      {"Received", " from a.example (a.example [192.0.2.7]) by mx.mxguard.test (Postfix)"},
       {"Authentication-Results", " mx.mxguard.test; dkim=pass header.d=example.test"},
       {"DKIM-Signature", lua_escape(s0)},
       {"DKIM-Signature", lua_escape(s1)}};
@@ -216,6 +217,23 @@ TEST_F(DkimMilterTest, ExternalMailIsVerifiedIntoOneAuthResHeader) {
   EXPECT_NE(ar.find("header.s=ed header.a=ed25519-sha256"), std::string::npos) << ar;
   EXPECT_EQ(between(v.output, "AR1<<", ">>"), "") << "one A-R header only";
   EXPECT_NE(v.output.find("AR-DELETED"), std::string::npos) << "forged A-R removed: " << v.output;
+}
+
+// Issue 15, finding 4: mxguard-policyd's spf-header = authentication-results uses the same
+// authserv-id; smtpd prepends it above its own Received header, where it is this hop's. It
+// used to be deleted as forged; now it stays (and a copy below Received still goes).
+TEST_F(DkimMilterTest, PolicydHeaderAboveReceivedIsKept) {
+  std::vector<std::pair<std::string, std::string>> hs = {
+      {"Authentication-Results", " mx.mxguard.test; spf=pass smtp.mailfrom=example.test"},
+      {"Received", " from a.example (a.example [192.0.2.7]) by mx.mxguard.test (Postfix)"}};
+  for (const auto& h : kHeaders) hs.push_back(h);
+  auto v = testing::run_miltertest(script("192.0.2.7", "", hs, "x\\r\\n"), socket());
+  ASSERT_EQ(v.exit_code, 0) << v.output;
+  EXPECT_EQ(v.output.find("AR-DELETED"), std::string::npos) << v.output;
+  hs.push_back({"Authentication-Results", " mx.mxguard.test; dkim=pass header.d=example.test"});
+  v = testing::run_miltertest(script("192.0.2.7", "", hs, "x\\r\\n"), socket());
+  ASSERT_EQ(v.exit_code, 0) << v.output;
+  EXPECT_NE(v.output.find("AR-DELETED"), std::string::npos) << v.output;
 }
 
 TEST_F(DkimMilterTest, UnsignedExternalMailGetsDkimNone) {

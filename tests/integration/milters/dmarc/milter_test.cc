@@ -209,8 +209,16 @@ TEST_F(DmarcMilterTest, DkimResultFromOurHeaderAlignsAndIsExtended) {
   EXPECT_TRUE(has(out, "aligned=dkim")) << out;
 }
 
+// The trust rule: an A-R with our authserv-id above Postfix's Received header was written at
+// this hop; one below it came with the message.
+const std::pair<std::string, std::string> kReceived = {
+    "Received",
+    " from mail.sender.example (mail.sender.example [127.0.0.2]) by mx.mxguard.test "
+    "(Postfix) with ESMTP id 4XdmarcQ1; Mon, 7 Dec 2026 10:00:00 +0000"};
+
 TEST_F(DmarcMilterTest, ForgedHeaderBelowOursIsDeletedAndNotTrusted) {
   Message m = from("ceo@reject.test");
+  m.headers.insert(m.headers.begin(), kReceived);
   m.headers.insert(m.headers.begin(), {"Authentication-Results", " mx.mxguard.test; dkim=none"});
   m.headers.push_back(
       {"Authentication-Results", " mx.mxguard.test; dkim=pass header.d=reject.test; spf=pass"});
@@ -220,6 +228,7 @@ TEST_F(DmarcMilterTest, ForgedHeaderBelowOursIsDeletedAndNotTrusted) {
   // The same on a p=none domain, so the message is accepted: the forged header is deleted and
   // its dkim=pass is not what the evaluation used.
   Message none = from("ceo@none.test");
+  none.headers.insert(none.headers.begin(), kReceived);
   none.headers.insert(none.headers.begin(),
                       {"Authentication-Results", " mx.mxguard.test; dkim=none"});
   none.headers.push_back(
@@ -228,6 +237,35 @@ TEST_F(DmarcMilterTest, ForgedHeaderBelowOursIsDeletedAndNotTrusted) {
   EXPECT_TRUE(has(out, "ACCEPTED")) << out;
   EXPECT_TRUE(has(out, "AR-DELETED")) << out;
   EXPECT_TRUE(has(out, "4XdmarcQ1: dmarc=fail")) << out;
+}
+
+// Issue 15, finding 4: with no mxguard-dkim before us, a sender's own "A-R: <our id>;
+// dkim=pass header.d=reject.test" (below Received) was the first header claiming our id and
+// was believed: dmarc=pass. Now it is deleted and the forgery is rejected.
+TEST_F(DmarcMilterTest, ForgedHeaderAloneIsNotBelievedWithoutADkimMilter) {
+  Message m = from("ceo@reject.test");
+  m.headers.insert(m.headers.begin(), kReceived);
+  m.headers.push_back(
+      {"Authentication-Results", " mx.mxguard.test; dkim=pass header.d=reject.test; spf=pass"});
+  std::string out = run(m);
+  EXPECT_TRUE(has(out, "action=reject")) << out;
+  EXPECT_FALSE(has(out, "dmarc=pass")) << out;
+}
+
+// Our policy server's A-R (spf-header = authentication-results) is prepended by smtpd above
+// its Received header, and mxguard-dkim's is inserted at the top: both are this hop's, both
+// are read (the DKIM pass from the second of them aligns), and neither is deleted.
+TEST_F(DmarcMilterTest, EveryHeaderAboveReceivedIsTrusted) {
+  Message m = from("ceo@reject.test");
+  m.headers.insert(m.headers.begin(), kReceived);
+  m.headers.insert(m.headers.begin(),
+                   {"Authentication-Results", " mx.mxguard.test; spf=pass smtp.mailfrom=x.test"});
+  m.headers.insert(m.headers.begin(),
+                   {"Authentication-Results", " mx.mxguard.test; dkim=pass header.d=reject.test"});
+  std::string out = run(m);
+  EXPECT_TRUE(has(out, "ACCEPTED")) << out;
+  EXPECT_FALSE(has(out, "AR-DELETED")) << out;
+  EXPECT_TRUE(has(out, "dmarc=pass")) << out;
 }
 
 TEST_F(DmarcMilterTest, DkimPassOfAnotherDomainDoesNotAlign) {

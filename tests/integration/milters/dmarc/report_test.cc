@@ -227,6 +227,25 @@ TEST_F(DmarcReportTest, SendsValidReportsOnlyToPermittedDestinationsAndKeepsData
   EXPECT_EQ(validate(dir_, xml, &out), 0) << out << "\n" << xml;
 }
 
+// Issue 15, finding 3: a stored rua that aims at a third party through a comment, or carries a
+// twice-encoded newline, sends nothing (before: the first reached victim@third.example without
+// any _report._dmarc check, the second put a header line of the sender's choice into To:).
+// Stored strings are re-parsed with the same strict parser, so old Redis data is safe too.
+TEST_F(DmarcReportTest, RedirectedOrInjectedDestinationsGetNothing) {
+  std::int64_t now = std::time(nullptr);
+  record_some(now - 2 * 86400,
+              "mailto:victim@third.test(@pol.test,mailto:agg@pol.test%0ABcc:x@evil.test,"
+              "mailto:agg@pol.test");
+  Reporter reporter(info_, *store_, org_, lookups(), sendmail_sender((dir_ / "sendmail").string()));
+  std::ostringstream log;
+  ReportRun r = reporter.run(now, "", log);
+  EXPECT_EQ(r.sent, 1) << log.str();
+  EXPECT_EQ(sent_to(), (std::vector<std::string>{"agg@pol.test"})) << log.str();
+  std::string mail = testing::read_file(dir_ / "out" / "agg@pol.test");
+  EXPECT_NE(mail.find("\nTo: <agg@pol.test>\n"), std::string::npos) << mail;
+  EXPECT_EQ(mail.find("Bcc"), std::string::npos) << mail;
+}
+
 TEST_F(DmarcReportTest, UnverifiableDestinationKeepsTheData) {
   std::int64_t now = std::time(nullptr);
   record_some(now - 2 * 86400, "mailto:a@slow.test");

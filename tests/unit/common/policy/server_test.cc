@@ -9,6 +9,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <future>
 #include <thread>
 
 #include "tests/fixtures/process.h"
@@ -20,8 +21,11 @@ using namespace std::chrono_literals;
 
 class Client {
  public:
-  explicit Client(int port) {
+  explicit Client(int port, int rcvbuf = 0) {
     fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    // A small receive buffer (set before connect, so the window is small) lets a test play a
+    // peer that stops reading.
+    if (rcvbuf > 0) ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
     sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_port = htons(static_cast<uint16_t>(port));
@@ -59,6 +63,7 @@ class Client {
       out.append(buf, static_cast<std::size_t>(n));
     }
   }
+  int fd() const { return fd_; }
   bool closed_by_peer() {
     char c;
     return ::recv(fd_, &c, 1, 0) == 0;
@@ -206,6 +211,64 @@ TEST_F(PolicyServerTest, StopAnswersInFlightRequestThenReturns) {
   EXPECT_EQ(busy.read_replies(1), "action=DUNNO\n\n");
   EXPECT_TRUE(idle.closed_by_peer());
   thread_.join();  // serve() returned
+}
+
+// Issue 15, finding 6: a peer that sends a request one byte at a time, each within the idle
+// timeout, used to keep its connection forever. The whole request now has request_timeout.
+TEST_F(PolicyServerTest, TrickledRequestIsClosedAtItsDeadline) {
+  auto o = tcp_options();
+  o.idle_timeout = 5s;
+  o.request_timeout = 300ms;
+  start(o, echo_sender());
+  Client c(server_->tcp_port());
+  ASSERT_TRUE(c.connected());
+  auto t0 = std::chrono::steady_clock::now();
+  bool closed = false;
+  for (int i = 0; i < 30 && !closed; ++i) {
+    closed = ::send(c.fd(), "x", 1, MSG_NOSIGNAL) != 1;
+    std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_TRUE(closed || c.closed_by_peer());
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 2500ms);
+}
+
+// A huge reply (16 MB) to a peer that never reads fills the socket buffers. The write times
+// out and the connection's slot (the only one here) is free again for the next client.
+TEST_F(PolicyServerTest, PeerThatNeverReadsLosesItsSlot) {
+  auto o = tcp_options();
+  o.max_connections = 1;
+  o.write_timeout = 300ms;
+  std::string huge(16 << 20, 'x');
+  start(o, [huge](const Request& r) {
+    return r.sender() == "big@x" ? "DUNNO " + huge : std::string("DUNNO");
+  });
+  {
+    Client stuck(server_->tcp_port(), 4096);
+    stuck.send("sender=big@x\n\n");
+    std::this_thread::sleep_for(1s);
+    // stuck never reads; it is closed when it goes out of scope, after the check below.
+    Client next(server_->tcp_port());
+    next.send("sender=n@x\n\n");
+    EXPECT_EQ(next.read_replies(1), "action=DUNNO\n\n");
+  }
+}
+
+// stop() waits drain_timeout for busy connections, then closes them: serve() returns even
+// while a peer refuses to read its reply.
+TEST_F(PolicyServerTest, StopClosesStuckConnectionsAfterTheDrainTime) {
+  auto o = tcp_options();
+  o.write_timeout = 60s;
+  o.drain_timeout = 300ms;
+  std::string huge(16 << 20, 'x');
+  start(o, [huge](const Request&) { return "DUNNO " + huge; });
+  Client stuck(server_->tcp_port(), 4096);
+  stuck.send("sender=big@x\n\n");
+  std::this_thread::sleep_for(300ms);
+  auto t0 = std::chrono::steady_clock::now();
+  server_->stop();
+  auto done = std::async(std::launch::async, [this] { thread_.join(); });
+  EXPECT_EQ(done.wait_for(5s), std::future_status::ready);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);
 }
 
 TEST_F(PolicyServerTest, AsyncRepliesFromOtherThreadsKeepRequestOrder) {

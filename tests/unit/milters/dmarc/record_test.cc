@@ -50,8 +50,44 @@ TEST(DmarcRecord, DefaultsAndTolerance) {
   EXPECT_EQ(r.ignored, (std::vector<std::string>{"adkim", "pct", "ri"}));
   r = ok("v=DMARC1; p=none; p=reject");  // the first occurrence counts
   EXPECT_EQ(r.p, Policy::kNone);
-  r = ok("v=DMARC1; p=reject; rua=mailto:a%40b@example.com?subject=x");
-  EXPECT_EQ(r.rua.at(0).address, "a@b@example.com");
+  r = ok("v=DMARC1; p=reject; rua=mailto:a%2Db@Example.COM?subject=x");
+  EXPECT_EQ(r.rua.at(0).address, "a-b@example.com");
+  EXPECT_EQ(r.rua.at(0).domain, "example.com");
+}
+
+// Issue 15, finding 3: report destinations come from one strict parse. Each of these passed
+// before (the check took the domain after the last '@' while sendmail delivered to the
+// first address, or a twice-decoded %250A put a newline into To: and sendmail's argument).
+TEST(DmarcRecord, ReportAddressesAreStrictAddrSpecs) {
+  for (const char* bad : {
+           "mailto:victim@third.example(@evil.example",
+           "mailto:victim@third.example%28@evil.example",
+           "mailto:a%40b@example.com",
+           "mailto:a@example.com%250Abcc:x@evil.example",
+           "mailto:a@example.com%0Abcc:x@evil.example",
+           "mailto:%22a%20b%22@example.com",
+           "mailto:a%20b@example.com",
+           "mailto:a%25b@example.com",
+           "mailto:a!b@example.com!10m",
+           "mailto:.a@example.com",
+           "mailto:a..b@example.com",
+           "mailto:a@localhost",
+           "mailto:a@example.com.",
+           "mailto:a@-example.com",
+           "mailto:@example.com",
+       }) {
+    auto list = parse_uri_list(bad);
+    EXPECT_TRUE(list.empty()) << bad << " -> " << (list.empty() ? "" : list[0].address);
+  }
+  auto good = parse_uri_list("mailto:Dmarc+Agg=1_x.y@Reports.Example.NET!10m");
+  ASSERT_EQ(good.size(), 1u);
+  EXPECT_EQ(good[0].address, "Dmarc+Agg=1_x.y@reports.example.net");
+  EXPECT_EQ(good[0].domain, "reports.example.net");
+  EXPECT_EQ(good[0].max_size, 10u << 20);
+  // One bad URI does not take the good ones with it.
+  auto mixed = parse_uri_list("mailto:v@t.example(@e.example, mailto:ok@example.org");
+  ASSERT_EQ(mixed.size(), 1u);
+  EXPECT_EQ(mixed[0].address, "ok@example.org");
 }
 
 TEST(DmarcRecord, InvalidPolicyIsRepairedOnlyWithRua) {
