@@ -46,27 +46,39 @@ struct MxAnswer {
 // Converts an MX Answer's text records ("PREF NAME") into sorted MxRecords.
 MxAnswer to_mx(const Answer& answer);
 
-class Resolver {
+// The asynchronous half of a resolver, all the SPF evaluator needs: the Resolver below, or a
+// stub that answers from a table (the SPF fuzz target).
+class Source {
+ public:
+  using Callback = std::function<void(Answer)>;
+  virtual ~Source() = default;
+  // Starts a query; callback runs exactly once with the outcome.
+  virtual void resolve_async(std::string name, std::uint16_t rrtype, Callback callback) = 0;
+  // An answer available without waiting, or nullopt.
+  virtual std::optional<Answer> cached(std::string_view name, std::uint16_t rrtype) = 0;
+};
+
+class Resolver : public Source {
  public:
   // Runs on the resolver's thread: keep it short and never destroy the Resolver from it.
   // It may call resolve_async again (e.g. SPF following an include).
-  using Callback = std::function<void(Answer)>;
+  using Callback = Source::Callback;
 
   // Throws std::invalid_argument for bad options, std::runtime_error if unbound cannot be set up.
   explicit Resolver(ResolverOptions options = {});
   // Cancels queries in flight; their callbacks run (Status::kError) before this returns.
-  ~Resolver();
+  ~Resolver() override;
   Resolver(const Resolver&) = delete;
   Resolver& operator=(const Resolver&) = delete;
 
   // Starts a query; callback runs exactly once, on the resolver's thread, with the outcome or
   // kTimeout at the deadline. While the destructor runs, it runs at once with kError.
-  void resolve_async(std::string name, std::uint16_t rrtype, Callback callback);
+  void resolve_async(std::string name, std::uint16_t rrtype, Callback callback) override;
 
   // An answer still fresh in our own cache (in front of unbound's), or nullopt. Lets callers
   // (the SPF evaluator) skip the trip to the resolver thread for warm names. Empty when the
   // cache is off.
-  std::optional<Answer> cached(std::string_view name, std::uint16_t rrtype);
+  std::optional<Answer> cached(std::string_view name, std::uint16_t rrtype) override;
 
   // Blocking lookups; each waits at most ResolverOptions::timeout. Calling them from a
   // callback would deadlock the resolver's thread and throws std::logic_error instead.

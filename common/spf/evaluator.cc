@@ -107,7 +107,7 @@ std::string presentation(std::string_view name) {
 
 // The resolver's callback resumes the coroutine; the answer lands in the awaiter first.
 struct LookupAwaiter {
-  dns::Resolver& resolver;
+  dns::Source& resolver;
   std::string name;
   std::uint16_t type;
   dns::Answer answer;
@@ -130,7 +130,7 @@ struct LookupAwaiter {
 };
 
 struct Context {
-  dns::Resolver& resolver;
+  dns::Source& resolver;
   const Limits& limits;
   const std::string& default_explanation;
   Request req;
@@ -539,7 +539,7 @@ std::string_view result_name(Result r) {
   return "none";
 }
 
-Evaluator::Evaluator(dns::Resolver& resolver, Limits limits, std::string default_explanation)
+Evaluator::Evaluator(dns::Source& resolver, Limits limits, std::string default_explanation)
     : resolver_(resolver), limits_(limits), default_explanation_(std::move(default_explanation)) {}
 
 void Evaluator::check_host_async(Request request, std::function<void(Outcome)> done) {

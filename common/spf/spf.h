@@ -56,7 +56,7 @@ struct Outcome {
 class Evaluator {
  public:
   // default_explanation is used for fail when the record has no usable exp=.
-  Evaluator(dns::Resolver& resolver, Limits limits = {},
+  Evaluator(dns::Source& resolver, Limits limits = {},
             std::string default_explanation = "%{i} is not one of %{d}'s designated mail servers.");
 
   // Calls done exactly once, on the resolver's thread or (for results that need no DNS)
@@ -70,7 +70,7 @@ class Evaluator {
   const Limits& limits() const { return limits_; }
 
  private:
-  dns::Resolver& resolver_;
+  dns::Source& resolver_;
   Limits limits_;
   std::string default_explanation_;
 };

@@ -16,6 +16,7 @@
 #include <map>
 #include <sstream>
 
+#include "common/mail/from.h"
 #include "milters/dkim/key_cache.h"
 #include "milters/dkim/options.h"
 
@@ -225,54 +226,12 @@ bool wildcard_match(std::string_view pattern, std::string_view text) {
 }
 
 std::string from_address(std::string_view value) {
-  std::string v(value);
-  // Drop comments (not nested deeply in practice; nesting handled by depth).
-  std::string s;
-  int depth = 0;
-  bool quoted = false;
-  for (std::size_t i = 0; i < v.size(); ++i) {
-    char c = v[i];
-    if (quoted) {
-      if (c == '\\' && i + 1 < v.size()) {
-        ++i;
-      } else if (c == '"') {
-        quoted = false;
-      }
-      continue;  // display-name text is irrelevant
-    }
-    if (depth > 0) {
-      if (c == '(') ++depth;
-      if (c == ')') --depth;
-      continue;
-    }
-    if (c == '"') {
-      quoted = true;
-      continue;
-    }
-    if (c == '(') {
-      depth = 1;
-      continue;
-    }
-    s.push_back(c);
-  }
-  std::string addr;
-  auto lt = s.rfind('<');
-  if (lt != std::string::npos) {
-    auto gt = s.find('>', lt);
-    addr = s.substr(lt + 1, gt == std::string::npos ? std::string::npos : gt - lt - 1);
-  } else {
-    addr = s;
-  }
-  addr = trim(addr);
-  // A group or list: take the first address.
-  if (auto comma = addr.find(','); comma != std::string::npos) addr = trim(addr.substr(0, comma));
-  std::string compact;
-  for (char c : addr) {
-    if (!std::isspace(static_cast<unsigned char>(c))) compact.push_back(c);
-  }
-  auto at = compact.rfind('@');
-  if (at == std::string::npos || at + 1 == compact.size()) return "";
-  return compact.substr(0, at + 1) + lower(compact.substr(at + 1));
+  // The suite's one From parser (common/mail), the same that mxguard-dmarc evaluates: the key
+  // we sign with and the author DMARC checks can never be two different addresses.
+  auto parsed = common::mail::parse_from(value);
+  if (!parsed.ok() || parsed.mailboxes.size() != 1) return "";
+  const auto& m = parsed.mailboxes.front();
+  return m.local + "@" + m.domain;
 }
 
 KeyStore::KeyStore(const Options& o) : user_(o.daemon.user) {

@@ -82,7 +82,8 @@ class KeyStore {
 bool wildcard_match(std::string_view pattern, std::string_view text);
 
 // The addr-spec of a From header value: "Joe <joe@Example.COM>" → "joe@example.com" (domain
-// lower-cased). Empty when there is no address.
+// lower-cased), by common/mail's parser. Empty when the value does not parse or does not name
+// exactly one mailbox (no single author: nothing to sign for).
 std::string from_address(std::string_view value);
 
 }  // namespace mxguard::milter::dkim

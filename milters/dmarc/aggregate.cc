@@ -110,8 +110,7 @@ Published published_from(const Evaluation& e) {
   p.fo = r.fo;
   for (const auto& u : r.rua) {
     if (!p.rua.empty()) p.rua += ',';
-    p.rua += "mailto:" + clean(u.address);
-    if (u.max_size) p.rua += "!" + std::to_string(u.max_size);
+    p.rua += clean(u.encode());
   }
   return p;
 }

@@ -11,12 +11,17 @@
 
 #include "common/authres/authres.h"
 #include "common/log/log.h"
+#include "common/mail/from.h"
 #include "common/metrics/metrics.h"
 #include "common/redis/errors.h"
 #include "common/util/host.h"
-#include "milters/dmarc/from.h"
 
 namespace mxguard::milter::dmarc {
+
+using common::mail::FromLimits;
+using common::mail::FromParse;
+using common::mail::normalize_domain;
+using common::mail::parse_from;
 namespace {
 
 using common::milter::Context;

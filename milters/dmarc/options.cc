@@ -2,11 +2,14 @@
 #include "milters/dmarc/options.h"
 
 #include "common/config/checks.h"
+#include "common/mail/from.h"
 #include "common/net/ip.h"
-#include "milters/dmarc/from.h"
 #include "milters/dmarc/orgdomain.h"
 
 namespace mxguard::milter::dmarc {
+
+using common::mail::normalize_domain;
+using common::mail::valid_domain;
 
 void Options::bind(common::config::Binder& b) {
   daemon.bind(b);

@@ -5,9 +5,12 @@
 
 #include <stdexcept>
 
-#include "milters/dmarc/from.h"
+#include "common/mail/from.h"
 
 namespace mxguard::milter::dmarc {
+
+using common::mail::normalize_domain;
+using common::mail::valid_domain;
 
 OrgDomains::OrgDomains(const std::string& path) : psl_(psl_load_file(path.c_str())) {
   if (!psl_) throw std::runtime_error("cannot load the public suffix list " + path);

@@ -4,10 +4,13 @@
 #include <strings.h>
 
 #include <cctype>
+#include <utility>
 
-#include "milters/dmarc/from.h"
+#include "common/mail/from.h"
 
 namespace mxguard::milter::dmarc {
+
+using common::mail::valid_domain;
 namespace {
 
 std::string_view trim(std::string_view s) {
@@ -73,6 +76,20 @@ bool report_local_char(char c) {
 }
 
 }  // namespace
+
+std::string ReportUri::encode() const {
+  std::string out = "mailto:" + address;  // a strict address: nothing to percent-encode
+  if (max_size == 0) return out;
+  // The largest unit that keeps the number exact (the parser takes at most 2^32 of a unit).
+  static constexpr std::pair<char, int> kUnits[] = {{'t', 40}, {'g', 30}, {'m', 20}, {'k', 10}};
+  for (auto [unit, shift] : kUnits) {
+    std::uint64_t size = 1ull << shift;
+    if (max_size % size == 0 && max_size / size <= (1ull << 32)) {
+      return out + "!" + std::to_string(max_size / size) + unit;
+    }
+  }
+  return out + "!" + std::to_string(max_size);
+}
 
 std::optional<ReportAddress> parse_report_address(std::string_view address) {
   auto at = address.find('@');

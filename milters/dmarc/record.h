@@ -25,6 +25,10 @@ struct ReportUri {
   std::string address;         // local@domain, percent-decoded once
   std::string domain;          // the part after '@', lower case
   std::uint64_t max_size = 0;  // "!10m": 0 when unlimited
+
+  // The URI again, as parse_uri_list reads it back ("mailto:a@b.example!10m"): how the
+  // aggregate store keeps it in Redis. Exact round trip, no second decoding.
+  std::string encode() const;
 };
 
 // A report address as we accept it: local-part of letters, digits and . _ - + = (a dot-atom

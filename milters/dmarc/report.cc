@@ -16,7 +16,7 @@
 #include <ostream>
 #include <stdexcept>
 
-#include "milters/dmarc/from.h"
+#include "common/mail/from.h"
 #include "milters/dmarc/record.h"
 
 extern char** environ;

@@ -10,21 +10,22 @@
 #include <string_view>
 
 #include "milters/dmarc/aggregate.h"
-#include "milters/dmarc/from.h"
+#include "common/mail/from.h"
 #include "milters/dmarc/record.h"
 
 namespace dmarc = mxguard::milter::dmarc;
+namespace mail = mxguard::common::mail;
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   std::string_view text(reinterpret_cast<const char*>(data), size);
-  dmarc::FromLimits limits{4096, 20};
-  dmarc::FromParse from = dmarc::parse_from(text, limits);
+  mail::FromLimits limits{4096, 20};
+  mail::FromParse from = mail::parse_from(text, limits);
   if (from.ok()) {
     if (from.mailboxes.empty() || from.mailboxes.size() > limits.max_mailboxes) std::abort();
     for (const auto& m : from.mailboxes) {
       // The local part may be empty: `""@example.com` is a valid quoted string (RFC 5322
       // §3.2.4), and DMARC reads only the domain.
-      if (!dmarc::valid_domain(m.domain)) std::abort();
+      if (!mail::valid_domain(m.domain)) std::abort();
     }
   } else if (!from.mailboxes.empty()) {
     std::abort();

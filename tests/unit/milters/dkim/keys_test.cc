@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/mail/from.h"
 #include "milters/dkim/options.h"
 #include "tests/fixtures/process.h"
 
@@ -170,6 +171,25 @@ TEST(DkimFromAddressTest, ParsesCommonForms) {
   EXPECT_EQ(from_address(" \"Doe, <fake@evil.test>\" <jd@example.com>"), "jd@example.com");
   EXPECT_EQ(from_address(" undisclosed-recipients:;"), "");
   EXPECT_EQ(from_address(""), "");
+}
+
+// Issue 15: dkim had its own From parser (cut at the last '<' and the first comma) that could
+// name another author than mxguard-dmarc's. It is the same parser now: where DMARC sees no
+// single author, nothing is signed; where it sees one, that is the signing address.
+TEST(DkimFromAddressTest, AgreesWithTheDmarcParser) {
+  EXPECT_EQ(from_address(" a@evil.example, b@bank.example"), "");
+  EXPECT_EQ(from_address(" <joe@example.com>@evil.test"), "");
+  EXPECT_EQ(from_address(" Bank <ceo@bank.example> <x@evil.example>"), "");
+  for (const char* v : {" Joe <joe@Example.COM>", " \"a,b\" <q@x.example>", " (c) x@y.example",
+                        " a@evil.example, b@bank.example", " <joe@example.com>@evil.test",
+                        " =?utf-8?q?J=C3=B6rg?= <j@x.example>", " grp: a@x.example;"}) {
+    auto parsed = common::mail::parse_from(v);
+    std::string expected;
+    if (parsed.ok() && parsed.mailboxes.size() == 1) {
+      expected = parsed.mailboxes[0].local + "@" + parsed.mailboxes[0].domain;
+    }
+    EXPECT_EQ(from_address(v), expected) << v;
+  }
 }
 
 TEST(DkimWildcardTest, Matches) {

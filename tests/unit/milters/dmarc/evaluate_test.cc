@@ -11,9 +11,11 @@
 #include <set>
 #include <sstream>
 
-#include "milters/dmarc/from.h"
+#include "common/mail/from.h"
 
 namespace mxguard::milter::dmarc {
+
+using common::mail::normalize_domain;
 namespace {
 
 const std::string kPsl = "/usr/share/publicsuffix/public_suffix_list.dafsa";

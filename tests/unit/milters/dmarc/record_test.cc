@@ -84,6 +84,17 @@ TEST(DmarcRecord, ReportAddressesAreStrictAddrSpecs) {
   EXPECT_EQ(good[0].address, "Dmarc+Agg=1_x.y@reports.example.net");
   EXPECT_EQ(good[0].domain, "reports.example.net");
   EXPECT_EQ(good[0].max_size, 10u << 20);
+  // Stored in Redis and read back unchanged: "!10g" used to be stored as bytes, which the
+  // parser's 2^32 limit refused at report time (the destination silently lost).
+  for (const char* uri : {"mailto:a@b.example!10g", "mailto:a@b.example!1t", "mailto:a@b.example!7",
+                          "mailto:a@b.example!3m", "mailto:a@b.example"}) {
+    auto first = parse_uri_list(uri);
+    ASSERT_EQ(first.size(), 1u) << uri;
+    auto again = parse_uri_list(first[0].encode());
+    ASSERT_EQ(again.size(), 1u) << first[0].encode();
+    EXPECT_EQ(again[0].address, first[0].address);
+    EXPECT_EQ(again[0].max_size, first[0].max_size) << first[0].encode();
+  }
   // One bad URI does not take the good ones with it.
   auto mixed = parse_uri_list("mailto:v@t.example(@e.example, mailto:ok@example.org");
   ASSERT_EQ(mixed.size(), 1u);

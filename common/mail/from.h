@@ -1,4 +1,6 @@
-// RFC 5322 From header parsing for DMARC: which domains a message claims to come from.
+// RFC 5322 From header parsing: who a message claims to come from. The one parser of the suite:
+// mxguard-dmarc evaluates these domains and mxguard-dkim picks its signing keys by the same
+// author, so the two can never disagree about who wrote a message.
 // Tolerant of what real senders write (display names, quoted commas, nested comments, groups,
 // RFC 2047 encoded words, obsolete empty list members) and strict about the address itself.
 // Must never report a domain that a mail reader would not show as the author's, never read past
@@ -11,7 +13,7 @@
 #include <string_view>
 #include <vector>
 
-namespace mxguard::milter::dmarc {
+namespace mxguard::common::mail {
 
 struct Mailbox {
   std::string local;   // as written (quotes removed)
@@ -39,4 +41,4 @@ bool valid_domain(std::string_view domain);
 // Lower-cases, strips leading and trailing dots; empty when nothing is left.
 std::string normalize_domain(std::string_view domain);
 
-}  // namespace mxguard::milter::dmarc
+}  // namespace mxguard::common::mail

@@ -1,11 +1,11 @@
 // The From header parser: display names, quoted commas, comments, groups, encoded words, the
 // multi-address and garbage cases behind OpenDMARC's CVE-2019-16378 and CVE-2021-34555, and the
 // limits.
-#include "milters/dmarc/from.h"
+#include "common/mail/from.h"
 
 #include <gtest/gtest.h>
 
-namespace mxguard::milter::dmarc {
+namespace mxguard::common::mail {
 namespace {
 
 std::vector<std::string> domains(std::string_view v, FromLimits limits = {}) {
@@ -127,4 +127,4 @@ TEST(DmarcFrom, DomainHelpers) {
 }
 
 }  // namespace
-}  // namespace mxguard::milter::dmarc
+}  // namespace mxguard::common::mail

@@ -1,13 +1,13 @@
 // From header parsing (see from.h). One pass over the value splits it into list members at
 // top-level commas (outside quoted strings, comments, angle brackets and encoded words), then
 // each member yields one mailbox: the last angle-addr if it has one, else the addr-spec.
-#include "milters/dmarc/from.h"
+#include "common/mail/from.h"
 
 #include <idn2.h>
 
 #include <algorithm>
 
-namespace mxguard::milter::dmarc {
+namespace mxguard::common::mail {
 namespace {
 
 bool is_wsp(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
@@ -356,4 +356,4 @@ FromParse parse_from(std::string_view value, const FromLimits& limits) {
   return r;
 }
 
-}  // namespace mxguard::milter::dmarc
+}  // namespace mxguard::common::mail
