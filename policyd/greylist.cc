@@ -170,7 +170,8 @@ void GreylistOptions::validate() const {
   if (text.find_first_of("\r\n") != std::string::npos) {
     throw OptionError("greylist-text", "must be one line");
   }
-  // Load the whitelists now, so --check-config reports a bad line as file:line.
+  // Load the whitelists now, so --check-config reports a bad line as file:line. A missing
+  // built-in default is not an error; the Greylister warns about it when it loads the files.
   try {
     ClientWhitelist c;
     for (const auto& f : whitelist_clients) c.load(f);
@@ -280,8 +281,19 @@ const common::redis::Script& greylist_script() {
 
 Greylister::Greylister(GreylistOptions options, common::redis::Pool& redis, Clock clock)
     : options_(std::move(options)), redis_(redis), clock_(std::move(clock)) {
-  for (const auto& f : options_.whitelist_clients) clients_.load(f);
-  for (const auto& f : options_.whitelist_recipients) recipients_.load(f);
+  // One warning per missing default file per load (start and each reload), never per request.
+  auto warn_if_missing = [](WhitelistLoad result, const WhitelistFile& f, std::string_view what) {
+    if (result != WhitelistLoad::kMissingDefault) return;
+    common::log::warning("greylist: " + f.path + " does not exist (a built-in default of " +
+                         std::string(what) + "): not used; create it or set " + std::string(what) +
+                         " to the files you want");
+  };
+  for (const auto& f : options_.whitelist_clients) {
+    warn_if_missing(clients_.load(f), f, "greylist-whitelist-clients");
+  }
+  for (const auto& f : options_.whitelist_recipients) {
+    warn_if_missing(recipients_.load(f), f, "greylist-whitelist-recipients");
+  }
   hostname_ = options_.hostname.empty() ? common::util::host_name() : options_.hostname;
 }
 

@@ -41,12 +41,17 @@ struct GreylistOptions {
   bool privacy = false;
   unsigned auto_whitelist_clients = 5;  // 0 disables
   std::string action = "DEFER_IF_PERMIT";
-  std::string text = "Greylisted, see https://postgrey.schweikert.ch/help/%r.html";
+  // Our own words: postgrey's default points at postgrey's help page, which is not ours to
+  // send senders to. %s (seconds left) and %r (recipient domain) still work in a custom text.
+  std::string text = "Greylisted, please try again later";
   bool header = true;  // "X-Greylist: delayed N seconds by mxguard-policyd…" on the first pass
-  std::vector<std::string> whitelist_clients{"/etc/mxguard/whitelist_clients",
-                                             "/etc/mxguard/whitelist_clients.local"};
-  std::vector<std::string> whitelist_recipients{"/etc/mxguard/whitelist_recipients",
-                                                "/etc/mxguard/whitelist_recipients.local"};
+  // Built-in defaults may be missing (a warning); files the admin names must exist.
+  std::vector<WhitelistFile> whitelist_clients{
+      WhitelistFile::built_in("/etc/mxguard/whitelist_clients"),
+      WhitelistFile::built_in("/etc/mxguard/whitelist_clients.local")};
+  std::vector<WhitelistFile> whitelist_recipients{
+      WhitelistFile::built_in("/etc/mxguard/whitelist_recipients"),
+      WhitelistFile::built_in("/etc/mxguard/whitelist_recipients.local")};
   std::string on_store_error = "dunno";  // dunno | defer
   std::string hostname;                  // for the header; empty: this host's name
   // Pool-tolerant greylisting: when the client passes SPF for the sender's domain, the triplet

@@ -35,10 +35,16 @@ bool is_regex_entry(std::string_view e) {
 }
 
 template <class List>
-void load_file(List& list, const std::string& path) {
+WhitelistLoad load_file(List& list, const WhitelistFile& file) {
+  const std::string& path = file.path;
   std::ifstream in(path);
   if (!in) {
-    if (path.size() > 6 && path.ends_with(".local") && !std::filesystem::exists(path)) return;
+    std::error_code ec;
+    if (!std::filesystem::exists(path, ec) && !ec) {
+      if (path.size() > 6 && path.ends_with(".local")) return WhitelistLoad::kMissingLocal;
+      if (file.is_default) return WhitelistLoad::kMissingDefault;
+      throw std::runtime_error(path + ": cannot read whitelist: no such file");
+    }
     throw std::runtime_error(path + ": cannot read whitelist");
   }
   std::string line;
@@ -49,9 +55,16 @@ void load_file(List& list, const std::string& path) {
     if (e.empty()) continue;
     list.add_entry(e, path + ":" + std::to_string(n));
   }
+  return WhitelistLoad::kLoaded;
 }
 
 }  // namespace
+
+void parse_value(std::string_view text, WhitelistFile& out) {
+  out = WhitelistFile(std::string(text));
+}
+
+std::string format_value(const WhitelistFile& v) { return v.path; }
 
 std::string to_lower(std::string_view s) {
   std::string out(s);
@@ -70,7 +83,7 @@ std::string_view clean_whitelist_line(std::string_view line) {
   return line;
 }
 
-void ClientWhitelist::load(const std::string& path) { load_file(*this, path); }
+WhitelistLoad ClientWhitelist::load(const WhitelistFile& file) { return load_file(*this, file); }
 
 void ClientWhitelist::add_entry(std::string_view e, const std::string& where) {
   if (is_regex_entry(e)) {
@@ -118,7 +131,7 @@ bool ClientWhitelist::matches(std::string_view client_name,
   return false;
 }
 
-void RecipientWhitelist::load(const std::string& path) { load_file(*this, path); }
+WhitelistLoad RecipientWhitelist::load(const WhitelistFile& file) { return load_file(*this, file); }
 
 void RecipientWhitelist::add_entry(std::string_view e, const std::string& where) {
   if (is_regex_entry(e)) {

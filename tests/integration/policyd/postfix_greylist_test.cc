@@ -136,8 +136,7 @@ TEST_F(PostfixGreylistTest, FirstAttemptIsDeferredAndRetryAfterTheDelayIsDeliver
   // 4.2.0, not Postfix's 4.7.1 for DEFER_IF_PERMIT: Postfix sends etrn_domain, and like
   // postgrey (its Exchange workaround) policyd then puts 4.2.0 in front of the text.
   EXPECT_THAT(first.transcript, HasSubstr("450 4.2.0 <bob@rcpt.example>: Recipient address "
-                                          "rejected: Greylisted, see "
-                                          "https://postgrey.schweikert.ch/help/rcpt.example.html"));
+                                          "rejected: Greylisted, please try again later"));
   EXPECT_EQ(first.data_code, 0) << first.transcript;
 
   SwaksResult early = send(from, {"bob@rcpt.example"});
@@ -253,8 +252,8 @@ TEST_F(PostfixGreylistTest, LogsOneDecisionLinePerRcptWithTheQueueId) {
 
   const std::regex greylisted(
       "mxguard-policyd\\[[0-9]+\\]: NOQUEUE: check=greylist result=greylist "
-      "action=\"DEFER_IF_PERMIT 4\\.2\\.0 Greylisted, see https://postgrey\\.schweikert\\.ch/help/"
-      "rcpt\\.example\\.html\" client=unknown\\[127\\.0\\.0\\.2\\] "
+      "action=\"DEFER_IF_PERMIT 4\\.2\\.0 Greylisted, please try again later\" "
+      "client=unknown\\[127\\.0\\.0\\.2\\] "
       "sender=<log-format@sender\\.example> recipient=<(one|two)@rcpt\\.example> "
       "helo=client\\.example\\.org spf=- reason=new age=0");
   auto lines = decision_lines("sender=<" + from + ">");

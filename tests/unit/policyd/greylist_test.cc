@@ -4,7 +4,12 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <string>
+
 #include "common/config/config.h"
+#include "common/redis/options.h"
+#include "tests/fixtures/process.h"
 
 namespace mxguard::policyd {
 namespace {
@@ -94,6 +99,70 @@ TEST(GreylistOptionsTest, RejectsInconsistentSettings) {
   o = no_files();
   o.whitelist_clients = {"/nonexistent/whitelist_clients"};
   EXPECT_THROW(o.validate(), common::config::OptionError);
+}
+
+// The built-in whitelist files may be missing (a daemon started from a build tree with a
+// minimal config must run); a file named in the config or on the command line must exist.
+TEST(GreylistOptionsTest, MissingDefaultWhitelistsAreNotAnErrorNamedOnesAre) {
+  testing::TempDir dir;
+  GreylistOptions o;
+  ASSERT_TRUE(o.whitelist_clients.at(0).is_default);  // the shipped defaults are built-ins
+  ASSERT_TRUE(o.whitelist_recipients.at(0).is_default);
+  o.whitelist_clients = {WhitelistFile::built_in((dir / "whitelist_clients").string()),
+                         WhitelistFile::built_in((dir / "whitelist_clients.local").string())};
+  o.whitelist_recipients = {WhitelistFile::built_in((dir / "whitelist_recipients").string())};
+  EXPECT_NO_THROW(o.validate());
+
+  // The same path set through the option parser (config file or command line) is an error
+  // that names the option and the file.
+  common::config::Binder binder;
+  o.bind(binder);
+  const auto* entry = binder.find("greylist-whitelist-recipients");
+  ASSERT_NE(entry, nullptr);
+  entry->clear();
+  entry->parse((dir / "whitelist_recipients").string());
+  try {
+    o.validate();
+    FAIL() << "a missing file named in the configuration must be an error";
+  } catch (const common::config::OptionError& ex) {
+    EXPECT_EQ(ex.option(), "greylist-whitelist-recipients");
+    EXPECT_NE(std::string(ex.what()).find((dir / "whitelist_recipients").string()),
+              std::string::npos)
+        << ex.what();
+  }
+}
+
+// The warning comes once per load (start, reload), with the file name; a missing ".local"
+// file is silent, as in postgrey.
+TEST(GreylisterTest, WarnsOnceAboutEachMissingDefaultWhitelist) {
+  testing::TempDir dir;
+  GreylistOptions o;
+  o.whitelist_clients = {WhitelistFile::built_in((dir / "whitelist_clients").string()),
+                         WhitelistFile::built_in((dir / "whitelist_clients.local").string())};
+  o.whitelist_recipients = {WhitelistFile::built_in((dir / "whitelist_recipients").string())};
+  common::redis::ClientOptions ro;
+  ro.url = "redis://127.0.0.1:1/0";  // never contacted: the constructor only loads files
+  common::redis::Pool pool(ro);
+  ::testing::internal::CaptureStderr();
+  {
+    Greylister g(o, pool, [] { return std::int64_t{0}; });
+  }
+  std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 2) << err;
+  EXPECT_NE(
+      err.find("warning: greylist: " + (dir / "whitelist_clients").string() + " does not exist"),
+      std::string::npos)
+      << err;
+  EXPECT_NE(err.find((dir / "whitelist_recipients").string() + " does not exist"),
+            std::string::npos)
+      << err;
+  EXPECT_EQ(err.find(".local"), std::string::npos) << err;
+}
+
+TEST(GreylisterTest, DefaultTextIsOursWithoutAForeignUrl) {
+  GreylistOptions o;
+  EXPECT_EQ(o.text, "Greylisted, please try again later");
+  EXPECT_EQ(o.text.find("http"), std::string::npos) << "no foreign URL in the default reply";
 }
 
 }  // namespace

@@ -53,6 +53,43 @@ TEST(ClientWhitelistTest, BadLinesNameFileAndLine) {
   EXPECT_THROW(missing_local.load((dir / "nothere").string()), std::runtime_error);
 }
 
+// A missing built-in default (/etc/mxguard/whitelist_*) is skipped and reported, so the daemon
+// runs from a build tree; a missing file the admin named is an error naming the file.
+TEST(WhitelistFileTest, MissingDefaultIsSkippedMissingNamedFileIsAnError) {
+  testing::TempDir dir;
+  const std::string clients = (dir / "whitelist_clients").string();
+  const std::string recipients = (dir / "whitelist_recipients").string();
+  ClientWhitelist c;
+  EXPECT_EQ(c.load(WhitelistFile::built_in(clients)), WhitelistLoad::kMissingDefault);
+  EXPECT_EQ(c.load(WhitelistFile::built_in(clients + ".local")), WhitelistLoad::kMissingLocal);
+  EXPECT_EQ(c.size(), 0u);
+  try {
+    c.load(WhitelistFile(clients));
+    FAIL() << "a missing file the admin named must be an error";
+  } catch (const std::runtime_error& ex) {
+    EXPECT_EQ(std::string(ex.what()), clients + ": cannot read whitelist: no such file");
+  }
+  RecipientWhitelist r;
+  EXPECT_EQ(r.load(WhitelistFile::built_in(recipients)), WhitelistLoad::kMissingDefault);
+  EXPECT_THROW(r.load(WhitelistFile(recipients)), std::runtime_error);
+  // Once the default exists it is read like any other file, bad lines included.
+  testing::write_file(clients, "client.example\n");
+  EXPECT_EQ(c.load(WhitelistFile::built_in(clients)), WhitelistLoad::kLoaded);
+  EXPECT_EQ(c.size(), 1u);
+  EXPECT_TRUE(c.matches("mx.client.example", ip("8.8.8.8")));
+  testing::write_file(recipients, "bad entry\n");
+  EXPECT_THROW(r.load(WhitelistFile::built_in(recipients)), std::runtime_error);
+}
+
+TEST(WhitelistFileTest, AParsedValueIsAdminNamed) {
+  WhitelistFile f = WhitelistFile::built_in("/etc/mxguard/whitelist_clients");
+  EXPECT_TRUE(f.is_default);
+  parse_value("/etc/mxguard/whitelist_clients", f);
+  EXPECT_FALSE(f.is_default);
+  EXPECT_EQ(f.path, "/etc/mxguard/whitelist_clients");
+  EXPECT_EQ(format_value(f), "/etc/mxguard/whitelist_clients");
+}
+
 TEST(RecipientWhitelistTest, EntryKinds) {
   RecipientWhitelist w;
   w.add_entry("postmaster@", "t");
