@@ -2,7 +2,8 @@
 # The test command (README.md, .ci/run): installs dependencies on Debian bookworm, builds,
 # runs every unit and integration test with ctest, builds and tests the Debian package
 # (packaging/test.sh), then builds the fuzz targets with clang-14 and runs each for a short
-# smoke period. Exits non-zero on any failure.
+# smoke period, then runs the unit and in-process integration tests under ASan+UBSan and the
+# threaded ones under TSan. Exits non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -73,7 +74,67 @@ if [ "${MXGUARD_SKIP_FUZZ:-0}" != 1 ]; then
   done
 fi
 
-echo "run.sh: finished in $(( $(date +%s) - start ))s (format exit $format_rc, ctest exit $ctest_rc, package exit $package_rc, fuzz exit $fuzz_rc)"
+# Sanitizers (issue 15): any report fails the run.
+# - ASan + UBSan: the fuzz build above is already compiled with -fsanitize=address,undefined,
+#   so the unit tests and the integration tests that run our code in-process (SPF evaluator,
+#   resolver, milter wrapper, Redis pool and scripts, the DKIM, DMARC and AV milters, DMARC
+#   reports, policyd's greylist/SPF/rate-limit services) are built and run there. Left out:
+#   the tests that mostly drive other programs (Postfix, Dovecot, the daemons as separate
+#   binaries, the pyspf/postgrey differentials), which would only sanitize the test harness.
+# - TSan: the threaded parts — the policy and metrics servers, the resolver's thread, the
+#   milter wrapper (libmilter's threads), the Redis pool, authpolicy's server — in a gcc build
+#   of their own.
+# Each test binary runs directly (not through ctest), so a report shows with its test's output.
+san_rc=0
+run_sanitized() {  # run_sanitized BUILD_DIR LOG TARGET...
+  local dir=$1 log=$2 t
+  shift 2
+  : >"$log"
+  for t in "$@"; do
+    if ! (cd "$dir" && timeout 600 "tests/$t" --gtest_brief=1) >>"$log" 2>&1; then
+      echo "sanitize: $t FAILED ($(basename "$dir"))"; san_rc=1
+    fi
+  done
+  grep -E "^(==[0-9]+==ERROR|WARNING: ThreadSanitizer|SUMMARY: (Address|Undefined|Thread)Sanitizer)|runtime error:" \
+    "$log" | sort | uniq -c | head -n 20 || true
+  if grep -qE "==[0-9]+==ERROR|WARNING: ThreadSanitizer|runtime error:" "$log"; then san_rc=1; fi
+}
+if [ "${MXGUARD_SKIP_SANITIZERS:-0}" != 1 ]; then
+  mapfile -t unit_tests < <(cd tests && find unit -name '*_test.cc' | sed 's#/#_#g; s#\.cc$##' | sort)
+  asan_tests=("${unit_tests[@]}"
+    integration_common_dns_resolver_test integration_common_spf_evaluator_test
+    integration_common_milter_milter_test integration_common_milter_tcp_milter_test
+    integration_common_redis_connection_test integration_common_redis_pool_test
+    integration_common_ratelimit_ratelimit_test integration_milters_av_clamd_client_test
+    integration_milters_av_milter_test integration_milters_dkim_milter_test
+    integration_milters_dkim_bad_input_test integration_milters_dmarc_milter_test
+    integration_milters_dmarc_report_test integration_policyd_greylist_test
+    integration_policyd_spf_test integration_policyd_ratelimit_test
+    integration_policyd_authpolicy_policy_test)
+  san_start=$(date +%s)
+  CC=clang-14 CXX=clang++-14 cmake -S . -B "$fuzz_build" -G Ninja -DMXGUARD_FUZZ=ON \
+    -DMXGUARD_TESTS=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  cmake --build "$fuzz_build" -j"$jobs" --target "${asan_tests[@]}"
+  export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1
+  export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+  run_sanitized "$fuzz_build" "$root/build/asan.log" "${asan_tests[@]}"
+  echo "sanitize: ASan+UBSan, ${#asan_tests[@]} test binaries, $(( $(date +%s) - san_start ))s"
+
+  tsan_build=${MXGUARD_TSAN_BUILD_DIR:-$root/build/tsan}
+  tsan_tests=(unit_common_policy_server_test unit_common_metrics_http_server_test
+    integration_common_dns_resolver_test integration_common_milter_milter_test
+    integration_common_milter_tcp_milter_test integration_common_redis_pool_test
+    unit_policyd_authpolicy_server_test)
+  san_start=$(date +%s)
+  cmake -S . -B "$tsan_build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMXGUARD_SANITIZE=thread >/dev/null
+  cmake --build "$tsan_build" -j"$jobs" --target "${tsan_tests[@]}"
+  export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
+  run_sanitized "$tsan_build" "$root/build/tsan.log" "${tsan_tests[@]}"
+  echo "sanitize: TSan, ${#tsan_tests[@]} test binaries, $(( $(date +%s) - san_start ))s"
+  unset ASAN_OPTIONS UBSAN_OPTIONS TSAN_OPTIONS
+fi
+
+echo "run.sh: finished in $(( $(date +%s) - start ))s (format exit $format_rc, ctest exit $ctest_rc, package exit $package_rc, fuzz exit $fuzz_rc, sanitizers exit $san_rc)"
 # ctest's summary again as the closing line, e.g. "100% tests passed, 0 tests failed out of 40".
 summary=$(grep -E "tests passed, [0-9]+ tests failed out of [0-9]+" "$build/ctest.log" | tail -n 1)
 if [[ $summary =~ ([0-9]+)\ tests\ failed\ out\ of\ ([0-9]+) ]]; then
@@ -81,4 +142,5 @@ if [[ $summary =~ ([0-9]+)\ tests\ failed\ out\ of\ ([0-9]+) ]]; then
   echo "ctest: $summary"
   echo "tests: $((total - failed)) passed, $failed failed"
 fi
-[ "$format_rc" = 0 ] && [ "$ctest_rc" = 0 ] && [ "$package_rc" = 0 ] && [ "$fuzz_rc" = 0 ]
+[ "$format_rc" = 0 ] && [ "$ctest_rc" = 0 ] && [ "$package_rc" = 0 ] && [ "$fuzz_rc" = 0 ] &&
+  [ "$san_rc" = 0 ]

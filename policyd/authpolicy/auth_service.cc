@@ -56,11 +56,12 @@ AuthPolicyService::AuthPolicyService(const Options& o, common::ratelimit::Clock 
   h.idle_timeout = options_.idle_timeout.value;
   h.max_body_size = options_.max_body_size.bytes;
   h.max_header_size = options_.max_header_size.bytes;
-  h.api_header = options_.api_header;
+  h.api_header = options_.effective_api_header();
   server_ = std::make_unique<HttpServer>(
       h, [this](std::string_view command, std::string_view body) { return handle(command, body); });
-  if (options_.api_header.empty()) {
-    common::log::warning("api-header is empty: any local process may query and report");
+  if (h.api_header.empty()) {
+    common::log::warning("no api-header and no " + options_.api_header_file +
+                         ": any local process may query and report");
   }
 }
 

@@ -1,6 +1,12 @@
 // Binding and validation of mxguard-authpolicy's options (see options.h).
 #include "policyd/authpolicy/options.h"
 
+#include <cctype>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+
 #include "common/config/checks.h"
 #include "common/net/ip.h"
 #include "common/net/socket_spec.h"
@@ -23,7 +29,10 @@ void Options::bind(common::config::Binder& b) {
   common::redis::bind_options(b, redis);
   b.add("api-header", api_header,
         "required request header 'Name: value', as Dovecot's auth_policy_server_api_header; "
-        "empty = none");
+        "empty = the text of api-header-file, if it exists");
+  b.add("api-header-file", api_header_file,
+        "file holding the 'Name: value' header when api-header is empty (the package writes a "
+        "random key there; Dovecot reads it with auth_policy_server_api_header = </path)");
   b.add("allow-networks", allow_networks, "remote addresses that are never limited");
   b.add("threads", threads, "threads answering HTTP requests");
   b.add("max-connections", max_connections, "most concurrent HTTP connections");
@@ -67,10 +76,12 @@ void Options::validate() const {
   } catch (const std::invalid_argument& ex) {
     throw OptionError("listen", ex.what());
   }
-  if (!api_header.empty()) {
-    auto colon = api_header.find(':');
-    if (colon == std::string::npos || colon == 0 || api_header.find_first_of(" \t", 0) < colon) {
-      throw OptionError("api-header", "expected 'Name: value', e.g. 'X-API-Key: secret'");
+  std::string header = effective_api_header();
+  if (!header.empty()) {
+    auto colon = header.find(':');
+    if (colon == std::string::npos || colon == 0 || header.find_first_of(" \t", 0) < colon) {
+      throw OptionError(api_header.empty() ? "api-header-file" : "api-header",
+                        "expected 'Name: value', e.g. 'X-API-Key: secret'");
     }
   }
   common::config::require_networks("allow-networks", allow_networks);
@@ -110,6 +121,19 @@ void Options::validate() const {
   if (tarpit_max_delay.value > std::chrono::minutes(5)) {
     throw OptionError("tarpit-max-delay", "at most 5m");
   }
+}
+
+std::string Options::effective_api_header() const {
+  if (!api_header.empty() || api_header_file.empty()) return api_header;
+  std::ifstream in(api_header_file);
+  if (!in) {
+    if (api_header_file == kDefaultApiHeaderFile && errno == ENOENT) return "";
+    throw common::config::OptionError(
+        "api-header-file", api_header_file + ": cannot read (" + std::strerror(errno) + ")");
+  }
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.pop_back();
+  return text;
 }
 
 }  // namespace mxguard::policyd::authpolicy

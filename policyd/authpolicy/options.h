@@ -19,6 +19,11 @@ struct Options {
   common::redis::ClientOptions redis;
   // "Name: value" as Dovecot's auth_policy_server_api_header; empty: no check.
   std::string api_header;
+  // Where the header comes from when api-header is empty: the package's postinst writes a
+  // random key there, and Dovecot's snippet reads the same file (`= </path`). A missing
+  // default file means no check (with a warning); a missing file the admin named is an error.
+  std::string api_header_file = kDefaultApiHeaderFile;
+  static constexpr const char* kDefaultApiHeaderFile = "/etc/mxguard/authpolicy-api-header";
   std::vector<std::string> allow_networks{"127.0.0.0/8", "::1"};
   unsigned threads = 4;
   unsigned max_connections = 256;
@@ -48,6 +53,9 @@ struct Options {
 
   void bind(common::config::Binder& b);
   void validate() const;
+  // api-header, else the file's text (trailing white space removed), else "". Throws
+  // OptionError for an unreadable file the admin named.
+  std::string effective_api_header() const;
 };
 
 // A list of "N/window" texts; throws std::invalid_argument.
