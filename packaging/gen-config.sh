@@ -29,11 +29,16 @@ cp -r "$stage"/. "$tmp/etc/"
     d = $0; sub(/.*\[default: /, "", d); sub(/\]$/, "", d); gsub(/\/etc\/mxguard\//, dir, d)
     print "--" name; print d }
   { name = "" }' >"$tmp/staged"
-# A default file the package does not ship (authpolicy's API key, made by the postinst) is an
-# empty file in the copy, so validation finds something to read.
-while IFS= read -r _ && IFS= read -r path; do
+# A default file the package does not ship but the postinst makes (authpolicy's API key, the
+# hop secret) gets a placeholder of the right form in the copy, so validation can read it.
+while IFS= read -r opt && IFS= read -r path; do
   case $path in *[,\ ]*) continue ;; esac  # a list of files: those are shipped
-  [ -e "$path" ] || : >"$path"
+  [ -e "$path" ] && continue
+  case $opt in
+    --api-header-file) printf 'X-API-Key: placeholder\n' >"$path" ;;
+    --hop-secret-file) printf 'placeholder-placeholder-placeholder\n' >"$path" ;;
+    *) : >"$path" ;;
+  esac
 done <"$tmp/staged"
 : >"$tmp/choices"
 for a in "$@"; do printf '%s\n' "$a" >>"$tmp/choices"; done

@@ -129,6 +129,8 @@ check "authpolicy.conf: --check-config as mxguard" \
 check "every option is in authpolicy.conf" bash -c \
   "diff <(mxguard-authpolicy -c /dev/null --dump-config | sed -n 's/^\([a-z0-9-]*\) =.*/\1/p') \
         <(sed -n 's/^#\?\([a-z0-9-]*\) =.*/\1/p' /etc/mxguard/authpolicy.conf)"
+check "hop secret made at install, root:mxguard 640" stat_is /etc/mxguard/hop-secret "root:mxguard 640"
+check "hop secret is 64 hex digits" grep -Eqx '[0-9a-f]{64}' /etc/mxguard/hop-secret
 check "authpolicy API key made at install, root:mxguard 640" stat_is /etc/mxguard/authpolicy-api-header "root:mxguard 640"
 check "authpolicy API key is 'X-API-Key: <32 hex>'" grep -Eqx 'X-API-Key: [0-9a-f]{32}' /etc/mxguard/authpolicy-api-header
 check "authpolicy.conf: listens on loopback TCP (the default)" grep -Eqx '#?listen = inet:127.0.0.1:10060' /etc/mxguard/authpolicy.conf

@@ -7,6 +7,7 @@
 #include <future>
 #include <map>
 
+#include "common/authres/seal.h"
 #include "common/log/log.h"
 #include "common/metrics/metrics.h"
 #include "common/util/host.h"
@@ -136,6 +137,14 @@ std::shared_ptr<const Checks> PolicyService::build(const Options& o) {
                                                  [clock = clock_] { return clock() * 1000; });
   }
   c->receiver = o.spf.authserv_id.empty() ? common::util::host_name() : o.spf.authserv_id;
+  if (o.spf.header == "authentication-results" || o.spf.header == "both") {
+    c->hop_secret = common::authres::configured_hop_secret(o.spf.hop_secret_file);
+    if (!c->hop_secret) {
+      common::log::warning("no hop secret (" + o.spf.hop_secret_file +
+                           "): the SPF Authentication-Results header is not sealed, and "
+                           "mxguard-dkim or -dmarc will delete it as forged");
+    }
+  }
   return c;
 }
 
@@ -406,7 +415,16 @@ void PolicyService::run_spf(std::shared_ptr<Run> run) {
           st.spf_done = true;
           st.spf = v;
           if (v.action.empty()) {
-            for (const auto& h : v.headers) st.headers.push_back(h);
+            for (std::string h : v.headers) {
+              // Sealed (for no particular queue id: Postfix may not have one yet at RCPT), so
+              // mxguard-dkim and -dmarc keep it instead of deleting it as forged.
+              static constexpr std::string_view kAr = "Authentication-Results:";
+              if (run->checks->hop_secret && h.starts_with(kAr)) {
+                h = std::string(kAr) +
+                    common::authres::add_seal(h.substr(kAr.size()), *run->checks->hop_secret, "");
+              }
+              st.headers.push_back(std::move(h));
+            }
           }
         }
         if (!v.action.empty()) return finish(run, v.action, "reject", "SPF", -1);

@@ -11,6 +11,7 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <unordered_map>
 
 #include "common/daemon/daemon.h"
@@ -35,6 +36,7 @@ struct Checks {
   std::unique_ptr<Greylister> greylist;
   std::unique_ptr<RateLimiter> ratelimit;  // when `ratelimit` is in --checks
   std::string receiver;                    // authserv-id / Received-SPF receiver
+  std::optional<std::string> hop_secret;   // seals our A-R header (common/authres/seal.h)
 };
 
 // Per-message state, keyed by `instance`: SPF is evaluated once per message, and headers are

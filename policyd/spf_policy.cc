@@ -110,10 +110,20 @@ void SpfOptions::bind(common::config::Binder& b) {
   b.add("spf-timeout", timeout, "time budget for one message's SPF checks, all lookups together");
   b.add("authserv-id", authserv_id,
         "authserv-id of Authentication-Results, and Received-SPF's receiver (empty: host name)");
+  b.add("hop-secret-file", hop_secret_file,
+        "file with the secret this host's mxguard daemons share to seal the Authentication-Results "
+        "headers they write (a missing default file: no seals, and mxguard-dmarc cannot use "
+        "mxguard-dkim's results)");
 }
 
 void SpfOptions::validate() const {
   using common::config::OptionError;
+  try {
+    common::authres::configured_hop_secret(hop_secret_file);
+  } catch (const std::runtime_error& ex) {
+    throw OptionError("hop-secret-file", ex.what());
+  }
+
   if (!one_of(helo_reject, {"fail", "softfail", "not-pass", "null", "no", "no-check"})) {
     throw OptionError("spf-helo-reject", "expected fail, softfail, not-pass, null, no or no-check");
   }

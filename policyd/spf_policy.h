@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "common/authres/seal.h"
 #include "common/config/units.h"
 #include "common/net/ip.h"
 #include "common/spf/spf.h"
@@ -33,7 +34,12 @@ struct SpfOptions {
   std::string header = "received-spf";  // received-spf | authentication-results | both | none
   bool hide_receiver = true;            // Hide_Receiver
   common::config::Duration timeout{std::chrono::seconds(10)};  // whole check, all lookups
-  std::string authserv_id;  // A-R authserv-id and Received-SPF receiver; empty: host name
+  std::string authserv_id;
+  // Seals the A-R header (spf-header = authentication-results) so mxguard-dkim and -dmarc
+  // keep it (common/authres/seal.h); shared with them.
+  std::string hop_secret_file =
+      common::authres::kDefaultHopSecretFile;  // A-R authserv-id and Received-SPF receiver; empty:
+                                               // host name
 
   void bind(common::config::Binder& b);
   void validate() const;  // throws config::OptionError

@@ -9,6 +9,7 @@
 #include <algorithm>
 
 #include "common/authres/authres.h"
+#include "common/authres/seal.h"
 #include "common/log/log.h"
 #include "common/metrics/metrics.h"
 #include "common/util/host.h"
@@ -77,14 +78,11 @@ class DkimSession : public common::milter::Session {
 
   Status on_header(Context&, std::string_view name, std::string_view value) override {
     if (!config_) return Status::kContinue;  // no MAIL FROM seen: nothing to do
-    if (iequals(name, "Received")) seen_received_ = true;
     if (iequals(name, "Authentication-Results")) {
       ++authres_count_;
       if (common::authres::claims_authserv_id(value, config_->authserv_id)) {
-        // Above the Received header Postfix adds for this hop, it was written here (our
-        // policy server's spf-header, an earlier milter): kept. Below it came with the
-        // message: forged, deleted (DESIGN §2's trust rule).
-        if (seen_received_) forged_.push_back(authres_count_);
+        // Judged at the end of the message, when the queue id its seal must fit is known.
+        ours_.push_back({authres_count_, std::string(value.substr(0, 65536))});
         return Status::kContinue;  // not part of what we sign or verify
       }
     }
@@ -132,6 +130,17 @@ class DkimSession : public common::milter::Session {
   Status on_eom(Context& c) override {
     if (!config_) return Status::kAccept;
     std::string qid = c.queue_id();
+    // DESIGN §2's trust rule: an A-R with our authserv-id that carries no valid seal of this
+    // host (common/authres/seal.h) came with the message: forged, deleted. A sealed one was
+    // written at this hop (mxguard-policyd's spf-header) and stays.
+    for (const auto& [index, value] : ours_) {
+      // (Not `cond ? *opt : ""`: that is a temporary std::string, and the view would dangle.)
+      std::string_view secret;
+      if (config_->hop_secret) secret = *config_->hop_secret;
+      if (common::authres::check_seal(value, secret, qid) == common::authres::SealCheck::kNone) {
+        forged_.push_back(index);
+      }
+    }
     if (forged_.size() > static_cast<std::size_t>(common::milter::kMaxHeaderDeletions)) {
       // More forged results than we delete: no legitimate message carries them, and leaving
       // some would hand them to whatever reads Authentication-Results after us.
@@ -167,7 +176,7 @@ class DkimSession : public common::milter::Session {
     signing_error_.clear();
     not_signed_.clear();
     authres_count_ = from_count_ = signature_count_ = 0;
-    seen_received_ = false;
+    ours_.clear();
     sign_ = authenticated_ = false;
   }
 
@@ -285,8 +294,10 @@ class DkimSession : public common::milter::Session {
     }
     if (dns_error) dns_errors().inc();
     if (results.empty()) summary = "none";
-    c.insert_header(0, "Authentication-Results",
-                    " " + authentication_results(config_->authserv_id, results));
+    std::string ar = " " + authentication_results(config_->authserv_id, results);
+    // Sealed for this message, so mxguard-dmarc can tell it from one the sender wrote.
+    if (config_->hop_secret) ar = common::authres::add_seal(ar, *config_->hop_secret, qid);
+    c.insert_header(0, "Authentication-Results", ar);
     FailureAction action = FailureAction::kAccept;
     std::string reason;
     if (!any_pass) {
@@ -320,7 +331,7 @@ class DkimSession : public common::milter::Session {
   bool authenticated_ = false;
   std::vector<std::string> headers_;  // buffered until EOH: the From header picks the keys
   std::vector<int> forged_;           // 1-based indexes among Authentication-Results
-  bool seen_received_ = false;        // the first Received header has gone by
+  std::vector<std::pair<int, std::string>> ours_;  // A-R claiming our id: index, value
   int authres_count_ = 0;
   int from_count_ = 0;
   int signature_count_ = 0;
@@ -345,6 +356,12 @@ std::shared_ptr<const Config> make_config(const Options& o) {
   c->lib = std::make_unique<Library>(lo);
   c->internal = common::net::NetworkList(o.internal_hosts);
   c->authserv_id = o.authserv_id.empty() ? common::util::host_name() : o.authserv_id;
+  c->hop_secret = common::authres::configured_hop_secret(o.hop_secret_file);
+  if (!c->hop_secret) {
+    common::log::warning("no hop secret (" + o.hop_secret_file +
+                         "): our Authentication-Results headers are not sealed, so mxguard-dmarc "
+                         "cannot use their DKIM results");
+  }
   c->on_dns_error = o.dns_error_action();
   c->on_bad_signature = o.bad_signature_action();
   c->on_key_not_found = o.key_not_found_action();

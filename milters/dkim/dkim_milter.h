@@ -8,6 +8,7 @@
 
 #include <memory>
 #include <mutex>
+#include <optional>
 
 #include "common/daemon/daemon.h"
 #include "common/dns/resolver.h"
@@ -27,6 +28,7 @@ struct Config {
   std::unique_ptr<Library> lib;
   common::net::NetworkList internal;
   std::string authserv_id;
+  std::optional<std::string> hop_secret;  // seals our A-R headers (common/authres/seal.h)
   FailureAction on_dns_error = FailureAction::kAccept;
   FailureAction on_bad_signature = FailureAction::kAccept;
   FailureAction on_key_not_found = FailureAction::kAccept;

@@ -33,6 +33,10 @@ void Options::bind(common::config::Binder& b) {
   daemon.bind(b);
   common::dns::bind_options(b, dns);
   b.add("authserv-id", authserv_id, "authserv-id of Authentication-Results (empty: host name)");
+  b.add("hop-secret-file", hop_secret_file,
+        "file with the secret this host's mxguard daemons share to seal the Authentication-Results "
+        "headers they write (a missing default file: no seals, and mxguard-dmarc cannot use "
+        "mxguard-dkim's results)");
   b.add("domain", domain, "domains to sign for with every selector/key-file pair");
   b.add("selector", selector, "selectors, one per key-file, used for every --domain");
   b.add("key-file", key_file,
@@ -66,6 +70,12 @@ void Options::validate() const {
   using common::config::OptionError;
   daemon.validate();
   common::dns::validate_options(dns);
+  try {
+    common::authres::configured_hop_secret(hop_secret_file);
+  } catch (const std::runtime_error& ex) {
+    throw OptionError("hop-secret-file", ex.what());
+  }
+
   common::config::require_networks("internal-hosts", internal_hosts);
   for (auto [name, value] :
        {std::pair{"on-dns-error", &on_dns_error}, std::pair{"on-bad-signature", &on_bad_signature},

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "common/authres/seal.h"
 #include "common/config/config.h"
 #include "common/daemon/daemon.h"
 #include "common/dns/options.h"
@@ -23,7 +24,10 @@ struct Options {
   // Postfix (chrooted) reaches as unix:mxguard/dkim.sock.
   common::daemon::DaemonOptions daemon{.listen = "unix:/var/spool/postfix/mxguard/dkim.sock"};
   common::dns::ResolverOptions dns;
-  std::string authserv_id;  // empty: this host's name
+  std::string authserv_id;
+  // Shared with the suite's other daemons: seals the A-R headers written at this hop
+  // (common/authres/seal.h). Missing default file: headers are not sealed (a warning).
+  std::string hop_secret_file = common::authres::kDefaultHopSecretFile;  // empty: this host's name
 
   // Simple key selection: every (selector[i], key-file[i]) pair signs mail from every domain
   // in `domain`; several pairs give several signatures (RSA + Ed25519 dual signing).

@@ -10,6 +10,7 @@
 #include <set>
 
 #include "common/authres/authres.h"
+#include "common/authres/seal.h"
 #include "common/log/log.h"
 #include "common/mail/from.h"
 #include "common/metrics/metrics.h"
@@ -122,20 +123,11 @@ class DmarcSession : public common::milter::Session {
     if (iequals(name, "From")) {
       ++from_headers_;
       if (from_values_.size() < 4) from_values_.emplace_back(value.substr(0, 65536));
-    } else if (iequals(name, "Received")) {
-      seen_received_ = true;
     } else if (iequals(name, "Authentication-Results")) {
       ++authres_count_;
+      // Judged at the end of the message, when the queue id its seal must fit is known.
       if (common::authres::claims_authserv_id(value, config_->authserv_id)) {
-        // The trust rule (DESIGN §2, docs/ARCHITECTURE.md): only a header above the Received
-        // header Postfix adds for this hop was written here (an earlier milter inserted it,
-        // or our policy server prepended it); one below came with the message.
-        if (!seen_received_) {
-          if (trusted_index_ == 0) trusted_index_ = authres_count_;
-          trusted_values_.emplace_back(value.substr(0, 65536));
-        } else {
-          forged_.push_back(authres_count_);
-        }
+        ours_.push_back({authres_count_, std::string(value.substr(0, 65536))});
       }
     }
     return Status::kContinue;
@@ -144,6 +136,7 @@ class DmarcSession : public common::milter::Session {
   Status on_eom(Context& c) override {
     if (!config_) return Status::kAccept;
     std::string qid = c.queue_id();
+    judge_authres(qid);
     Status st = finish(c, qid);
     reset();
     return st;
@@ -160,7 +153,30 @@ class DmarcSession : public common::milter::Session {
     from_headers_ = authres_count_ = trusted_index_ = 0;
     trusted_values_.clear();
     forged_.clear();
-    seen_received_ = false;
+    ours_.clear();
+  }
+
+  // DESIGN §2's trust rule: only an A-R with our authserv-id that an earlier milter of this
+  // hop sealed for this queue id is trusted (its DKIM results are read); one sealed by our
+  // policy server for no particular message is kept but not read; every other one came with
+  // the message: forged, deleted.
+  void judge_authres(const std::string& qid) {
+    // (Not `cond ? *opt : ""`: that is a temporary std::string, and the view would dangle.)
+    std::string_view secret;
+    if (config_->hop_secret) secret = *config_->hop_secret;
+    for (const auto& [index, value] : ours_) {
+      switch (common::authres::check_seal(value, secret, qid)) {
+        case common::authres::SealCheck::kMessage:
+          if (trusted_index_ == 0) trusted_index_ = index;
+          trusted_values_.push_back(common::authres::strip_seal(value));
+          break;
+        case common::authres::SealCheck::kHop:
+          break;
+        case common::authres::SealCheck::kNone:
+          forged_.push_back(index);
+          break;
+      }
+    }
   }
 
   // Deletes forged A-R headers (from the last, so indexes stay valid).
@@ -453,8 +469,8 @@ class DmarcSession : public common::milter::Session {
   std::size_t from_headers_ = 0;
   int authres_count_ = 0;
   int trusted_index_ = 0;  // the first trusted, 1-based among A-R headers; 0: none
-  std::vector<std::string> trusted_values_;  // every trusted one, top first
-  bool seen_received_ = false;
+  std::vector<std::string> trusted_values_;        // every trusted one, top first (seal stripped)
+  std::vector<std::pair<int, std::string>> ours_;  // every A-R claiming our id: index, value
   std::vector<int> forged_;
 };
 
@@ -466,6 +482,12 @@ std::shared_ptr<const Config> make_config(const Options& o) {
   c->org = std::make_unique<OrgDomains>(o.public_suffix_list);
   c->trusted = common::net::NetworkList(o.trusted_networks);
   c->authserv_id = o.authserv_id.empty() ? common::util::host_name() : o.authserv_id;
+  c->hop_secret = common::authres::configured_hop_secret(o.hop_secret_file);
+  if (!c->hop_secret) {
+    common::log::warning("no hop secret (" + o.hop_secret_file +
+                         "): no Authentication-Results header can be trusted, so DKIM results of "
+                         "mxguard-dkim are not used (dkim=none for DMARC)");
+  }
   auto colon = o.quarantine_header.find(':');
   c->quarantine_header_name = o.quarantine_header.substr(0, colon);
   std::string v = o.quarantine_header.substr(colon + 1);

@@ -12,6 +12,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 
 #include "common/daemon/daemon.h"
 #include "common/dns/resolver.h"
@@ -31,6 +32,7 @@ struct Config {
   std::unique_ptr<OrgDomains> org;
   common::net::NetworkList trusted;
   std::string authserv_id;
+  std::optional<std::string> hop_secret;  // verifies mxguard-dkim's seals (common/authres/seal.h)
   std::string quarantine_header_name, quarantine_header_value;
 };
 

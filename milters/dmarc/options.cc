@@ -17,6 +17,10 @@ void Options::bind(common::config::Binder& b) {
   common::redis::bind_options(b, redis);
   b.add("authserv-id", authserv_id,
         "authserv-id whose Authentication-Results we trust and extend (empty: host name)");
+  b.add("hop-secret-file", hop_secret_file,
+        "file with the secret this host's mxguard daemons share to seal the Authentication-Results "
+        "headers they write (a missing default file: no seals, and mxguard-dmarc cannot use "
+        "mxguard-dkim's results)");
   b.add("public-suffix-list", public_suffix_list, "Public Suffix List file (.dafsa or .dat)");
   b.add("enforce", enforce, "apply p=reject/quarantine (no: monitor mode, headers only)");
   b.add("reject-text", reject_text, "550 5.7.1 reply text for p=reject; %d is the From domain");
@@ -57,6 +61,12 @@ void Options::validate() const {
   using common::config::OptionError;
   daemon.validate();
   common::dns::validate_options(dns);
+  try {
+    common::authres::configured_hop_secret(hop_secret_file);
+  } catch (const std::runtime_error& ex) {
+    throw OptionError("hop-secret-file", ex.what());
+  }
+
   common::redis::validate_options(redis);
   using common::config::require_one_of;
   require_one_of("quarantine-action", quarantine_action, {"hold", "header", "accept"});

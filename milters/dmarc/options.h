@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "common/authres/seal.h"
 #include "common/config/config.h"
 #include "common/daemon/daemon.h"
 #include "common/dns/options.h"
@@ -17,7 +18,12 @@ struct Options {
   common::daemon::DaemonOptions daemon{.listen = "inet:127.0.0.1:8893"};
   common::dns::ResolverOptions dns;
   common::redis::ClientOptions redis;
-  std::string authserv_id;  // empty: this host's name (must match mxguard-dkim's)
+  std::string authserv_id;
+  // Shared with the suite's other daemons: seals the A-R headers written at this hop
+  // (common/authres/seal.h). Missing default file: headers are not sealed (a warning).
+  std::string hop_secret_file =
+      common::authres::kDefaultHopSecretFile;  // empty: this host's name (must match
+                                               // mxguard-dkim's)
   std::string public_suffix_list = "/usr/share/publicsuffix/public_suffix_list.dafsa";
 
   bool enforce = true;  // no: monitor mode, headers only

@@ -6,6 +6,7 @@
 
 #include <thread>
 
+#include "common/authres/seal.h"
 #include "milters/dkim/dkim_milter.h"
 #include "tests/fixtures/miltertest.h"
 #include "tests/fixtures/process.h"
@@ -32,6 +33,8 @@ std::string crlf(const std::string& s) {
   return out;
 }
 
+constexpr const char* kSecret = "dkim-test-hop-secret-0123456789";
+
 class DkimMilterTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -51,6 +54,8 @@ class DkimMilterTest : public ::testing::Test {
     Options o;
     o.daemon.listen = "inet:127.0.0.1:" + std::to_string(port_);
     o.authserv_id = "mx.mxguard.test";
+    testing::write_file(*dir_ / "hop-secret", std::string(kSecret) + "\n");
+    o.hop_secret_file = (*dir_ / "hop-secret").string();
     o.domain = {"example.test"};
     o.selector = {"rsa", "ed"};
     o.key_file = {(*dir_ / "rsa.pem").string(), (*dir_ / "ed.pem").string()};
@@ -200,7 +205,6 @@ TEST_F(DkimMilterTest, ExternalMailIsVerifiedIntoOneAuthResHeader) {
     return out;
   };
   std::vector<std::pair<std::string, std::string>> hs = {
-      {"Received", " from a.example (a.example [192.0.2.7]) by mx.mxguard.test (Postfix)"},
       {"Authentication-Results", " mx.mxguard.test; dkim=pass header.d=example.test"},
       {"DKIM-Signature", lua_escape(s0)},
       {"DKIM-Signature", lua_escape(s1)}};
@@ -220,26 +224,40 @@ TEST_F(DkimMilterTest, ExternalMailIsVerifiedIntoOneAuthResHeader) {
 }
 
 // Issue 15, finding 4: mxguard-policyd's spf-header = authentication-results uses the same
-// authserv-id; smtpd prepends it above its own Received header, where it is this hop's. It
-// used to be deleted as forged; now it stays (and a copy below Received still goes).
-TEST_F(DkimMilterTest, PolicydHeaderAboveReceivedIsKept) {
-  std::vector<std::pair<std::string, std::string>> hs = {
-      {"Authentication-Results", " mx.mxguard.test; spf=pass smtp.mailfrom=example.test"},
-      {"Received", " from a.example (a.example [192.0.2.7]) by mx.mxguard.test (Postfix)"}};
+// authserv-id and was deleted as forged. It is sealed now (for no queue id: policyd answers
+// before Postfix may have one) and stays; an unsealed one, or one sealed under another
+// secret, still goes. Our own header carries the seal for this message.
+TEST_F(DkimMilterTest, SealedPolicydHeaderIsKeptAndOursIsSealed) {
+  std::string policyd = common::authres::add_seal(
+      " mx.mxguard.test; spf=pass smtp.mailfrom=example.test", kSecret, "");
+  std::vector<std::pair<std::string, std::string>> hs = {{"Authentication-Results", policyd}};
   for (const auto& h : kHeaders) hs.push_back(h);
   auto v = testing::run_miltertest(script("192.0.2.7", "", hs, "x\\r\\n"), socket());
   ASSERT_EQ(v.exit_code, 0) << v.output;
   EXPECT_EQ(v.output.find("AR-DELETED"), std::string::npos) << v.output;
-  hs.push_back({"Authentication-Results", " mx.mxguard.test; dkim=pass header.d=example.test"});
-  v = testing::run_miltertest(script("192.0.2.7", "", hs, "x\\r\\n"), socket());
-  ASSERT_EQ(v.exit_code, 0) << v.output;
-  EXPECT_NE(v.output.find("AR-DELETED"), std::string::npos) << v.output;
+  std::string ar = between(v.output, "AR0<<", ">>");
+  EXPECT_EQ(common::authres::check_seal(ar, kSecret, "4Xk2Qz1abc"),
+            common::authres::SealCheck::kMessage)
+      << ar;
+  for (const std::string& bad :
+       {std::string(" mx.mxguard.test; dkim=pass header.d=example.test"),
+        common::authres::add_seal(" mx.mxguard.test; spf=pass", "another-secret-0123456789", "")}) {
+    hs.push_back({"Authentication-Results", bad});
+    v = testing::run_miltertest(script("192.0.2.7", "", hs, "x\\r\\n"), socket());
+    ASSERT_EQ(v.exit_code, 0) << v.output;
+    EXPECT_NE(v.output.find("AR-DELETED"), std::string::npos) << bad << "\n" << v.output;
+    hs.pop_back();
+  }
 }
 
 TEST_F(DkimMilterTest, UnsignedExternalMailGetsDkimNone) {
   auto v = testing::run_miltertest(script("192.0.2.7", "", kHeaders, "x\\r\\n"), socket());
   ASSERT_EQ(v.exit_code, 0) << v.output;
-  EXPECT_EQ(between(v.output, "AR0<<", ">>"), " mx.mxguard.test;\n\tdkim=none") << v.output;
+  std::string ar = between(v.output, "AR0<<", ">>");
+  EXPECT_EQ(common::authres::strip_seal(ar), " mx.mxguard.test;\n\tdkim=none") << v.output;
+  EXPECT_EQ(common::authres::check_seal(ar, kSecret, "4Xk2Qz1abc"),
+            common::authres::SealCheck::kMessage)
+      << ar;
   EXPECT_EQ(v.output.find("AR-DELETED"), std::string::npos);
 }
 

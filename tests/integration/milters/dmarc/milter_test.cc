@@ -8,6 +8,7 @@
 
 #include <thread>
 
+#include "common/authres/seal.h"
 #include "common/redis/pool.h"
 #include "milters/dmarc/dmarc_milter.h"
 #include "tests/fixtures/dns_server.h"
@@ -67,10 +68,23 @@ class DmarcMilterTest : public ::testing::Test {
     random_ = 0;
   }
 
+  // The hop secret mxguard-dkim would share with us, and a header as it would seal it for
+  // this message (queue id 4XdmarcQ1) or as mxguard-policyd seals its own (no queue id).
+  static std::string secret_file() {
+    static testing::TempDir* dir = new testing::TempDir();
+    testing::write_file(*dir / "hop-secret", std::string(kSecret) + "\n");
+    return (*dir / "hop-secret").string();
+  }
+  static std::string sealed(const std::string& value, const std::string& qid = "4XdmarcQ1") {
+    return common::authres::add_seal(value, kSecret, qid);
+  }
+  static constexpr const char* kSecret = "dmarc-test-hop-secret-0123456789";
+
   static Options options() {
     Options o;
     o.daemon.listen = "inet:127.0.0.1:" + std::to_string(port_);
     o.authserv_id = "mx.mxguard.test";
+    o.hop_secret_file = secret_file();
     o.dns.servers = {dns_->server_spec()};
     o.dns.timeout = std::chrono::milliseconds(700);
     o.redis.url = redis_->url();
@@ -200,7 +214,7 @@ TEST_F(DmarcMilterTest, DkimResultFromOurHeaderAlignsAndIsExtended) {
   Message m = from("ceo@reject.test");
   m.headers.insert(m.headers.begin(),
                    {"Authentication-Results",
-                    " mx.mxguard.test;\n\tdkim=pass header.d=reject.test header.s=s1"});
+                    sealed(" mx.mxguard.test;\n\tdkim=pass header.d=reject.test header.s=s1")});
   std::string out = run(m);
   EXPECT_TRUE(has(out, "ACCEPTED")) << out;
   EXPECT_TRUE(has(out, "AR-CHANGED")) << out;
@@ -209,17 +223,12 @@ TEST_F(DmarcMilterTest, DkimResultFromOurHeaderAlignsAndIsExtended) {
   EXPECT_TRUE(has(out, "aligned=dkim")) << out;
 }
 
-// The trust rule: an A-R with our authserv-id above Postfix's Received header was written at
-// this hop; one below it came with the message.
-const std::pair<std::string, std::string> kReceived = {
-    "Received",
-    " from mail.sender.example (mail.sender.example [127.0.0.2]) by mx.mxguard.test "
-    "(Postfix) with ESMTP id 4XdmarcQ1; Mon, 7 Dec 2026 10:00:00 +0000"};
-
+// The trust rule (DESIGN §2): an A-R with our authserv-id is trusted only with mxguard-dkim's
+// seal for this message; every other one came with the message.
 TEST_F(DmarcMilterTest, ForgedHeaderBelowOursIsDeletedAndNotTrusted) {
   Message m = from("ceo@reject.test");
-  m.headers.insert(m.headers.begin(), kReceived);
-  m.headers.insert(m.headers.begin(), {"Authentication-Results", " mx.mxguard.test; dkim=none"});
+  m.headers.insert(m.headers.begin(),
+                   {"Authentication-Results", sealed(" mx.mxguard.test; dkim=none")});
   m.headers.push_back(
       {"Authentication-Results", " mx.mxguard.test; dkim=pass header.d=reject.test; spf=pass"});
   std::string out = run(m);
@@ -228,9 +237,8 @@ TEST_F(DmarcMilterTest, ForgedHeaderBelowOursIsDeletedAndNotTrusted) {
   // The same on a p=none domain, so the message is accepted: the forged header is deleted and
   // its dkim=pass is not what the evaluation used.
   Message none = from("ceo@none.test");
-  none.headers.insert(none.headers.begin(), kReceived);
   none.headers.insert(none.headers.begin(),
-                      {"Authentication-Results", " mx.mxguard.test; dkim=none"});
+                      {"Authentication-Results", sealed(" mx.mxguard.test; dkim=none")});
   none.headers.push_back(
       {"Authentication-Results", " mx.mxguard.test; dkim=pass header.d=none.test; spf=pass"});
   out = run(none);
@@ -240,38 +248,49 @@ TEST_F(DmarcMilterTest, ForgedHeaderBelowOursIsDeletedAndNotTrusted) {
 }
 
 // Issue 15, finding 4: with no mxguard-dkim before us, a sender's own "A-R: <our id>;
-// dkim=pass header.d=reject.test" (below Received) was the first header claiming our id and
-// was believed: dmarc=pass. Now it is deleted and the forgery is rejected.
+// dkim=pass header.d=reject.test" was the first header claiming our id and was believed:
+// dmarc=pass. Now it is deleted and the forgery is rejected - also when it is the message's
+// very first header, where an earlier milter's would be, and when it copies a seal made for
+// another message.
 TEST_F(DmarcMilterTest, ForgedHeaderAloneIsNotBelievedWithoutADkimMilter) {
-  Message m = from("ceo@reject.test");
-  m.headers.insert(m.headers.begin(), kReceived);
-  m.headers.push_back(
-      {"Authentication-Results", " mx.mxguard.test; dkim=pass header.d=reject.test; spf=pass"});
-  std::string out = run(m);
-  EXPECT_TRUE(has(out, "action=reject")) << out;
-  EXPECT_FALSE(has(out, "dmarc=pass")) << out;
+  for (const std::string& value :
+       {std::string(" mx.mxguard.test; dkim=pass header.d=reject.test; spf=pass"),
+        sealed(" mx.mxguard.test; dkim=pass header.d=reject.test", "4XotherQ9")}) {
+    Message m = from("ceo@reject.test");
+    m.headers.insert(m.headers.begin(), {"Authentication-Results", value});
+    std::string out = run(m);
+    EXPECT_TRUE(has(out, "action=reject")) << value << "\n" << out;
+    EXPECT_FALSE(has(out, "dmarc=pass")) << out;
+  }
 }
 
-// Our policy server's A-R (spf-header = authentication-results) is prepended by smtpd above
-// its Received header, and mxguard-dkim's is inserted at the top: both are this hop's, both
-// are read (the DKIM pass from the second of them aligns), and neither is deleted.
-TEST_F(DmarcMilterTest, EveryHeaderAboveReceivedIsTrusted) {
+// mxguard-policyd's A-R (spf-header = authentication-results) carries a seal for no queue id:
+// kept, not deleted, and not read for DKIM results; mxguard-dkim's (sealed for this message)
+// is read and extended.
+TEST_F(DmarcMilterTest, SealedHeadersOfThisHopAreKept) {
   Message m = from("ceo@reject.test");
-  m.headers.insert(m.headers.begin(), kReceived);
-  m.headers.insert(m.headers.begin(),
-                   {"Authentication-Results", " mx.mxguard.test; spf=pass smtp.mailfrom=x.test"});
-  m.headers.insert(m.headers.begin(),
-                   {"Authentication-Results", " mx.mxguard.test; dkim=pass header.d=reject.test"});
+  m.headers.insert(
+      m.headers.begin(),
+      {"Authentication-Results", sealed(" mx.mxguard.test; spf=pass smtp.mailfrom=x.test", "")});
+  m.headers.insert(m.headers.begin(), {"Authentication-Results",
+                                       sealed(" mx.mxguard.test; dkim=pass header.d=reject.test")});
   std::string out = run(m);
   EXPECT_TRUE(has(out, "ACCEPTED")) << out;
   EXPECT_FALSE(has(out, "AR-DELETED")) << out;
   EXPECT_TRUE(has(out, "dmarc=pass")) << out;
+  EXPECT_FALSE(has(out, "mxguard-seal")) << "our rewritten header drops the seal: " << out;
+  // A policyd-style seal (no queue id) is not a DKIM result DMARC may read.
+  Message hop_only = from("ceo@reject.test");
+  hop_only.headers.insert(
+      hop_only.headers.begin(),
+      {"Authentication-Results", sealed(" mx.mxguard.test; dkim=pass header.d=reject.test", "")});
+  EXPECT_TRUE(has(run(hop_only), "action=reject"));
 }
 
 TEST_F(DmarcMilterTest, DkimPassOfAnotherDomainDoesNotAlign) {
   Message m = from("ceo@reject.test");
-  m.headers.insert(m.headers.begin(),
-                   {"Authentication-Results", " mx.mxguard.test; dkim=pass header.d=evil.test"});
+  m.headers.insert(m.headers.begin(), {"Authentication-Results",
+                                       sealed(" mx.mxguard.test; dkim=pass header.d=evil.test")});
   EXPECT_TRUE(has(run(m), "action=reject"));
 }
 
@@ -404,14 +423,15 @@ TEST_F(DmarcMilterTest, Exceptions) {
   Message signed_by_list = forged;
   signed_by_list.headers.insert(
       signed_by_list.headers.begin(),
-      {"Authentication-Results", " mx.mxguard.test; dkim=pass header.d=lists.test header.s=l"});
+      {"Authentication-Results",
+       sealed(" mx.mxguard.test; dkim=pass header.d=lists.test header.s=l")});
   out = run(signed_by_list);
   EXPECT_TRUE(has(out, "ACCEPTED")) << out;
   EXPECT_TRUE(has(out, "trusted_forwarder")) << out;
   Message bad_sig = forged;
-  bad_sig.headers.insert(
-      bad_sig.headers.begin(),
-      {"Authentication-Results", " mx.mxguard.test; dkim=fail header.d=lists.test header.s=l"});
+  bad_sig.headers.insert(bad_sig.headers.begin(),
+                         {"Authentication-Results",
+                          sealed(" mx.mxguard.test; dkim=fail header.d=lists.test header.s=l")});
   EXPECT_TRUE(has(run(bad_sig), "action=reject"));
   // The client host name, as Postfix verified it.
   Message host = forged;

@@ -55,14 +55,17 @@ class PostfixDmarcTest : public ::testing::Test {
         "_dmarc.relaxed IN TXT \"v=DMARC1; p=none\"\n");
     dkim_port_ = free_tcp_port();
     dmarc_port_ = free_tcp_port();
-    write_file(dir_ / "dkim.conf", "listen = inet:127.0.0.1:" + std::to_string(dkim_port_) +
-                                       "\ndns-servers = " + dns_->server_spec() +
-                                       "\nauthserv-id = mx.mxguard.test\n"
-                                       "domain = example.test\nselector = s1\n"
-                                       "key-file = " +
-                                       (dir_ / "s1.private").string() +
-                                       "\ninternal-hosts = 127.0.0.1\n");
-    write_file(dir_ / "dmarc.conf", "listen = inet:127.0.0.1:" + std::to_string(dmarc_port_) +
+    write_file(dir_ / "hop-secret", "postfix-dmarc-test-secret-0123456789\n");
+    const std::string secret = "hop-secret-file = " + (dir_ / "hop-secret").string() + "\n";
+    write_file(dir_ / "dkim.conf",
+               secret + "listen = inet:127.0.0.1:" + std::to_string(dkim_port_) +
+                   "\ndns-servers = " + dns_->server_spec() +
+                   "\nauthserv-id = mx.mxguard.test\n"
+                   "domain = example.test\nselector = s1\n"
+                   "key-file = " +
+                   (dir_ / "s1.private").string() + "\ninternal-hosts = 127.0.0.1\n");
+    write_file(dir_ / "dmarc.conf", secret +
+                                        "listen = inet:127.0.0.1:" + std::to_string(dmarc_port_) +
                                         "\ndns-servers = " + dns_->server_spec() +
                                         "\nauthserv-id = mx.mxguard.test\n"
                                         "trusted-networks = 127.0.0.1/32\n"
