@@ -94,12 +94,14 @@ void ClientWhitelist::add_entry(std::string_view e, const std::string& where) {
     networks_.push_back(*net);
     return;
   }
-  if (all_digits_and_dots(e, 2)) {  // "a.b.c": the /24
-    networks_.push_back(common::net::Cidr::parse(std::string(e) + ".0/24"));
-    return;
-  }
-  if (all_digits_and_dots(e, 1)) {  // "a.b": the /16
-    networks_.push_back(common::net::Cidr::parse(std::string(e) + ".0.0/16"));
+  // Partial IPv4: "a.b.c" is the /24, "a.b" the /16. "192.2." has the dots but no third
+  // number: a bad line with its place, like any other (found by fuzz_whitelist; it escaped
+  // as an std::invalid_argument without file:line).
+  for (auto [dots, suffix] : {std::pair{2, ".0/24"}, std::pair{1, ".0.0/16"}}) {
+    if (!all_digits_and_dots(e, dots)) continue;
+    auto net = common::net::Cidr::try_parse(std::string(e) + suffix);
+    if (!net) throw std::runtime_error(where + ": not an IPv4 prefix: " + std::string(e));
+    networks_.push_back(*net);
     return;
   }
   for (char c : e) {

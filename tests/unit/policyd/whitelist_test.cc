@@ -48,6 +48,17 @@ TEST(ClientWhitelistTest, BadLinesNameFileAndLine) {
     EXPECT_NE(std::string(ex.what()).find((dir / "w").string() + ":3:"), std::string::npos)
         << ex.what();
   }
+  // Found by fuzz_whitelist: a partial IPv4 entry with an empty part ("192.2.") escaped as
+  // std::invalid_argument without file and line.
+  testing::write_file(dir / "partial", "192.0.2\n192.2.\n");
+  ClientWhitelist partial;
+  try {
+    partial.load((dir / "partial").string());
+    FAIL();
+  } catch (const std::runtime_error& ex) {
+    EXPECT_NE(std::string(ex.what()).find((dir / "partial").string() + ":2:"), std::string::npos)
+        << ex.what();
+  }
   ClientWhitelist missing_local;
   EXPECT_NO_THROW(missing_local.load((dir / "nothere.local").string()));
   EXPECT_THROW(missing_local.load((dir / "nothere").string()), std::runtime_error);
