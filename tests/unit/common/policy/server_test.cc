@@ -245,11 +245,19 @@ TEST_F(PolicyServerTest, PeerThatNeverReadsLosesItsSlot) {
   {
     Client stuck(server_->tcp_port(), 4096);
     stuck.send("sender=big@x\n\n");
-    std::this_thread::sleep_for(1s);
-    // stuck never reads; it is closed when it goes out of scope, after the check below.
-    Client next(server_->tcp_port());
-    next.send("sender=n@x\n\n");
-    EXPECT_EQ(next.read_replies(1), "action=DUNNO\n\n");
+    // stuck never reads (it is closed when it goes out of scope, after the check below). Until
+    // its write times out, the one slot is taken and a new client is refused; after that, the
+    // next one is served. Polled, not slept: building the 16 MB reply is slow under TSan.
+    std::string reply;
+    auto deadline = std::chrono::steady_clock::now() + 20s;
+    while (reply.empty() && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(200ms);
+      Client next(server_->tcp_port());
+      const std::string req = "sender=n@x\n\n";
+      if (::send(next.fd(), req.data(), req.size(), MSG_NOSIGNAL) < 0) continue;  // refused
+      reply = next.read_replies(1);
+    }
+    EXPECT_EQ(reply, "action=DUNNO\n\n");
   }
 }
 

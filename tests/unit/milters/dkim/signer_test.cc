@@ -287,7 +287,7 @@ TEST_F(DkimSignerTest, RsaSha1FailsUnlessAllowed) {
   ASSERT_EQ(signed_msg.rfind("DKIM-Signature:", 0), 0u) << signed_msg;
   std::string sig = signed_msg.substr(15, signed_msg.find("\r\nFrom:") - 15);
   auto run = [&](bool allow) {
-    KeyLookup lookup = [this](const std::string&) {
+    KeyLookup lookup = [](const std::string&) {
       return KeyLookupResult{KeyLookupResult::Kind::kFound, rsa_->public_record, "ok"};
     };
     VerifyOptions vo;
