@@ -264,6 +264,27 @@ TEST_F(DmarcMilterTest, ForgedHeaderAloneIsNotBelievedWithoutADkimMilter) {
   }
 }
 
+// Issue 15, finding 8: each deletion is one round trip with the MTA. 32 forged headers are
+// deleted; 33 reject the message instead of buying a sender an unbounded number of them.
+TEST_F(DmarcMilterTest, MoreForgedHeadersThanWeDeleteRejectTheMessage) {
+  for (int n : {32, 33}) {
+    Message m = from("ceo@none.test");
+    for (int i = 0; i < n; ++i) {
+      m.headers.push_back({"Authentication-Results",
+                           " mx.mxguard.test; dkim=pass header.d=x" + std::to_string(i) + ".test"});
+    }
+    std::string out = run(m);
+    if (n == 32) {
+      EXPECT_TRUE(has(out, "ACCEPTED")) << out;
+      EXPECT_TRUE(has(out, "forged_ar_removed=32")) << out;
+    } else {
+      EXPECT_TRUE(has(out, "reason=forged-authentication-results")) << out;
+      EXPECT_TRUE(has(out, "forged_ar=33")) << out;
+      EXPECT_FALSE(has(out, "ACCEPTED")) << out;
+    }
+  }
+}
+
 // mxguard-policyd's A-R (spf-header = authentication-results) carries a seal for no queue id:
 // kept, not deleted, and not read for DKIM results; mxguard-dkim's (sealed for this message)
 // is read and extended.
