@@ -2,6 +2,7 @@
 // file via our own reader (Program_options' reader cannot report line numbers).
 #include "common/config/config.h"
 
+#include <algorithm>
 #include <boost/program_options.hpp>
 #include <cctype>
 #include <charconv>
@@ -219,7 +220,25 @@ Request parse(const ProgramInfo& info, Binder& binder, int argc, const char* con
   } else if (!info.default_config.empty() && std::filesystem::exists(info.default_config)) {
     req.config_file = info.default_config;
   }
-  if (!req.config_file.empty()) apply_file(req.config_file, binder, &req.origin);
+  if (!req.config_file.empty()) {
+    apply_file(req.config_file, binder, &req.origin);
+    // Drop-ins: FILE.d/*.conf in name order, each on top of what came before (a list option
+    // named in a drop-in replaces the earlier list). Packages and configuration management
+    // add a file there instead of editing the conffile, so upgrades do not prompt.
+    std::filesystem::path dir = req.config_file + ".d";
+    std::error_code ec;
+    if (std::filesystem::is_directory(dir, ec)) {
+      std::vector<std::filesystem::path> dropins;
+      for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+        if (entry.path().extension() == ".conf" && entry.path().filename().string()[0] != '.') {
+          dropins.push_back(entry.path());
+        }
+      }
+      if (ec) throw ConfigError(dir.string() + ": cannot read directory: " + ec.message());
+      std::sort(dropins.begin(), dropins.end());
+      for (const auto& f : dropins) apply_file(f.string(), binder, &req.origin);
+    }
+  }
 
   std::set<std::string> lists_seen;
   for (const auto& opt : parsed.options) {

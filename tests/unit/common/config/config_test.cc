@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
+
 #include "tests/fixtures/process.h"
 
 namespace mxguard::common::config {
@@ -74,6 +76,37 @@ TEST(ConfigTest, FileValuesAreOverriddenByCommandLine) {
   EXPECT_EQ(o.networks, (std::vector<std::string>{"10.1.0.0/16"}));
   EXPECT_EQ(req.origin.at("name"), (dir / "t.conf").string() + ":3");
   EXPECT_EQ(req.origin.at("count"), "--count");
+}
+
+// Issue 16: FILE.d/*.conf drop-ins, in name order, on top of the file; the command line still
+// wins; an error in a drop-in names the drop-in and its line.
+TEST(ConfigTest, DropInsApplyInNameOrderOverTheFile) {
+  testing::TempDir dir;
+  testing::write_file(dir / "t.conf", "name = from-file\ncount = 9\nnetworks = 10.1.0.0/16\n");
+  std::filesystem::create_directories(dir / "t.conf.d");
+  testing::write_file(dir / "t.conf.d" / "20-late.conf", "count = 20\n");
+  testing::write_file(dir / "t.conf.d" / "10-early.conf", "count = 10\nnetworks = 10.2.0.0/16\n");
+  testing::write_file(dir / "t.conf.d" / "30-ignored.txt", "count = 99\n");
+  testing::write_file(dir / "t.conf.d" / ".hidden.conf", "count = 98\n");
+  TestOptions o;
+  auto req = parse_args(o, {"--config", (dir / "t.conf").string(), "--flag"});
+  EXPECT_EQ(o.name, "from-file");
+  EXPECT_EQ(o.count, 20u);
+  EXPECT_EQ(o.networks, (std::vector<std::string>{"10.2.0.0/16"}));
+  EXPECT_EQ(req.origin.at("count"), (dir / "t.conf.d" / "20-late.conf").string() + ":1");
+  TestOptions cli;
+  parse_args(cli, {"--config", (dir / "t.conf").string(), "--count", "3"});
+  EXPECT_EQ(cli.count, 3u);
+  testing::write_file(dir / "t.conf.d" / "40-bad.conf", "\ndelay = 5 parsecs\n");
+  TestOptions bad;
+  try {
+    parse_args(bad, {"--config", (dir / "t.conf").string()});
+    FAIL() << "no error";
+  } catch (const ConfigError& ex) {
+    EXPECT_EQ(std::string(ex.what()).rfind((dir / "t.conf.d" / "40-bad.conf").string() + ":2:", 0),
+              0u)
+        << ex.what();
+  }
 }
 
 TEST(ConfigTest, FileErrorsNameFileAndLine) {
