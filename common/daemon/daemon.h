@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "common/config/config.h"
+#include "common/daemon/notify.h"
 #include "common/log/log.h"
 #include "common/metrics/http_server.h"
 #include "common/metrics/metrics.h"
@@ -136,11 +137,16 @@ int run(const config::ProgramInfo& info, int argc, const char* const* argv,
     std::signal(SIGPIPE, SIG_IGN);
     Service<Options>* raw = service.get();
     std::thread signals = detail::start_signal_thread(
-        service->signals_owned(), [raw] { raw->stop(); },
+        service->signals_owned(),
+        [raw] {
+          notify("STOPPING=1");
+          raw->stop();
+        },
         [raw, &info, argc, argv] {
           Options fresh;
           config::Binder binder;
           fresh.bind(binder);
+          notify("RELOADING=1");
           try {
             config::parse(info, binder, argc, argv, [&] { fresh.validate(); });
             log::set_level(log::parse_level(fresh.daemon.log_level));
@@ -150,9 +156,13 @@ int run(const config::ProgramInfo& info, int argc, const char* const* argv,
             log::error(std::string("reload failed, keeping the running configuration: ") +
                        ex.what());
           }
+          notify("READY=1");
         });
     log::info(info.name + " " + mxguard::kVersion + " started");
     if (metrics_server) metrics_server->start();
+    // Type=notify units: the sockets listen (open() bound them), so Postfix may connect.
+    notify("READY=1\nSTATUS=serving");
+    Watchdog watchdog;
     raw->serve();
     if (metrics_server) metrics_server->stop();
     detail::stop_signal_thread(signals);

@@ -3,7 +3,10 @@
 // errors with file:line, SIGHUP reload, metrics, privilege drop, SIGTERM shutdown.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 
+#include <cstring>
 #include <fstream>
 #include <thread>
 
@@ -129,6 +132,58 @@ TEST_F(PolicydDaemonTest, DropsPrivilegesAndStopsOnSigterm) {
   EXPECT_NE(client.ask(rcpt_request("198.51.100.7", "a@s.example", "b@r.example")), "");
   ::kill(daemon.pid(), SIGTERM);
   EXPECT_EQ(daemon.wait_exit(std::chrono::seconds(5)), 0) << daemon.log();
+}
+
+// Issue 16: the units are Type=notify with a watchdog. The daemon tells systemd READY=1 once
+// its socket listens, pings WATCHDOG=1 at half of WATCHDOG_USEC, brackets a reload with
+// RELOADING=1 / READY=1 and says STOPPING=1 on SIGTERM - here to a datagram socket of ours
+// standing in for systemd's.
+TEST_F(PolicydDaemonTest, TellsSystemdReadyWatchdogReloadAndStop) {
+  int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::string path = (dir_ / "notify").string();
+  ASSERT_LT(path.size(), sizeof addr.sun_path);
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  timeval tv{5, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  // The next message other than WATCHDOG=1 ("(nothing)" after 5 s); counts the pings.
+  int pings = 0;
+  auto next_state = [fd, &pings](std::string& out) {
+    char buf[512];
+    for (;;) {
+      ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+      if (n <= 0) {
+        out = "(nothing)";
+        return;
+      }
+      out.assign(buf, static_cast<std::size_t>(n));
+      if (out != "WATCHDOG=1") return;
+      ++pings;
+    }
+  };
+  std::string state;
+  ::setenv("NOTIFY_SOCKET", path.c_str(), 1);
+  ::setenv("WATCHDOG_USEC", "200000", 1);
+  Process daemon = start();
+  ::unsetenv("NOTIFY_SOCKET");
+  ::unsetenv("WATCHDOG_USEC");
+  next_state(state);
+  EXPECT_EQ(state, "READY=1\nSTATUS=serving");
+  std::this_thread::sleep_for(std::chrono::milliseconds(450));
+  ::kill(daemon.pid(), SIGHUP);
+  next_state(state);
+  EXPECT_EQ(state, "RELOADING=1");
+  next_state(state);
+  EXPECT_EQ(state, "READY=1");
+  EXPECT_GE(pings, 2) << "WATCHDOG=1 every 100 ms";
+  ::kill(daemon.pid(), SIGTERM);
+  next_state(state);
+  EXPECT_EQ(state, "STOPPING=1");
+  EXPECT_EQ(daemon.wait_exit(std::chrono::seconds(5)), 0) << daemon.log();
+  ::close(fd);
 }
 
 TEST_F(PolicydDaemonTest, GarbageClosesTheConnectionAndTheDaemonKeepsServing) {
