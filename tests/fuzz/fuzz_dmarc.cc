@@ -9,8 +9,8 @@
 #include <string>
 #include <string_view>
 
-#include "milters/dmarc/aggregate.h"
 #include "common/mail/from.h"
+#include "milters/dmarc/aggregate.h"
 #include "milters/dmarc/record.h"
 
 namespace dmarc = mxguard::milter::dmarc;
