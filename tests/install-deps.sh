@@ -17,7 +17,7 @@ demo_packages=(
 
 packages=(
   # build
-  build-essential cmake ninja-build g++ pkg-config clang-14 libclang-rt-14-dev clang-format clang-tidy
+  build-essential cmake ninja-build g++ pkg-config clang-14 libclang-rt-14-dev llvm-14 clang-format clang-tidy
   libmilter-dev libssl-dev libopendkim-dev libhiredis-dev libunbound-dev libpsl-dev libidn2-dev publicsuffix zlib1g-dev
   libboost-program-options-dev libboost-dev
   libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev
