@@ -69,6 +69,9 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
   std::set<std::shared_ptr<ConnectionBase>> connections;
   std::atomic<bool> stopping{false};
   std::unique_ptr<asio::steady_timer> drain_timer;
+  // Acceptors are not thread-safe, and several threads run the io_context: every accept, its
+  // retry and stop()'s close run on this strand (TSan found close() racing a re-accept).
+  asio::strand<asio::io_context::executor_type> accept_strand{asio::make_strand(io)};
 
   Impl(ServerOptions o, AsyncHandler h) : options(std::move(o)), handler(std::move(h)) {}
 
@@ -261,28 +264,30 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
 
   template <class Acceptor>
   void accept(Acceptor& acceptor) {
-    acceptor.async_accept([this, &acceptor](boost::system::error_code ec, auto socket) {
-      if (ec == asio::error::operation_aborted || stopping) return;
-      if (!ec) {
-        adopt(std::move(socket));
-        accept(acceptor);
-        return;
-      }
-      // Out of descriptors (EMFILE) and the like: accepting again at once would spin on the
-      // same error. Wait a moment, and log at most once every 10 s.
-      auto now = std::chrono::steady_clock::now().time_since_epoch().count();
-      auto last = last_accept_warning.load();
-      auto every = std::chrono::steady_clock::duration(std::chrono::seconds(10)).count();
-      if ((last == 0 || now - last >= every) &&
-          last_accept_warning.compare_exchange_strong(last, now)) {
-        log::warning("policy: accept failed: " + ec.message() + " (retrying every 100 ms)");
-      }
-      auto timer = std::make_shared<asio::steady_timer>(acceptor.get_executor(),
-                                                        std::chrono::milliseconds(100));
-      timer->async_wait([this, &acceptor, timer](boost::system::error_code) {
-        if (!stopping) accept(acceptor);
-      });
-    });
+    acceptor.async_accept(asio::bind_executor(
+        accept_strand, [this, &acceptor](boost::system::error_code ec, auto socket) {
+          if (ec == asio::error::operation_aborted || stopping) return;
+          if (!ec) {
+            adopt(std::move(socket));
+            accept(acceptor);
+            return;
+          }
+          // Out of descriptors (EMFILE) and the like: accepting again at once would spin on the
+          // same error. Wait a moment, and log at most once every 10 s.
+          auto now = std::chrono::steady_clock::now().time_since_epoch().count();
+          auto last = last_accept_warning.load();
+          auto every = std::chrono::steady_clock::duration(std::chrono::seconds(10)).count();
+          if ((last == 0 || now - last >= every) &&
+              last_accept_warning.compare_exchange_strong(last, now)) {
+            log::warning("policy: accept failed: " + ec.message() + " (retrying every 100 ms)");
+          }
+          auto timer = std::make_shared<asio::steady_timer>(acceptor.get_executor(),
+                                                            std::chrono::milliseconds(100));
+          timer->async_wait(asio::bind_executor(
+              accept_strand, [this, &acceptor, timer](boost::system::error_code) {
+                if (!stopping) accept(acceptor);
+              }));
+        }));
   }
   // Acceptors may complete on several threads at once.
   std::atomic<std::chrono::steady_clock::rep> last_accept_warning{0};
@@ -343,7 +348,7 @@ void Server::serve() {
 void Server::stop() {
   auto impl = impl_;
   if (impl->stopping.exchange(true)) return;
-  asio::post(impl->io, [impl] {
+  asio::post(impl->accept_strand, [impl] {
     boost::system::error_code ignored;
     for (auto& a : impl->tcp_acceptors) a->close(ignored);
     for (auto& a : impl->unix_acceptors) a->close(ignored);
