@@ -82,6 +82,9 @@ struct HttpServer::Impl {
   std::string header_name, header_value;
   asio::io_context io{static_cast<int>(options.threads)};
   tcp::acceptor acceptor{io};
+  // The acceptor is not thread-safe and several threads run io: accepts, their retry and
+  // stop()'s close all run on this strand.
+  asio::strand<asio::io_context::executor_type> accept_strand{asio::make_strand(io)};
   std::atomic<std::size_t> active{0};
   std::atomic<bool> stopping{false};
   std::mutex sessions_mutex;
@@ -210,41 +213,43 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
 };
 
 void HttpServer::Impl::accept() {
-  acceptor.async_accept(asio::make_strand(io), [this](beast::error_code ec, tcp::socket socket) {
-    if (ec == asio::error::operation_aborted || stopping) return;
-    if (!ec) {
-      if (active >= options.max_connections) {
-        refused().inc();
-        common::log::warning("authpolicy: --max-connections reached, connection closed");
-        beast::error_code ignored;
-        socket.close(ignored);
-      } else {
-        socket.set_option(tcp::no_delay(true));
-        ++active;
-        auto s = std::make_shared<Session>(*this, std::move(socket));
-        {
-          std::lock_guard lock(sessions_mutex);
-          sessions.insert(s);
+  acceptor.async_accept(
+      asio::make_strand(io),
+      asio::bind_executor(accept_strand, [this](beast::error_code ec, tcp::socket socket) {
+        if (ec == asio::error::operation_aborted || stopping) return;
+        if (!ec) {
+          if (active >= options.max_connections) {
+            refused().inc();
+            common::log::warning("authpolicy: --max-connections reached, connection closed");
+            beast::error_code ignored;
+            socket.close(ignored);
+          } else {
+            socket.set_option(tcp::no_delay(true));
+            ++active;
+            auto s = std::make_shared<Session>(*this, std::move(socket));
+            {
+              std::lock_guard lock(sessions_mutex);
+              sessions.insert(s);
+            }
+            s->start();
+          }
+        } else {
+          // Out of descriptors (EMFILE) and the like: accepting again at once would spin on the
+          // same error. Wait a moment, and log at most once every 10 s.
+          auto now = std::chrono::steady_clock::now();
+          if (now - last_accept_warning >= std::chrono::seconds(10)) {
+            last_accept_warning = now;
+            common::log::warning("authpolicy: accept failed: " + ec.message() +
+                                 " (retrying every 100 ms)");
+          }
+          auto timer = std::make_shared<asio::steady_timer>(io, std::chrono::milliseconds(100));
+          timer->async_wait(asio::bind_executor(accept_strand, [this, timer](beast::error_code) {
+            if (!stopping) accept();
+          }));
+          return;
         }
-        s->start();
-      }
-    } else {
-      // Out of descriptors (EMFILE) and the like: accepting again at once would spin on the
-      // same error. Wait a moment, and log at most once every 10 s.
-      auto now = std::chrono::steady_clock::now();
-      if (now - last_accept_warning >= std::chrono::seconds(10)) {
-        last_accept_warning = now;
-        common::log::warning("authpolicy: accept failed: " + ec.message() +
-                             " (retrying every 100 ms)");
-      }
-      auto timer = std::make_shared<asio::steady_timer>(io, std::chrono::milliseconds(100));
-      timer->async_wait([this, timer](beast::error_code) {
-        if (!stopping) accept();
-      });
-      return;
-    }
-    accept();
-  });
+        accept();
+      }));
 }
 
 HttpServer::HttpServer(HttpOptions options, HttpHandler handler)
@@ -281,7 +286,7 @@ void HttpServer::serve() {
 void HttpServer::stop() {
   Impl& s = *impl_;
   s.stopping = true;
-  asio::post(s.io, [&s] {
+  asio::post(s.accept_strand, [&s] {
     beast::error_code ignored;
     s.acceptor.close(ignored);
     std::lock_guard lock(s.sessions_mutex);
