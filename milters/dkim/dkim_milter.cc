@@ -82,7 +82,11 @@ class DkimSession : public common::milter::Session {
       ++authres_count_;
       if (common::authres::claims_authserv_id(value, config_->authserv_id)) {
         // Judged at the end of the message, when the queue id its seal must fit is known.
-        ours_.push_back({authres_count_, std::string(value.substr(0, 65536))});
+        // Past the deletion cap the message is rejected anyway: keep the index, not the
+        // text, so a flood of headers costs no memory (an empty value never verifies).
+        bool keep_text =
+            ours_.size() <= static_cast<std::size_t>(common::milter::kMaxHeaderDeletions);
+        ours_.push_back({authres_count_, keep_text ? std::string(value.substr(0, 65536)) : ""});
         return Status::kContinue;  // not part of what we sign or verify
       }
     }
