@@ -255,50 +255,9 @@ trap cleanup EXIT
 trap 'interrupted=1; exit 130' INT
 trap 'interrupted=1; exit 143' TERM
 
-# --- this machine's Debian mirror ------------------------------------------------------------
-# Prints "URI SUITE COMPONENTS..." for every enabled "deb" entry of apt's sources, one-line
-# (sources.list, *.list) and deb822 (*.sources) alike.
-apt_sources() {
-  local f
-  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-    [ -f "$f" ] || continue
-    sed -E 's/#.*//; s/\[[^]]*\]//' "$f" | awk '$1 == "deb" && NF >= 3 {
-      line = $2 " " $3; for (i = 4; i <= NF; i++) line = line " " $i; print line }'
-  done
-  for f in /etc/apt/sources.list.d/*.sources; do
-    [ -f "$f" ] || continue
-    awk '
-      function flush(   nu, ns, u, s, uris, suites) {
-        if (types ~ /(^| )deb( |$)/ && tolower(enabled) != "no") {
-          nu = split(uris_, uris, " "); ns = split(suites_, suites, " ")
-          for (u = 1; u <= nu; u++) for (s = 1; s <= ns; s++) print uris[u], suites[s], comps
-        }
-        types = uris_ = suites_ = comps = enabled = ""
-      }
-      /^#/ { next }
-      /^[ \t]*$/ { flush(); next }
-      { key = tolower($1); sub(/:$/, "", key); $1 = "" ; sub(/^ +/, "")
-        if (key == "types") types = $0; else if (key == "uris") uris_ = $0
-        else if (key == "suites") suites_ = $0; else if (key == "components") comps = $0
-        else if (key == "enabled") enabled = $0 }
-      END { flush() }' "$f"
-  done
-}
-
-# Debian's own suites of the release (no backports), as this machine has them.
-mapfile -t debian_entries < <(apt_sources | awk -v s="$suite" '
-  $2 == s || $2 == s "-updates" || $2 == s "-security" || $2 == s "/updates" { print }')
-mirror=$(printf '%s\n' "${debian_entries[@]}" | awk -v s="$suite" '$2 == s { print $1; exit }')
-if [ -z "$mirror" ]; then
-  echo "fresh-machine: no '$suite' entry in /etc/apt/sources.list or /etc/apt/sources.list.d/" >&2
-  exit 1
-fi
-# How this machine's apt reaches the mirror, for the chroot's apt: a proxy, and whether it
-# accepts Release files past their Valid-Until (a mirror serving a dated snapshot). Neither
-# changes which packages are installed.
-apt_http_proxy="" apt_https_proxy="" apt_valid_until="" apt_check_date=""
-eval "$(apt-config shell apt_http_proxy Acquire::http::Proxy apt_https_proxy Acquire::https::Proxy \
-  apt_valid_until Acquire::Check-Valid-Until/b apt_check_date Acquire::Check-Date/b)"
+# --- this machine's Debian mirror (debian_entries, mirror, apt proxies, debian_apt_config) ----
+# shellcheck source=tests/lib/debian-mirror.sh
+. "$repo/tests/lib/debian-mirror.sh"
 
 # --- steps --------------------------------------------------------------------------------------
 host_tools() {
@@ -326,24 +285,10 @@ bootstrap() {
   echo "$suite minbase from $mirror, $(date -u +%FT%TZ)" >"$root/.fresh-machine"
 }
 
-# The chroot's apt sources are this machine's Debian entries (release, updates, security), as
-# an installed bookworm has them; resolv.conf is this machine's (the chroot shares its
-# network); /etc/hosts as every installed Debian has it.
+# The chroot's apt sources are this machine's (debian_apt_config); resolv.conf is this
+# machine's (the chroot shares its network); /etc/hosts as every installed Debian has it.
 configure() {
-  local e uri s comps
-  : >"$root/etc/apt/sources.list" || return 1
-  for e in "${debian_entries[@]}"; do
-    read -r uri s comps <<<"$e"
-    echo "deb $uri $s ${comps:-main}" >>"$root/etc/apt/sources.list"
-  done
-  rm -f "$root/etc/apt/sources.list.d/"*.list "$root/etc/apt/sources.list.d/"*.sources
-  {
-    [ -z "$apt_http_proxy" ] || echo "Acquire::http::Proxy \"$apt_http_proxy\";"
-    [ -z "$apt_https_proxy" ] || echo "Acquire::https::Proxy \"$apt_https_proxy\";"
-    [ "$apt_valid_until" != false ] || echo 'Acquire::Check-Valid-Until "false";'
-    [ "$apt_check_date" != false ] || echo 'Acquire::Check-Date "false";'
-  } >"$root/etc/apt/apt.conf.d/00fresh-machine" || return 1
-  [ -s "$root/etc/apt/apt.conf.d/00fresh-machine" ] || rm -f "$root/etc/apt/apt.conf.d/00fresh-machine"
+  debian_apt_config "$root" || return 1
   rm -f "$root/etc/resolv.conf"
   install -m 0644 /etc/resolv.conf "$root/etc/resolv.conf" || return 1
   if ! grep -qw localhost "$root/etc/hosts" 2>/dev/null; then

@@ -29,6 +29,8 @@ packages=(
   clamav-daemon clamav-testfiles clamav-milter  # mxguard-av: private clamd and test files; clamav-milter for tests/bench/av_compare.sh
   # package build and test (packaging/test.sh)
   debhelper dpkg-dev fakeroot lintian ccache adduser man-db systemd util-linux
+  # the README.Debian walk in a booted container (packaging/test-walk.sh)
+  debootstrap debian-archive-keyring systemd-container
 )
 
 bench_packages=(

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command (README.md, .ci/run): installs dependencies on Debian bookworm, builds,
 # runs every unit and integration test with ctest, builds and tests the Debian package
-# (packaging/test.sh), then builds the fuzz targets with clang-14 and runs each for a short
+# (packaging/test.sh) and walks README.Debian in a booted container (packaging/test-walk.sh),
+# then builds the fuzz targets with clang-14 and runs each for a short
 # smoke period, then runs the unit and in-process integration tests under ASan+UBSan and the
 # threaded ones under TSan. Exits non-zero on any failure.
 set -euo pipefail
@@ -42,7 +43,8 @@ ctest --test-dir "$build" --output-on-failure -j"$jobs" --timeout 300 2>&1 | tee
 ctest_rc=${PIPESTATUS[0]}
 set -e
 
-# The .deb: build, lintian, dpkg -i on this machine, run, purge (packaging/test.sh; root only).
+# The .deb: build, lintian, dpkg -i on this machine, run, purge (packaging/test.sh), then the
+# README.Debian walk (root only).
 package_rc=0
 if [ "${MXGUARD_SKIP_PACKAGE:-0}" = 1 ]; then
   echo "run.sh: package test skipped (MXGUARD_SKIP_PACKAGE=1)"
@@ -50,6 +52,11 @@ elif [ "$(id -u)" != 0 ]; then
   echo "run.sh: package test skipped (needs root for dpkg -i)"
 else
   MXGUARD_JOBS=$jobs bash packaging/test.sh || package_rc=$?
+  # README.Debian, step by step, on a stock Debian booted under systemd (packaging/test-walk.sh).
+  if [ "$package_rc" = 0 ]; then
+    deb=$(ls -t "${MXGUARD_DEB_DIR:-$root/build/deb}"/mxguard_*_amd64.deb | head -n 1)
+    bash packaging/test-walk.sh "$deb" || package_rc=$?
+  fi
 fi
 
 fuzz_rc=0
