@@ -1,19 +1,21 @@
 #!/bin/sh
-# Writes a daemon's shipped config file (/etc/mxguard/<daemon>.conf) from its own
-# --dump-config, so the file lists every option with its help line and its compiled-in default
-# and cannot drift from the binary. The options given after OUT are the package's choices
-# (socket, user, ...) and are written active; every other option is written commented out with
-# its default. Must never read the build machine's /etc/mxguard.
+# Writes a daemon's shipped config file (/etc/mxguard/<daemon>.conf) and its full reference
+# from its own --dump-config, so neither can drift from the binary. The conffile is short: the
+# options an admin usually changes (COMMON, a space-separated list) and the package's choices,
+# each with its help line; a line '#name = value' shows the default. The reference (FULL, in
+# /usr/share/doc/mxguard/examples/) lists every option so. The options given after FULL are the
+# package's choices (socket, user, ...) and are written active in both. Must never read the
+# build machine's /etc/mxguard.
 #
-#   gen-config.sh BINARY STAGE OUT [--option value ...]
+#   gen-config.sh BINARY STAGE OUT FULL COMMON [--option value ...]
 #
 # STAGE holds the files the package ships in /etc/mxguard (whitelists, ...). --dump-config
 # validates, and validation opens the files that defaults name under /etc/mxguard/; for the
 # run those options point into a copy of STAGE, and the paths are written back as
 # /etc/mxguard/.
 set -eu
-bin=$1 stage=$2 out=$3
-shift 3
+bin=$1 stage=$2 out=$3 full=$4 common=$5
+shift 5
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -55,23 +57,51 @@ if [ "$(wc -l <"$tmp/defaults")" != "$(wc -l <"$tmp/chosen")" ]; then
 fi
 
 name=$(basename "$bin")
+file=$(basename "$out")
+# render MODE: the option lines of --dump-config, as the conffile ("short": COMMON and the
+# package's choices) or the reference ("full": every option).
+render() {
+  paste -d '\n' "$tmp/defaults" "$tmp/chosen" | awk -v mode="$1" -v common=" $common " '
+    NR % 2 == 1 { def = $0; next }
+    /^# / { help = $0; next }
+    {
+      opt = $0; sub(/ *=.*/, "", opt)
+      changed = ($0 != def)
+      if (mode == "short" && !changed && index(common, " " opt " ") == 0) next
+      print ""; print help
+      if (!changed) { line = $0; sub(/ +$/, "", line); print "#" line; next }
+      d = def; sub(/^[^=]*= ?/, "", d); print "# built-in default: " (d == "" ? "(empty)" : d); print
+    }'
+}
 {
-  echo "# /etc/mxguard/$(basename "$out"): configuration of $name."
+  echo "# /etc/mxguard/$file: configuration of $name."
   echo "#"
-  echo "# Generated from '$name --dump-config' when the package was built: every option is"
-  echo "# listed with its help line. A line '#name = value' shows the built-in default; remove"
-  echo "# the '#' to change it. The active lines are the Debian package's choices, each with the"
-  echo "# built-in default above it. Durations take ms, s, m, h, d, w; lists are comma-separated."
+  echo "# The options an admin usually changes. A line '#name = value' shows the built-in default;"
+  echo "# remove the '#' to change it. The active lines are the Debian package's choices."
+  echo "# Durations take ms, s, m, h, d, w; lists are comma-separated."
+  echo "# Every option with its help line and default: '$name --dump-config',"
+  echo "# $name(8) and /usr/share/doc/mxguard/examples/$file."
+  echo "# Drop-ins /etc/mxguard/$file.d/*.conf are read after this file, in name order:"
+  echo "# they keep local changes out of this conffile (no question at upgrades)."
   echo "#"
   echo "# Check:  $name --check-config        Apply:  systemctl reload $name"
-  echo "# See $name(8) and mxguard.conf(5)."
-  paste -d '\n' "$tmp/defaults" "$tmp/chosen" | awk '
-    NR % 2 == 1 { def = $0; next }
-    /^# / { print ""; print; next }
-    $0 == def { sub(/ +$/, ""); print "#" $0; next }
-    { d = def; sub(/^[^=]*= ?/, "", d); print "# built-in default: " (d == "" ? "(empty)" : d); print }'
+  render short
 } >"$out"
+{
+  echo "# $file: every option of $name as the Debian package ships it (a reference:"
+  echo "# the file in use is /etc/mxguard/$file). Generated from '$name --dump-config'"
+  echo "# when the package was built. A line '#name = value' shows the built-in default; the"
+  echo "# active lines are the package's choices, each with the built-in default above it."
+  render full
+} >"$full"
+
+# Every COMMON name must be an option of the daemon (a typo would silently drop it).
+for o in $common; do
+  grep -q "^$o =" "$tmp/defaults" || { echo "gen-config: $name has no option '$o'" >&2; exit 1; }
+done
 
 # The daemon must accept the result (with the staged files in place of /etc/mxguard/).
-sed "s|/etc/mxguard/|$tmp/etc/|g" "$out" >"$tmp/check.conf"
-tr '\n' '\0' <"$tmp/staged" | xargs -0 "$bin" -c "$tmp/check.conf" --check-config >/dev/null
+for f in "$out" "$full"; do
+  sed "s|/etc/mxguard/|$tmp/etc/|g" "$f" >"$tmp/check.conf"
+  tr '\n' '\0' <"$tmp/staged" | xargs -0 "$bin" -c "$tmp/check.conf" --check-config >/dev/null
+done

@@ -55,6 +55,21 @@ if dpkg-query -W -f='${Status}' mxguard 2>/dev/null | grep -q "ok installed\|con
 fi
 spool_parent_existed=0; [ -d /var/spool/postfix ] && spool_parent_existed=1
 
+# check_conffile DAEMON: /etc/mxguard/DAEMON.conf is short (the options of
+# packaging/conffile-options and the package's choices, each a real option, the file under 80
+# lines); examples/DAEMON.conf lists every option of --dump-config and the daemon accepts it.
+check_conffile() {
+  local d=$1 ref=/usr/share/doc/mxguard/examples/$1.conf
+  check "every option is in examples/$d.conf" bash -c \
+    "diff <(mxguard-$d -c /dev/null --dump-config | sed -n 's/^\([a-z0-9-]*\) =.*/\1/p') \
+          <(sed -n 's/^#\?\([a-z0-9-]*\) =.*/\1/p' $ref)"
+  check "$d.conf lists the options of packaging/conffile-options, nothing unknown" bash -c \
+    "diff <(sed -n 's/^$d: //p' '$root/packaging/conffile-options' | tr ' ' '\n' | sort) \
+          <(sed -n 's/^#\?\([a-z0-9-]*\) =.*/\1/p' /etc/mxguard/$d.conf | sort)"
+  check "$d.conf is short ($(wc -l </etc/mxguard/$d.conf) lines < 80)" test "$(wc -l </etc/mxguard/$d.conf)" -lt 80
+  check "mxguard-$d accepts examples/$d.conf" "/usr/sbin/mxguard-$d" -c "$ref" --check-config
+}
+
 # --- build -------------------------------------------------------------------------------
 t0=$(date +%s)
 deb=$(MXGUARD_DEB_CCACHE=1 bash packaging/build-deb.sh "$out" | tail -n 1)
@@ -107,28 +122,20 @@ check "shipped config: --check-config as root" /usr/sbin/mxguard-policyd --check
 check "shipped config: --check-config as mxguard" \
   setpriv --reuid=mxguard --regid=mxguard --init-groups /usr/sbin/mxguard-policyd --check-config
 check "mxguard-grey reads the shipped config" /usr/bin/mxguard-grey --check-config
-check "every option is in policyd.conf" bash -c \
-  "diff <(mxguard-policyd -c /dev/null --dump-config | sed -n 's/^\([a-z0-9-]*\) =.*/\1/p') \
-        <(sed -n 's/^#\?\([a-z0-9-]*\) =.*/\1/p' /etc/mxguard/policyd.conf)"
+check_conffile policyd
 # dkim.conf names no key: mxguard-dkim starts verify-only until the admin adds one.
 check "dkim.conf: --check-config as root" /usr/sbin/mxguard-dkim --check-config
 check "dkim.conf: --check-config as mxguard" \
   setpriv --reuid=mxguard --regid=mxguard --init-groups /usr/sbin/mxguard-dkim --check-config
-check "every option is in dkim.conf" bash -c \
-  "diff <(mxguard-dkim -c /dev/null --dump-config | sed -n 's/^\([a-z0-9-]*\) =.*/\1/p') \
-        <(sed -n 's/^#\?\([a-z0-9-]*\) =.*/\1/p' /etc/mxguard/dkim.conf)"
+check_conffile dkim
 check "dmarc.conf: --check-config as mxguard" \
   setpriv --reuid=mxguard --regid=mxguard --init-groups /usr/sbin/mxguard-dmarc --check-config
 check "mxguard-dmarc-report reads dmarc.conf" /usr/sbin/mxguard-dmarc-report --check-config
-check "every option is in dmarc.conf" bash -c \
-  "diff <(mxguard-dmarc -c /dev/null --dump-config | sed -n 's/^\([a-z0-9-]*\) =.*/\1/p') \
-        <(sed -n 's/^#\?\([a-z0-9-]*\) =.*/\1/p' /etc/mxguard/dmarc.conf)"
+check_conffile dmarc
 check "authpolicy.conf is root:mxguard 640" stat_is /etc/mxguard/authpolicy.conf "root:mxguard 640"
 check "authpolicy.conf: --check-config as mxguard" \
   setpriv --reuid=mxguard --regid=mxguard --init-groups /usr/sbin/mxguard-authpolicy --check-config
-check "every option is in authpolicy.conf" bash -c \
-  "diff <(mxguard-authpolicy -c /dev/null --dump-config | sed -n 's/^\([a-z0-9-]*\) =.*/\1/p') \
-        <(sed -n 's/^#\?\([a-z0-9-]*\) =.*/\1/p' /etc/mxguard/authpolicy.conf)"
+check_conffile authpolicy
 check "hop secret made at install, root:mxguard 640" stat_is /etc/mxguard/hop-secret "root:mxguard 640"
 check "hop secret is 64 hex digits" grep -Eqx '[0-9a-f]{64}' /etc/mxguard/hop-secret
 check "authpolicy API key made at install, root:mxguard 640" stat_is /etc/mxguard/authpolicy-api-header "root:mxguard 640"
@@ -145,9 +152,7 @@ check "dkim.conf: listen = unix:$spool/dkim.sock" \
 # av.conf: Debian's clamd socket is the default, so the shipped file only sets listen and user.
 check "av.conf: --check-config as mxguard" \
   setpriv --reuid=mxguard --regid=mxguard --init-groups /usr/sbin/mxguard-av --check-config
-check "every option is in av.conf" bash -c \
-  "diff <(mxguard-av -c /dev/null --dump-config | sed -n 's/^\([a-z0-9-]*\) =.*/\1/p') \
-        <(sed -n 's/^#\?\([a-z0-9-]*\) =.*/\1/p' /etc/mxguard/av.conf)"
+check_conffile av
 check "av.conf: active lines are listen (unix socket in the spool) and user" \
   test "$(grep -v '^#' /etc/mxguard/av.conf | grep . | tr '\n' ' ')" = \
        "listen = unix:$spool/av.sock user = mxguard "
