@@ -346,21 +346,28 @@ void Context::set_reply(const std::string& rcode, const std::string& xcode,
   }
 }
 
-void Context::add_header(const std::string& name, const std::string& value) {
+std::string Context::spaced(const std::string& value) const {
+  return leading_space_ && !value.empty() ? " " + value : value;
+}
+
+void Context::add_header(const std::string& name, const std::string& value0) {
+  std::string value = spaced(value0);
   if (smfi_addheader(ctx_, const_cast<char*>(name.c_str()), const_cast<char*>(value.c_str())) !=
       MI_SUCCESS) {
     throw std::runtime_error("smfi_addheader " + name + " failed");
   }
 }
 
-void Context::insert_header(int index, const std::string& name, const std::string& value) {
+void Context::insert_header(int index, const std::string& name, const std::string& value0) {
+  std::string value = spaced(value0);
   if (smfi_insheader(ctx_, index, const_cast<char*>(name.c_str()),
                      const_cast<char*>(value.c_str())) != MI_SUCCESS) {
     throw std::runtime_error("smfi_insheader " + name + " failed");
   }
 }
 
-void Context::change_header(const std::string& name, int index, const std::string& value) {
+void Context::change_header(const std::string& name, int index, const std::string& value0) {
+  std::string value = spaced(value0);
   if (smfi_chgheader(ctx_, const_cast<char*>(name.c_str()), index,
                      value.empty() ? nullptr : const_cast<char*>(value.c_str())) != MI_SUCCESS) {
     throw std::runtime_error("smfi_chgheader " + name + " failed");

@@ -14,6 +14,8 @@
 #include <string_view>
 #include <vector>
 
+#include "common/authres/authres.h"
+
 struct smfi_str;
 
 namespace mxguard::common::milter {
@@ -52,8 +54,15 @@ class Context {
   void quarantine(const std::string& reason);
   void progress();  // keeps the MTA from timing out during a long operation
 
+  // In a chain that negotiated SMFIP_HDR_LEADSPC for another filter: header values this
+  // filter writes get the space the MTA would otherwise put after the colon.
+  void set_leading_space(bool on) { leading_space_ = on; }
+
  private:
+  std::string spaced(const std::string& value) const;
+
   smfi_str* ctx_;
+  bool leading_space_ = false;
 };
 
 struct ConnectInfo {
@@ -62,9 +71,24 @@ struct ConnectInfo {
   int port = 0;
 };
 
+// What the filters of one mxguard-milter chain hand each other for the current message, as
+// typed values in process (common/milter/chain.h): never through headers, so no filter has to
+// tell its neighbour's header from a forged one. A filter in its own daemon has none.
+struct MessageResults {
+  // Authentication-Results entries of this hop, in filter order; the chain writes them as one
+  // header at the end of the message.
+  std::string authserv_id;  // of the first filter that added an entry
+  std::vector<authres::Result> authres;
+  bool dkim_verified = false;  // a dkim filter verified this message: its entries are above
+  bool forged_authres_removed = false;  // a filter deleted the forged A-R headers already
+  void clear() { *this = MessageResults{}; }
+};
+
 class Session {
  public:
   virtual ~Session() = default;
+  // In a chain: the message's shared results (valid for the session's lifetime).
+  void attach(MessageResults* shared) { shared_ = shared; }
   virtual Status on_connect(Context&, const ConnectInfo&) { return Status::kContinue; }
   virtual Status on_helo(Context&, std::string_view /*helo*/) { return Status::kContinue; }
   // args[0] is the address in angle brackets as sent; the rest are ESMTP parameters.
@@ -83,6 +107,9 @@ class Session {
   // The current message was aborted (RSET, lost client); reset per-message state.
   virtual void on_abort(Context&) {}
   virtual void on_close(Context&) {}
+
+ protected:
+  MessageResults* shared_ = nullptr;  // nullptr: a daemon of its own (write our own headers)
 };
 
 struct MilterOptions {
@@ -103,6 +130,22 @@ struct MilterOptions {
   // The outcome when a callback throws: tempfail ("451 4.3.0") unless configured otherwise.
   Status on_internal_error = Status::kTempfail;
   std::string error_text = "Temporary internal error, try again later";
+};
+
+// A filter as a module: what one job (DKIM, DMARC, AV) needs of the MTA and a session per
+// connection, with no socket of its own. Each milter's Service is one: its daemon serves it
+// alone on its own socket (Milter), mxguard-milter serves several in one chain (chain.h).
+class Filter {
+ public:
+  virtual ~Filter() = default;
+  // Its name, actions (SMFIF_*), protocol steps (SMFIP_*: NO* for steps it does not need,
+  // HDR_LEADSPC), timeout and outcome of an internal error.
+  virtual const MilterOptions& milter_options() const = 0;
+  virtual std::unique_ptr<Session> new_session() = 0;
+  // Threads the filter runs (resolver, health checks): started after privileges are dropped,
+  // stopped after the last session ended.
+  virtual void start() {}
+  virtual void finish() {}
 };
 
 class Milter {

@@ -378,31 +378,40 @@ std::shared_ptr<Config> make_config(const Options& o) {
 }
 
 AvService::AvService(const Options& o) : config_(make_config(o)) {
-  common::milter::MilterOptions mo;
+  auto& mo = milter_options_;
   mo.name = "mxguard-av";
   mo.listen = o.daemon.listen;
   mo.actions = SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_QUARANTINE;
   mo.protocol = SMFIP_NOHELO | SMFIP_NOUNKNOWN | SMFIP_NODATA | SMFIP_NOEOH;
   mo.timeout_seconds = static_cast<int>(o.milter_timeout.seconds().count());
   mo.on_internal_error = common::milter::parse_failure_status(o.on_internal_error);
-  milter_ = std::make_unique<common::milter::Milter>(
-      mo, [this] { return std::make_unique<AvSession>(*this); });
+  milter_ = std::make_unique<common::milter::Milter>(mo, [this] { return new_session(); });
 }
 
 AvService::~AvService() = default;
 
-void AvService::open() { milter_->open(); }
+std::unique_ptr<common::milter::Session> AvService::new_session() {
+  return std::make_unique<AvSession>(*this);
+}
 
-void AvService::serve() {
-  {
-    std::lock_guard lock(mutex_);
-    serving_ = true;
-    config_->pool->start_health_checks();
-  }
-  milter_->serve();
+void AvService::start() {
+  std::lock_guard lock(mutex_);
+  serving_ = true;
+  config_->pool->start_health_checks();
+}
+
+void AvService::finish() {
   std::lock_guard lock(mutex_);
   serving_ = false;
   config_->pool->stop_health_checks();
+}
+
+void AvService::open() { milter_->open(); }
+
+void AvService::serve() {
+  start();
+  milter_->serve();
+  finish();
 }
 
 void AvService::stop() { milter_->stop(); }

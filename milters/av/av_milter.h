@@ -31,7 +31,8 @@ struct Config {
 // Builds and checks a Config: throws on any problem. Starts no thread.
 std::shared_ptr<Config> make_config(const Options& o);
 
-class AvService : public common::daemon::Service<Options> {
+// mxguard-av's daemon (its own socket) and its filter module (an mxguard-milter chain).
+class AvService : public common::daemon::Service<Options>, public common::milter::Filter {
  public:
   explicit AvService(const Options& o);
   ~AvService() override;
@@ -41,12 +42,19 @@ class AvService : public common::daemon::Service<Options> {
   void reload(const Options& fresh) override;
   std::set<int> signals_owned() const override { return {SIGTERM, SIGINT, SIGHUP}; }
 
+  // Filter
+  const common::milter::MilterOptions& milter_options() const override { return milter_options_; }
+  std::unique_ptr<common::milter::Session> new_session() override;
+  void start() override;   // clamd health checks (a thread)
+  void finish() override;  // stops them
+
   std::shared_ptr<const Config> config() const;
 
  private:
   mutable std::mutex mutex_;
   std::shared_ptr<Config> config_;
   bool serving_ = false;
+  common::milter::MilterOptions milter_options_;
   std::unique_ptr<common::milter::Milter> milter_;
 };
 

@@ -156,11 +156,14 @@ class DkimSession : public common::milter::Session {
       reset();
       return Status::kReject;
     }
-    // Forged A-R headers first: delete from the last, so the indexes stay valid.
+    // Forged A-R headers first: delete from the last, so the indexes stay valid. In a chain
+    // (mxguard-milter) the first filter that judges them deletes them, once.
+    if (shared_ && shared_->forged_authres_removed) forged_.clear();
     for (auto it = forged_.rbegin(); it != forged_.rend(); ++it) {
       c.delete_header("Authentication-Results", *it);
       forged_removed().inc();
     }
+    if (shared_) shared_->forged_authres_removed = true;
     std::string forged = std::to_string(forged_.size());
     Status st = sign_ ? finish_signing(c, qid, forged) : finish_verifying(c, qid, forged);
     reset();
@@ -298,10 +301,18 @@ class DkimSession : public common::milter::Session {
     }
     if (dns_error) dns_errors().inc();
     if (results.empty()) summary = "none";
-    std::string ar = " " + authentication_results(config_->authserv_id, results);
-    // Sealed for this message, so mxguard-dmarc can tell it from one the sender wrote.
-    if (config_->hop_secret) ar = common::authres::add_seal(ar, *config_->hop_secret, qid);
-    c.insert_header(0, "Authentication-Results", ar);
+    if (shared_) {
+      // In a chain: typed results for the filters after us; the chain writes the header.
+      if (shared_->authserv_id.empty()) shared_->authserv_id = config_->authserv_id;
+      if (results.empty()) shared_->authres.push_back({"dkim", "", "none", "", "", {}});
+      for (const auto& r : results) shared_->authres.push_back(r.to_authres());
+      shared_->dkim_verified = true;
+    } else {
+      std::string ar = " " + authentication_results(config_->authserv_id, results);
+      // Sealed for this message, so mxguard-dmarc can tell it from one the sender wrote.
+      if (config_->hop_secret) ar = common::authres::add_seal(ar, *config_->hop_secret, qid);
+      c.insert_header(0, "Authentication-Results", ar);
+    }
     FailureAction action = FailureAction::kAccept;
     std::string reason;
     if (!any_pass) {
@@ -374,7 +385,7 @@ std::shared_ptr<const Config> make_config(const Options& o) {
 }
 
 DkimService::DkimService(const Options& o) : config_(make_config(o)), dns_options_(o.dns) {
-  common::milter::MilterOptions mo;
+  auto& mo = milter_options_;
   mo.name = "mxguard-dkim";
   mo.listen = o.daemon.listen;
   mo.actions = SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_QUARANTINE;
@@ -382,16 +393,24 @@ DkimService::DkimService(const Options& o) : config_(make_config(o)), dns_option
   mo.protocol = SMFIP_HDR_LEADSPC | SMFIP_NOHELO | SMFIP_NORCPT | SMFIP_NOUNKNOWN | SMFIP_NODATA;
   mo.timeout_seconds = static_cast<int>(o.milter_timeout.seconds().count());
   mo.on_internal_error = common::milter::parse_failure_status(o.on_internal_error);
-  milter_ = std::make_unique<common::milter::Milter>(
-      mo, [this] { return std::make_unique<DkimSession>(*this); });
+  milter_ = std::make_unique<common::milter::Milter>(mo, [this] { return new_session(); });
 }
 
 DkimService::~DkimService() = default;
 
+std::unique_ptr<common::milter::Session> DkimService::new_session() {
+  return std::make_unique<DkimSession>(*this);
+}
+
+void DkimService::start() {
+  if (!test_lookup_ && !resolver_)
+    resolver_ = std::make_unique<common::dns::Resolver>(dns_options_);
+}
+
 void DkimService::open() { milter_->open(); }
 
 void DkimService::serve() {
-  if (!test_lookup_) resolver_ = std::make_unique<common::dns::Resolver>(dns_options_);
+  start();
   milter_->serve();
 }
 

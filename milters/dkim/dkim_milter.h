@@ -38,7 +38,9 @@ struct Config {
 // Builds and checks a Config (loads keys): throws on any problem.
 std::shared_ptr<const Config> make_config(const Options& o);
 
-class DkimService : public common::daemon::Service<Options> {
+// mxguard-dkim's daemon (open/serve/stop/reload on its own socket) and its filter module
+// (sessions for an mxguard-milter chain; the daemon serves the same sessions).
+class DkimService : public common::daemon::Service<Options>, public common::milter::Filter {
  public:
   explicit DkimService(const Options& o);
   ~DkimService() override;
@@ -47,6 +49,11 @@ class DkimService : public common::daemon::Service<Options> {
   void stop() override;
   void reload(const Options& fresh) override;
   std::set<int> signals_owned() const override { return {SIGTERM, SIGINT, SIGHUP}; }
+
+  // Filter
+  const common::milter::MilterOptions& milter_options() const override { return milter_options_; }
+  std::unique_ptr<common::milter::Session> new_session() override;
+  void start() override;  // the resolver (a thread)
 
   std::shared_ptr<const Config> config() const;
   // Key lookup through the shared resolver (blocking, bounded by --dns-timeout).
@@ -59,6 +66,7 @@ class DkimService : public common::daemon::Service<Options> {
   std::shared_ptr<const Config> config_;
   common::dns::ResolverOptions dns_options_;
   std::unique_ptr<common::dns::Resolver> resolver_;  // created in serve(): it starts a thread
+  common::milter::MilterOptions milter_options_;
   std::unique_ptr<common::milter::Milter> milter_;
   KeyLookup test_lookup_;
 };

@@ -177,7 +177,8 @@ class DmarcSession : public common::milter::Session {
         case common::authres::SealCheck::kHop:
           break;
         case common::authres::SealCheck::kNone:
-          forged_.push_back(index);
+          // In a chain the first filter that judged them deleted them already.
+          if (!(shared_ && shared_->forged_authres_removed)) forged_.push_back(index);
           break;
       }
     }
@@ -189,10 +190,23 @@ class DmarcSession : public common::milter::Session {
       c.delete_header("Authentication-Results", *it);
       forged_removed().inc();
     }
+    if (shared_) shared_->forged_authres_removed = true;
   }
 
-  // Our A-R header: the trusted one extended with our results, or a new one.
+  // Our A-R header: the trusted one extended with our results, or a new one. In a chain
+  // (mxguard-milter) with no trusted header, our results join the chain's one header.
   void write_authres(Context& c, const std::vector<common::authres::Result>& ours) {
+    if (shared_ && trusted_index_ == 0) {
+      if (shared_->authserv_id.empty()) shared_->authserv_id = config_->authserv_id;
+      for (const auto& r : ours) {
+        // Ours replaces an spf entry another filter of the chain wrote.
+        if (r.method == "spf") {
+          std::erase_if(shared_->authres, [](const auto& x) { return x.method == "spf"; });
+        }
+        shared_->authres.push_back(r);
+      }
+      return;
+    }
     common::authres::Builder b(config_->authserv_id);
     if (trusted_index_ > 0) {
       if (auto h = common::authres::parse(trusted_values_.front())) {
@@ -213,12 +227,20 @@ class DmarcSession : public common::milter::Session {
     }
   }
 
+  // The DKIM results we believe: in a chain with a dkim filter, the typed results it handed
+  // over; otherwise those of A-R headers sealed for this message at this hop.
   std::vector<AuthResult> trusted_dkim() const {
+    std::vector<common::authres::Header> headers;
+    if (shared_ && shared_->dkim_verified) {
+      headers.push_back({shared_->authserv_id, std::nullopt, shared_->authres});
+    } else {
+      for (const auto& value : trusted_values_) {
+        if (auto h = common::authres::parse(value)) headers.push_back(std::move(*h));
+      }
+    }
     std::vector<AuthResult> out;
-    for (const auto& value : trusted_values_) {
-      auto h = common::authres::parse(value);
-      if (!h) continue;
-      for (const auto& r : h->results) {
+    for (const auto& h : headers) {
+      for (const auto& r : h.results) {
         if (r.method != "dkim") continue;
         AuthResult a;
         a.result = r.result;
@@ -502,15 +524,14 @@ std::shared_ptr<const Config> make_config(const Options& o) {
 }
 
 DmarcService::DmarcService(const Options& o) : config_(make_config(o)), dns_options_(o.dns) {
-  common::milter::MilterOptions mo;
+  auto& mo = milter_options_;
   mo.name = "mxguard-dmarc";
   mo.listen = o.daemon.listen;
   mo.actions = SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_QUARANTINE;
   mo.protocol = SMFIP_NORCPT | SMFIP_NOUNKNOWN | SMFIP_NODATA | SMFIP_NOBODY;
   mo.timeout_seconds = static_cast<int>(o.milter_timeout.seconds().count());
   mo.on_internal_error = common::milter::parse_failure_status(o.on_internal_error);
-  milter_ = std::make_unique<common::milter::Milter>(
-      mo, [this] { return std::make_unique<DmarcSession>(*this); });
+  milter_ = std::make_unique<common::milter::Milter>(mo, [this] { return new_session(); });
   if (o.aggregate_reports) {
     redis_ = std::make_unique<common::redis::Pool>(o.redis);
     aggregates_ = std::make_unique<AggregateStore>(*redis_, o.report_interval.seconds(),
@@ -520,13 +541,22 @@ DmarcService::DmarcService(const Options& o) : config_(make_config(o)), dns_opti
 
 DmarcService::~DmarcService() = default;
 
-void DmarcService::open() { milter_->open(); }
+std::unique_ptr<common::milter::Session> DmarcService::new_session() {
+  return std::make_unique<DmarcSession>(*this);
+}
 
-void DmarcService::serve() {
+void DmarcService::start() {
+  if (resolver_) return;
   resolver_ = std::make_unique<common::dns::Resolver>(dns_options_);
   common::spf::Limits limits;
   limits.timeout = config()->options.spf_timeout.value;
   spf_ = std::make_unique<common::spf::Evaluator>(*resolver_, limits);
+}
+
+void DmarcService::open() { milter_->open(); }
+
+void DmarcService::serve() {
+  start();
   milter_->serve();
 }
 

@@ -38,7 +38,8 @@ struct Config {
 
 std::shared_ptr<const Config> make_config(const Options& o);
 
-class DmarcService : public common::daemon::Service<Options> {
+// mxguard-dmarc's daemon (its own socket) and its filter module (an mxguard-milter chain).
+class DmarcService : public common::daemon::Service<Options>, public common::milter::Filter {
  public:
   explicit DmarcService(const Options& o);
   ~DmarcService() override;
@@ -47,6 +48,11 @@ class DmarcService : public common::daemon::Service<Options> {
   void stop() override;
   void reload(const Options& fresh) override;
   std::set<int> signals_owned() const override { return {SIGTERM, SIGINT, SIGHUP}; }
+
+  // Filter
+  const common::milter::MilterOptions& milter_options() const override { return milter_options_; }
+  std::unique_ptr<common::milter::Session> new_session() override;
+  void start() override;  // the resolver (a thread) and the SPF evaluator
 
   std::shared_ptr<const Config> config() const;
   Lookups lookups();
@@ -64,6 +70,7 @@ class DmarcService : public common::daemon::Service<Options> {
   std::unique_ptr<common::spf::Evaluator> spf_;
   std::unique_ptr<common::redis::Pool> redis_;
   std::unique_ptr<AggregateStore> aggregates_;
+  common::milter::MilterOptions milter_options_;
   std::unique_ptr<common::milter::Milter> milter_;
   std::function<int()> random_;
   std::mutex random_mutex_;
