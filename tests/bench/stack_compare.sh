@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # stack_compare.sh: the whole filtering stack behind one private Postfix, under the same load, in
-# one run (issue 9). Profiles (PROFILES, default all four, in this order):
+# one run (issue 9). Profiles (PROFILES, default all five, in this order):
 #   postfix  Postfix alone: no milter, no policy service (the ceiling)
 #   mxguard  mxguard-policyd (checks = spf, greylist) at RCPT + milters mxguard-dkim,
 #            mxguard-dmarc, mxguard-av; one private Redis
+#   mxguard-milter  the same, with the three filters in one mxguard-milter (one milter
+#            connection per SMTP session; issue 17)
 #   classic  postfix-policyd-spf-python (spawn(8), as its README says) + postgrey at RCPT,
 #            milters opendkim, opendmarc, clamav-milter (Debian packages)
 #   rspamd   rspamd (Debian 3.4) proxy worker in milter mode → normal worker: dkim, dmarc, spf,
@@ -33,7 +35,7 @@
 # system service or system config is used. Everything started is stopped by pid on exit.
 #
 # Usage: tests/bench/stack_compare.sh   (BUILD_DIR, MESSAGES [2000], SESSIONS [20], NO_AV,
-#        PROFILES ["postfix mxguard classic rspamd"], GREY_DELAY [1], WARMUP [100],
+#        PROFILES ["postfix mxguard mxguard-milter classic rspamd"], GREY_DELAY [1], WARMUP [100],
 #        CHECK=1 shows added headers + sends EICAR, RSPAMD_LOG_LEVEL [warning], KEEP=1 keeps tmp,
 #        MILTER_SOCKETS [unix]: unix = each milter on a unix socket, as Debian's opendkim,
 #        opendmarc and clamav-milter packages and mxguard-setup configure them; inet = loopback
@@ -45,7 +47,7 @@ BUILD_DIR=${BUILD_DIR:-$repo/build}
 MESSAGES=${MESSAGES:-2000}
 SESSIONS=${SESSIONS:-20}
 NO_AV=${NO_AV:-}
-PROFILES=${PROFILES:-postfix mxguard classic rspamd}
+PROFILES=${PROFILES:-postfix mxguard mxguard-milter classic rspamd}
 GREY_DELAY=${GREY_DELAY:-1}
 WARMUP=${WARMUP:-100}
 MILTER_SOCKETS=${MILTER_SOCKETS:-unix}
@@ -331,7 +333,8 @@ source_cmd=(/usr/sbin/smtp-source -s "$SESSIONS" -F "$tmp/msg.eml" -f alice@send
 start_postfix_alone() { pf_rcpt='' pf_milters='' pf_extra='' pf_master_extra='' pf_start postfix; }
 
 MXBIN=$BUILD_DIR
-start_mxguard() {
+start_mxguard() {  # [combined]: the three filters in one mxguard-milter (issue 17)
+  local combined=${1:-}
   local dns="dns-servers = 127.0.0.1@53
 dns-timeout = 2s"
   cat >"$tmp/policyd.conf" <<EOF
@@ -374,20 +377,38 @@ header-host = mx.bench.test
 EOF
   spawn mxguard-policyd "$tmp/mx-policyd.log" "$MXBIN/policyd/mxguard-policyd" --foreground \
     --log-target stderr --log-level warning -c "$tmp/policyd.conf"
-  spawn mxguard-dkim "$tmp/mx-dkim.log" "$MXBIN/milters/dkim/mxguard-dkim" --foreground \
-    --log-target stderr --log-level warning -c "$tmp/dkim.conf"
-  spawn mxguard-dmarc "$tmp/mx-dmarc.log" "$MXBIN/milters/dmarc/mxguard-dmarc" --foreground \
-    --log-target stderr --log-level warning -c "$tmp/dmarc.conf"
-  local milters; milters="$(pf_milter mxguard-dkim 8891), $(pf_milter mxguard-dmarc 8893)"
-  if [[ -z $NO_AV ]]; then
-    spawn mxguard-av "$tmp/mx-av.log" "$MXBIN/milters/av/mxguard-av" --foreground \
-      --log-target stderr --log-level warning -c "$tmp/av.conf"
-    wait_milter mxguard-av 8895
-    milters+=", $(pf_milter mxguard-av 8895)"
+  local milters
+  if [[ -n $combined ]]; then
+    local chain="dkim, dmarc"
+    [[ -n $NO_AV ]] || chain+=", av"
+    cat >"$tmp/milter.conf" <<EOF
+listen = $(mx_listen mxguard-milter 8897)
+filters = $chain
+dkim-config = $tmp/dkim.conf
+dmarc-config = $tmp/dmarc.conf
+av-config = $tmp/av.conf
+EOF
+    spawn mxguard-milter "$tmp/mx-milter.log" "$MXBIN/milters/host/mxguard-milter" --foreground \
+      --log-target stderr --log-level warning -c "$tmp/milter.conf"
+    wait_milter mxguard-milter 8897
+    milters=$(pf_milter mxguard-milter 8897)
+  else
+    spawn mxguard-dkim "$tmp/mx-dkim.log" "$MXBIN/milters/dkim/mxguard-dkim" --foreground \
+      --log-target stderr --log-level warning -c "$tmp/dkim.conf"
+    spawn mxguard-dmarc "$tmp/mx-dmarc.log" "$MXBIN/milters/dmarc/mxguard-dmarc" --foreground \
+      --log-target stderr --log-level warning -c "$tmp/dmarc.conf"
+    milters="$(pf_milter mxguard-dkim 8891), $(pf_milter mxguard-dmarc 8893)"
+    if [[ -z $NO_AV ]]; then
+      spawn mxguard-av "$tmp/mx-av.log" "$MXBIN/milters/av/mxguard-av" --foreground \
+        --log-target stderr --log-level warning -c "$tmp/av.conf"
+      wait_milter mxguard-av 8895
+      milters+=", $(pf_milter mxguard-av 8895)"
+    fi
+    wait_milter mxguard-dkim 8891; wait_milter mxguard-dmarc 8893
   fi
-  wait_port 10023 mxguard-policyd; wait_milter mxguard-dkim 8891; wait_milter mxguard-dmarc 8893
+  wait_port 10023 mxguard-policyd
   pf_rcpt='check_policy_service inet:127.0.0.1:10023' pf_milters=$milters \
-    pf_extra='' pf_master_extra='' pf_start mxguard
+    pf_extra='' pf_master_extra='' pf_start "mxguard${combined:+-milter}"
 }
 
 start_classic() {
@@ -582,7 +603,7 @@ PY
     if [[ $name == policyd-spf ]]; then
       s=$(procstat "${daemon_pid[postfix]}" policyd-spf "$tmp/policyd-spf.conf")
     else
-      [[ $name == sink || $name == redis && $profile != mxguard && $profile != rspamd ]] && continue
+      [[ $name == sink || $name == redis && $profile != mxguard* && $profile != rspamd ]] && continue
       [[ $name == clamd && $profile == postfix ]] && continue
       s=$(procstat "${daemon_pid[$name]}")
     fi
@@ -608,7 +629,8 @@ log "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; $MESSAGE
 for profile in $PROFILES; do
   case $profile in
     postfix) start_postfix_alone; measure postfix "Postfix alone" ;;
-    mxguard) start_mxguard; measure mxguard "mxguard" ;;
+    mxguard) start_mxguard; measure mxguard "mxguard (separate daemons)" ;;
+    mxguard-milter) start_mxguard combined; measure mxguard-milter "mxguard-milter (one milter)" ;;
     classic) start_classic; measure classic "classic stack" ;;
     rspamd) start_rspamd; measure rspamd "rspamd" ;;
     *) die "unknown profile $profile" ;;
