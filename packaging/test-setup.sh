@@ -226,6 +226,41 @@ FAKE_ENABLED=mxguard-policyd run "$tmp/out19" postfix --config-directory "$pf" -
 check "checks = spf: postgrey kept next to mxguard-policyd" test "$(h smtpd_recipient_restrictions)" = \
   "permit_mynetworks, reject_unauth_destination, check_policy_service unix:mxguard/policyd.sock, check_policy_service inet:127.0.0.1:10023"
 
+# --- mxguard-milter: the filters in one milter (issue 17) -----------------------------------
+pf=$tmp/pf-combined
+stock "$pf"
+cp "$pf/main.cf" "$tmp/main.cf.combined-stock"
+printf 'filters = dkim, dmarc\n' >"$tmp/milter.conf"
+M="--milter-config $tmp/milter.conf"
+FAKE_ENABLED="mxguard-policyd mxguard-milter" run "$tmp/outc1" postfix --config-directory "$pf" $P $M
+sed 's/^/  c1: /' "$tmp/outc1"
+check "mxguard-milter enabled: auto wires it, with the reason" \
+  grep -q "^mxguard-setup: milter: wiring mxguard-milter (mxguard-milter.service is enabled)" "$tmp/outc1"
+check "it names the filters of its config" grep -q "^mxguard-setup: milter: mxguard-milter runs: dkim dmarc" "$tmp/outc1"
+check "smtpd_milters: the one socket, default_action=tempfail" test "$(h smtpd_milters)" = \
+  "{ unix:mxguard/milter.sock, default_action=tempfail }"
+check "non_smtpd_milters: the one socket too (the signer is in it)" test "$(h non_smtpd_milters)" = \
+  "{ unix:mxguard/milter.sock, default_action=tempfail }"
+# A separate milter left enabled is not wired beside it (it would sign or scan twice).
+FAKE_ENABLED="mxguard-policyd mxguard-milter mxguard-dkim" run "$tmp/outc2" postfix --config-directory "$pf" $P $M
+check "a separate milter still enabled: warned about, not wired" bash -c \
+  "grep -q 'warning: mxguard-dkim is there too' $tmp/outc2 && grep -q 'nothing to do' $tmp/outc2"
+# Switching back: --separate wires the separate daemons in place of the one socket.
+FAKE_ENABLED="mxguard-policyd mxguard-milter mxguard-dkim mxguard-dmarc" \
+  run "$tmp/outc3" postfix --config-directory "$pf" $P $M --separate
+check "--separate: the separate milters replace the one socket" test "$(h smtpd_milters)" = \
+  "{ unix:mxguard/dkim.sock, default_action=tempfail }, { unix:mxguard/dmarc.sock, default_action=tempfail }"
+run "$tmp/outc4" postfix --config-directory "$pf" $P $M --combined --policy no
+check "--combined: the one socket again, whatever is enabled" test "$(h smtpd_milters)" = \
+  "{ unix:mxguard/milter.sock, default_action=tempfail }"
+run "$tmp/outc5" postfix --config-directory "$pf" --remove
+check "--remove takes the one socket out too: the stock file again" cmp -s "$pf/main.cf" "$tmp/main.cf.combined-stock"
+# A classic signer wired: mxguard-milter's dkim filter would sign twice.
+postconf -c "$pf" -e "smtpd_milters = inet:localhost:8891"
+run "$tmp/outc6" postfix --config-directory "$pf" $P $M --combined --policy no && rc=0 || rc=$?
+check "--combined with OpenDKIM wired: refused without --replace" bash -c \
+  "test $rc = 1 && grep -q 'found OpenDKIM' $tmp/outc6"
+
 # --- refusals ------------------------------------------------------------------------------------
 pf=$tmp/pf6; stock "$pf"
 echo "broken line" >>"$pf/main.cf"

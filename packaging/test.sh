@@ -156,6 +156,14 @@ check_conffile av
 check "av.conf: active lines are listen (unix socket in the spool) and user" \
   test "$(grep -v '^#' /etc/mxguard/av.conf | grep . | tr '\n' ' ')" = \
        "listen = unix:$spool/av.sock user = mxguard "
+# mxguard-milter (issue 17): the three filters behind one socket, each from its own file.
+check "milter.conf: --check-config as mxguard (reads dkim.conf, dmarc.conf, av.conf)" \
+  setpriv --reuid=mxguard --regid=mxguard --init-groups /usr/sbin/mxguard-milter --check-config
+check_conffile milter
+check "milter.conf: listens on the spool socket" grep -Eqx "#?listen = unix:$spool/milter.sock" /etc/mxguard/milter.conf
+check "systemd-analyze verify accepts mxguard-milter.service" \
+  systemd-analyze verify /lib/systemd/system/mxguard-milter.service
+check "mxguard-milter.service is not enabled" bash -c '! systemctl is-enabled --quiet mxguard-milter 2>/dev/null'
 
 # --- run the daemon as the unit does: user mxguard, shipped config, private Redis -----------
 port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

@@ -245,6 +245,38 @@ check "systemctl reload mxguard-dkim (--check-config, then SIGUSR1): still runni
 run journalctl -q --no-pager -u mxguard-dkim -u mxguard-dmarc -u mxguard-policyd -n 12
 run bash -c 'for u in mxguard-policyd mxguard-dkim mxguard-dmarc; do systemd-analyze security --no-pager "$u" | tail -n 1 | sed "s/^/$u: /"; done'
 
+# --- mxguard-milter: the same filters behind one socket (issue 17) --------------------------
+stage "one milter: disable mxguard-dkim and -dmarc, enable mxguard-milter, mxguard-setup postfix"
+# No clamd here: the chain runs the two filters that run above (filters = dkim, dmarc).
+sed -i 's/^#\?filters = .*/filters = dkim, dmarc/' /etc/mxguard/milter.conf
+run grep -E '^(filters|listen|user) ' /etc/mxguard/milter.conf
+run mxguard-milter --check-config
+check "mxguard-milter --check-config (reads dkim.conf and dmarc.conf)" [ $? = 0 ]
+run systemctl disable --now mxguard-dkim mxguard-dmarc
+run systemctl enable --now mxguard-milter
+check "mxguard-milter is running (Type=notify)" active mxguard-milter
+run mxguard-setup postfix
+check "mxguard-setup wired the one socket (auto: mxguard-milter is enabled)" bash -c \
+  "test \"\$(postconf -h smtpd_milters)\" = '{ unix:mxguard/milter.sock, default_action=tempfail }'"
+postfix_reload
+helo=localhost send combined-local 127.0.0.1 alice@example.org --h-From "Alice <alice@example.org>"
+delivered combined-local
+run dkimverify <"$run_dir/combined-local.eml"
+check "mxguard-milter signs local mail; python3-dkim verifies it" said 'signature ok'
+# The outside message again under its own subject, signed anew.
+sed 's/^Subject: walk signed-outside$/Subject: walk combined-outside/' "$run_dir/outside.eml" >"$run_dir/outside2.eml"
+/usr/bin/python3 "$walk/dkim_tool.py" sign "$run_dir/outside2.eml" "$run_dir/ext/ext.private" ext sender.example rsa \
+  >"$run_dir/combined-outside.eml"
+send combined-outside "$outside" alice@sender.example --data "@$run_dir/combined-outside.eml"
+delivered combined-outside
+check "one Authentication-Results header, with dkim=pass and dmarc=pass" bash -c \
+  "test \"\$(sed -n '1,/^\$/p' '$run_dir/combined-outside.eml' | grep -c '^Authentication-Results:')\" = 1 &&
+   sed -n '1,/^\$/p' '$run_dir/combined-outside.eml' | tr -d '\n' | grep -q 'dkim=pass header.d=sender.example.*dmarc=pass'"
+send combined-reject "$outside" alice@sender.example --h-From "Mallory <m@dmarc-reject.example>"
+check "mxguard-milter rejects the p=reject forgery (550 5.7.1)" said '^<\*\* +550 5\.7\.1'
+run systemctl reload mxguard-milter
+check "systemctl reload mxguard-milter: still running" active mxguard-milter
+
 # --- mxguard-setup postfix --remove ---------------------------------------------------------
 stage "unwire: mxguard-setup postfix --remove && postfix reload"
 run mxguard-setup postfix --remove
