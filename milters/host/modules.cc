@@ -12,15 +12,23 @@ namespace mxguard::milter::host {
 namespace {
 
 // A daemon's options from its configuration file alone, as the daemon reads them (drop-ins
-// FILE.d/*.conf included, then validate()). Throws config::ConfigError naming file:line.
+// FILE.d/*.conf included, then validate()). The daemon's default file may be missing (its
+// built-in defaults then, as the daemon itself would run); any other file must exist. Throws
+// config::ConfigError naming file:line.
 template <class Options>
 Options load_options(const std::string& program, const std::string& file) {
   Options o;
   common::config::Binder binder;
   o.bind(binder);
-  common::config::ProgramInfo info{program, "", file, ""};
-  const char* argv[] = {program.c_str(), "-c", file.c_str()};
-  common::config::parse(info, binder, 3, argv, [&] { o.validate(); });
+  std::string default_file = "/etc/mxguard/" + program.substr(program.find('-') + 1) + ".conf";
+  common::config::ProgramInfo info{program, "", default_file, ""};
+  if (file == default_file) {
+    const char* argv[] = {program.c_str()};
+    common::config::parse(info, binder, 1, argv, [&] { o.validate(); });
+  } else {
+    const char* argv[] = {program.c_str(), "-c", file.c_str()};
+    common::config::parse(info, binder, 3, argv, [&] { o.validate(); });
+  }
   return o;
 }
 

@@ -40,6 +40,10 @@ TEST(OptionsDocTest, AvPageNamesEveryOption) {
   expect_documented("/milters/av/mxguard-av", "/docs/mxguard-av.md");
 }
 
+TEST(OptionsDocTest, MilterHostPageNamesEveryOption) {
+  expect_documented("/milters/host/mxguard-milter", "/docs/mxguard-milter.md");
+}
+
 TEST(OptionsDocTest, DkimPageNamesEveryOption) {
   expect_documented("/milters/dkim/mxguard-dkim", "/docs/mxguard-dkim.md");
 }
