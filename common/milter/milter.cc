@@ -28,13 +28,19 @@ Milter* g_milter = nullptr;
 struct Holder {
   std::unique_ptr<Session> session;
   bool skip_offered = false;
-  bool no_reply_headers = false;  // SMFIP_NR_HDR negotiated: header callbacks answer nothing
-  // What a header callback could not answer (no_reply_headers), for the next answered step.
+  unsigned long no_reply = 0;  // the SMFIP_NR_* steps negotiated: their callbacks answer nothing
+  // What an unanswered callback could not say, for the next answered step.
   std::optional<Status> deferred;
   std::string deferred_error;
+  const char* deferred_stage = "";
+  bool deferred_connection = false;  // said at connect or HELO: survives MAIL FROM and abort
   void clear_deferred() {
     deferred.reset();
     deferred_error.clear();
+    deferred_connection = false;
+  }
+  void clear_message_deferred() {
+    if (!deferred_connection) clear_deferred();
   }
 };
 
@@ -101,11 +107,12 @@ sfsistat guarded(SMFICTX* ctx, const char* stage, F&& fn) {
   try {
     Holder* h = holder(ctx);
     if (h == nullptr || !h->session) throw std::logic_error("callback without a session");
-    // A header callback that could not answer (SMFIP_NR_HDR) answers here instead.
+    // An unanswered callback (SMFIP_NR_*) that failed or said more than continue answers here.
     if (!h->deferred_error.empty()) {
       std::string what = h->deferred_error;
+      const char* where = h->deferred_stage;
       h->clear_deferred();
-      return fail(ctx, "header", what.c_str());
+      return fail(ctx, where, what.c_str());
     }
     if (h->deferred) {
       Status s = *h->deferred;
@@ -120,6 +127,35 @@ sfsistat guarded(SMFICTX* ctx, const char* stage, F&& fn) {
     return fail(ctx, stage, "unknown exception");
   }
 }
+
+// A callback of a step negotiated as unanswered (SMFIP_NR_*): the MTA expects no reply, so a
+// failure or an answer other than continue is remembered for the next answered step (RCPT,
+// end of message at the latest), where guarded() gives it. Only the first one counts.
+template <class F>
+sfsistat unanswered(Holder* h, SMFICTX* ctx, const char* stage, bool connection_level, F&& fn) {
+  if (h->deferred || !h->deferred_error.empty()) return SMFIS_NOREPLY;
+  try {
+    if (!h->session) throw std::logic_error("callback without a session");
+    Context c(ctx);
+    Status s = fn(*h->session, c);
+    if (s != Status::kContinue && s != Status::kSkip) h->deferred = s;
+  } catch (const std::exception& ex) {
+    h->deferred_error = ex.what();
+  } catch (...) {
+    h->deferred_error = "unknown exception";
+  }
+  if (h->deferred || !h->deferred_error.empty()) {
+    h->deferred_stage = stage;
+    h->deferred_connection = connection_level;
+  }
+  return SMFIS_NOREPLY;
+}
+
+// The steps asked to go unanswered (on unix sockets only, see cb_negotiate): every step whose
+// answer can wait until a later one without changing what happens to the mail. RCPT is
+// answered (its reject is per recipient), end of message of course.
+constexpr unsigned long kNoReplySteps =
+    SMFIP_NR_CONN | SMFIP_NR_HELO | SMFIP_NR_MAIL | SMFIP_NR_HDR | SMFIP_NR_EOH | SMFIP_NR_BODY;
 
 std::vector<std::string> to_args(char** argv) {
   std::vector<std::string> out;
@@ -145,6 +181,17 @@ ConnectInfo connect_info(const char* hostname, _SOCK_ADDR* addr) {
   return info;
 }
 
+// Runs a callback answered or unanswered, as negotiated for its step (SMFIP_NR_*).
+template <class F>
+sfsistat step(SMFICTX* ctx, unsigned long nr_flag, const char* stage, bool connection_level,
+              F&& fn) {
+  Holder* h = holder(ctx);
+  if (h != nullptr && (h->no_reply & nr_flag) != 0) {
+    return unanswered(h, ctx, stage, connection_level, std::forward<F>(fn));
+  }
+  return guarded(ctx, stage, std::forward<F>(fn));
+}
+
 extern "C" {
 
 sfsistat cb_negotiate(SMFICTX* ctx, unsigned long f0, unsigned long f1, unsigned long,
@@ -164,34 +211,44 @@ sfsistat cb_negotiate(SMFICTX* ctx, unsigned long f0, unsigned long f1, unsigned
   // Not on TCP: without replies between them, the MTA's header writes are small segments
   // that Nagle holds back until our delayed ACK (~40 ms a message; measured with miltertest:
   // 45 instead of 2,300 messages/s). The MTA's socket is not ours to set TCP_NODELAY on.
-  if (o.no_reply_headers && !g_milter->listens_on_tcp()) want |= SMFIP_NR_HDR;
+  if (o.no_reply && !g_milter->listens_on_tcp()) want |= kNoReplySteps;
   *pf0 = o.actions;
   *pf1 = want & f1;
-  ensure_holder(ctx)->no_reply_headers = (*pf1 & SMFIP_NR_HDR) != 0;
+  ensure_holder(ctx)->no_reply = *pf1 & kNoReplySteps;
   *pf2 = 0;
   *pf3 = 0;
   return SMFIS_CONTINUE;
 }
 
 sfsistat cb_connect(SMFICTX* ctx, char* hostname, _SOCK_ADDR* addr) {
+  Holder* h = nullptr;
   try {
-    ensure_holder(ctx)->session = g_milter->new_session();
+    h = ensure_holder(ctx);
+    h->session = g_milter->new_session();
   } catch (const std::exception& ex) {
+    // Unanswered connect: the failure answers at the next answered step, as below.
+    if (h != nullptr && (h->no_reply & SMFIP_NR_CONN) != 0) {
+      h->deferred_error = ex.what();
+      h->deferred_stage = "connect";
+      h->deferred_connection = true;
+      return SMFIS_NOREPLY;
+    }
     return fail(ctx, "connect", ex.what());
   }
   ConnectInfo info = connect_info(hostname, addr);
-  return guarded(ctx, "connect", [&](Session& s, Context& c) { return s.on_connect(c, info); });
+  return step(ctx, SMFIP_NR_CONN, "connect", true,
+              [&](Session& s, Context& c) { return s.on_connect(c, info); });
 }
 
 sfsistat cb_helo(SMFICTX* ctx, char* helo) {
-  return guarded(ctx, "helo",
-                 [&](Session& s, Context& c) { return s.on_helo(c, helo ? helo : ""); });
+  return step(ctx, SMFIP_NR_HELO, "helo", true,
+              [&](Session& s, Context& c) { return s.on_helo(c, helo ? helo : ""); });
 }
 
 sfsistat cb_envfrom(SMFICTX* ctx, char** argv) {
-  if (Holder* h = holder(ctx)) h->clear_deferred();  // a new message
-  return guarded(ctx, "mail",
-                 [&](Session& s, Context& c) { return s.on_mail_from(c, to_args(argv)); });
+  if (Holder* h = holder(ctx)) h->clear_message_deferred();  // a new message
+  return step(ctx, SMFIP_NR_MAIL, "mail", false,
+              [&](Session& s, Context& c) { return s.on_mail_from(c, to_args(argv)); });
 }
 
 sfsistat cb_envrcpt(SMFICTX* ctx, char** argv) {
@@ -199,33 +256,18 @@ sfsistat cb_envrcpt(SMFICTX* ctx, char** argv) {
 }
 
 sfsistat cb_header(SMFICTX* ctx, char* name, char* value) {
-  Holder* h = holder(ctx);
-  if (h != nullptr && h->no_reply_headers) {
-    // The MTA expects no answer: remember what we would have said for the next step.
-    if (h->deferred || !h->deferred_error.empty()) return SMFIS_NOREPLY;
-    try {
-      if (!h->session) throw std::logic_error("callback without a session");
-      Context c(ctx);
-      Status s = h->session->on_header(c, name ? name : "", value ? value : "");
-      if (s != Status::kContinue) h->deferred = s;
-    } catch (const std::exception& ex) {
-      h->deferred_error = ex.what();
-    } catch (...) {
-      h->deferred_error = "unknown exception";
-    }
-    return SMFIS_NOREPLY;
-  }
-  return guarded(ctx, "header", [&](Session& s, Context& c) {
+  return step(ctx, SMFIP_NR_HDR, "header", false, [&](Session& s, Context& c) {
     return s.on_header(c, name ? name : "", value ? value : "");
   });
 }
 
 sfsistat cb_eoh(SMFICTX* ctx) {
-  return guarded(ctx, "eoh", [&](Session& s, Context& c) { return s.on_eoh(c); });
+  return step(ctx, SMFIP_NR_EOH, "eoh", false, [&](Session& s, Context& c) { return s.on_eoh(c); });
 }
 
 sfsistat cb_body(SMFICTX* ctx, unsigned char* data, size_t len) {
-  return guarded(ctx, "body", [&](Session& s, Context& c) {
+  // Unanswered body chunks cannot say SKIP: the rest of the body then still comes.
+  return step(ctx, SMFIP_NR_BODY, "body", false, [&](Session& s, Context& c) {
     return s.on_body(c, std::string_view(reinterpret_cast<const char*>(data), len));
   });
 }
@@ -237,7 +279,7 @@ sfsistat cb_eom(SMFICTX* ctx) {
 sfsistat cb_abort(SMFICTX* ctx) {
   Holder* h = holder(ctx);
   if (h == nullptr || !h->session) return SMFIS_CONTINUE;
-  h->clear_deferred();
+  h->clear_message_deferred();
   try {
     Context c(ctx);
     h->session->on_abort(c);

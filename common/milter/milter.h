@@ -121,12 +121,13 @@ struct MilterOptions {
   int timeout_seconds = 300;  // libmilter's I/O timeout towards the MTA
   int backlog = 64;
   unsigned socket_mode = 0660;
-  // Ask the MTA not to wait for our reply to each header (SMFIP_NR_HDR) when it offers that:
-  // one round trip less per header. A header callback's failure or non-continue answer then
-  // takes effect at the next step that is answered (end of headers, body or end of message).
-  // Only on unix sockets: on TCP the MTA's unanswered small writes meet Nagle and our
-  // delayed ACK.
-  bool no_reply_headers = true;
+  // Ask the MTA not to wait for our reply (SMFIP_NR_*) to connect, HELO, MAIL FROM, each
+  // header, end of headers and body chunks when it offers that: one round trip less each. A
+  // callback's failure or non-continue answer there takes effect at the next step that is
+  // answered (RCPT, or end of message at the latest); RCPT stays answered (its reject is per
+  // recipient). Only on unix sockets: on TCP the MTA's unanswered small writes meet Nagle and
+  // our delayed ACK.
+  bool no_reply = true;
   // The outcome when a callback throws: tempfail ("451 4.3.0") unless configured otherwise.
   Status on_internal_error = Status::kTempfail;
   std::string error_text = "Temporary internal error, try again later";

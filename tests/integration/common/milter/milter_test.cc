@@ -25,6 +25,7 @@ class TestSession : public Session {
     body_ = 0;
     sender_ = args.empty() ? "" : args[0];
     boom_ = reject_ = false;
+    if (sender_ == "<mail-boom@example.com>") throw std::runtime_error("mail callback failure");
     return Status::kContinue;
   }
   Status on_header(Context&, std::string_view name, std::string_view) override {
@@ -146,14 +147,17 @@ mt.disconnect(conn)
 }
 
 TEST_F(MilterTest, HeaderCallbackFailureIsAnsweredAtTheNextStep) {
-  // With SMFIP_NR_HDR negotiated the header itself gets no answer; the failure must still end
-  // in the configured tempfail (at end of headers), never in an accept.
+  // With SMFIP_NR_HDR (and NR_EOH, NR_BODY) negotiated neither the header nor the end of
+  // headers nor the body gets an answer; the failure must still end in the configured
+  // tempfail at the next answered step (end of message), never in an accept.
   std::string script = std::string(kPrologue) + R"(
 mt.header(conn, "X-Header-Boom", "1")
 mt.header(conn, "Subject", "after the failure")
 mt.eoh(conn)
+mt.bodystring(conn, "body\r\n")
+mt.eom(conn)
 local r = mt.getreply(conn)
-mt.echo("EOH=" .. tostring(r))
+mt.echo("EOM=" .. tostring(r))
 if r ~= SMFIR_REPLYCODE and r ~= SMFIR_TEMPFAIL then error("expected tempfail, got " .. tostring(r)) end
 mt.disconnect(conn)
 )";
@@ -162,6 +166,30 @@ mt.disconnect(conn)
   std::string log = ::testing::internal::GetCapturedStderr();
   ASSERT_EQ(r.exit_code, 0) << r.output << log;
   EXPECT_NE(log.find("stage=header action=tempfail reason=\"header callback failure\""),
+            std::string::npos)
+      << log;
+}
+
+TEST_F(MilterTest, MailFromFailureIsAnsweredAtRcpt) {
+  // SMFIP_NR_MAIL: MAIL FROM gets no answer; its failure answers RCPT with the configured
+  // tempfail, never an accept.
+  std::string script = R"(
+conn = mt.connect("${SOCKET}", 20, 0.1)
+if conn == nil then error("connect failed") end
+if mt.conninfo(conn, "client.example", "127.0.0.2") ~= nil then error("conninfo failed") end
+mt.macro(conn, SMFIC_MAIL, "i", "4Xk2Qz1abd")
+if mt.mailfrom(conn, "<mail-boom@example.com>") ~= nil then error("mailfrom failed") end
+if mt.rcptto(conn, "<rcpt@example.net>") ~= nil then error("rcptto failed") end
+local r = mt.getreply(conn)
+mt.echo("RCPT=" .. tostring(r))
+if r ~= SMFIR_REPLYCODE and r ~= SMFIR_TEMPFAIL then error("expected tempfail, got " .. tostring(r)) end
+mt.disconnect(conn)
+)";
+  ::testing::internal::CaptureStderr();
+  auto r = testing::run_miltertest(script, socket());
+  std::string log = ::testing::internal::GetCapturedStderr();
+  ASSERT_EQ(r.exit_code, 0) << r.output << log;
+  EXPECT_NE(log.find("stage=mail action=tempfail reason=\"mail callback failure\""),
             std::string::npos)
       << log;
 }
