@@ -1,9 +1,10 @@
 // mxguard-demo: the one-command demo. Starts the whole suite behind a private Postfix on
 // 127.0.0.1:2525 (tests/fixtures/stack.h: DNS for the demo zones, Redis, clamd with a tiny
 // test signature database, mxguard-policyd, mxguard-dkim, mxguard-dmarc, mxguard-av in that
-// order), sends real mail with swaks, and prints what happened to each message against what
-// should have happened. Exits non-zero if any outcome differs. Never touches the system's
-// Postfix, Redis or clamd; stops exactly what it started unless --keep is given.
+// order; with --combined one mxguard-milter runs those three filters behind one socket), sends
+// real mail with swaks, and prints what happened to each message against what should have
+// happened. Exits non-zero if any outcome differs. Never touches the system's Postfix, Redis or
+// clamd; stops exactly what it started unless --keep is given.
 #include <signal.h>
 #include <unistd.h>
 
@@ -94,12 +95,15 @@ std::string crlf_message(const std::vector<std::string>& headers, const std::str
   return m + "\r\n" + body;
 }
 
-int run(bool keep) {
-  std::cout << "mxguard demo: starting DNS, Redis, clamd, mxguard-policyd, mxguard-dkim, "
-               "mxguard-dmarc, mxguard-av and Postfix on loopback (127.0.0.1:2525)…\n";
+int run(bool keep, bool combined) {
+  std::cout << "mxguard demo: starting DNS, Redis, clamd, mxguard-policyd, "
+            << (combined ? "mxguard-milter (filters dkim, dmarc, av)"
+                         : "mxguard-dkim, mxguard-dmarc, mxguard-av")
+            << " and Postfix on loopback (127.0.0.1:2525)…\n";
   t::StackOptions so;
   so.smtp_port = 2525;
   so.keep = keep;
+  so.combined = combined;
   t::Stack stack(so);
   t::PostfixInstance& pf = stack.postfix();
   const bool av = stack.clamd() != nullptr;
@@ -221,9 +225,11 @@ int run(bool keep) {
             << (shown.empty() ? "(none delivered)\n" : shown + "\n");
   // A run with a differing outcome keeps its logs: they are what explains it.
   if (!all_ok) stack.keep_directories();
-  std::cout << "\nLogs in " << stack.directory().string() << ": mxguard-policyd.log, "
-            << "mxguard-dkim.log, mxguard-dmarc.log, mxguard-av.log; Postfix: "
-            << pf.directory().string() << "/maillog"
+  std::string logs;
+  for (const auto& d : stack.daemons())
+    logs += (logs.empty() ? "" : ", ") + ("mxguard-" + d + ".log");
+  std::cout << "\nLogs in " << stack.directory().string() << ": " << logs
+            << "; Postfix: " << pf.directory().string() << "/maillog"
             << (keep || !all_ok ? " (kept)" : " — removed on exit; use --keep to keep them")
             << "\n";
   if (keep) {
@@ -242,13 +248,24 @@ int run(bool keep) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  const char* usage =
+      "usage: mxguard-demo [--keep] [--combined]\n"
+      "  --keep      leave the stack running (Ctrl-C stops it)\n"
+      "  --combined  one mxguard-milter (filters dkim, dmarc, av) instead of the\n"
+      "              three milter daemons; the same scenarios, the same outcomes\n";
   bool keep = false;
+  bool combined = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--keep") {
       keep = true;
+    } else if (a == "--combined") {
+      combined = true;
+    } else if (a == "-h" || a == "--help") {
+      std::cout << usage;
+      return 0;
     } else {
-      std::cerr << "usage: mxguard-demo [--keep]\n";
+      std::cerr << usage;
       return 64;
     }
   }
@@ -267,7 +284,7 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   std::thread(watch_signals, set).detach();
   try {
-    return run(keep);
+    return run(keep, combined);
   } catch (const Interrupted&) {
     std::cerr << "mxguard demo: interrupted; everything it started is stopped\n";
     return 130;
