@@ -126,7 +126,13 @@ TEST_F(PolicydDaemonTest, ServesMetricsAndCountsDecisions) {
 TEST_F(PolicydDaemonTest, DropsPrivilegesAndStopsOnSigterm) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root";
   Process daemon = start({"--user", "nobody"});
-  std::string status = read_file("/proc/" + std::to_string(daemon.pid()) + "/status");
+  // The socket listens before the privileges are dropped (it is opened as root): wait for it.
+  std::string status;
+  for (int i = 0; i < 200; ++i) {
+    status = read_file("/proc/" + std::to_string(daemon.pid()) + "/status");
+    if (status.find("Uid:\t65534\t65534\t65534\t65534") != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
   EXPECT_NE(status.find("Uid:\t65534\t65534\t65534\t65534"), std::string::npos) << status;
   PolicyClient client("127.0.0.1", port_);
   EXPECT_NE(client.ask(rcpt_request("198.51.100.7", "a@s.example", "b@r.example")), "");
