@@ -34,10 +34,11 @@ inline void require_networks(const std::string& option, const std::vector<std::s
 }
 
 // `parse(value)` must not throw std::invalid_argument; its message becomes the error.
+// Returns what `parse` returns, so a validate() can keep the parsed value.
 template <class Parse>
-void require_parses(const std::string& option, const std::string& value, Parse parse) {
+auto require_parses(const std::string& option, const std::string& value, Parse parse) {
   try {
-    parse(value);
+    return parse(value);
   } catch (const std::invalid_argument& ex) {
     throw OptionError(option, ex.what());
   }

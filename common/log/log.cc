@@ -147,7 +147,10 @@ void append_field(std::string& out, std::string_view key, std::string_view value
   out.push_back('"');
 }
 
-std::string format_decision(std::string_view queue_id, std::initializer_list<Field> fields) {
+namespace {
+
+template <class Fields>
+std::string format_fields(std::string_view queue_id, const Fields& fields) {
   std::string line(queue_id.empty() ? std::string_view("NOQUEUE") : queue_id);
   line.append(":");
   std::string rest;
@@ -159,7 +162,24 @@ std::string format_decision(std::string_view queue_id, std::initializer_list<Fie
   return line;
 }
 
+}  // namespace
+
+std::string format_decision(std::string_view queue_id, std::initializer_list<Field> fields) {
+  return format_fields(queue_id, fields);
+}
+
+std::string format_decision(std::string_view queue_id, const OwnedFields& fields) {
+  return format_fields(queue_id, fields);
+}
+
 void decision(std::string_view queue_id, std::initializer_list<Field> fields) noexcept {
+  try {
+    write(Level::kInfo, format_decision(queue_id, fields));
+  } catch (...) {
+  }
+}
+
+void decision(std::string_view queue_id, const OwnedFields& fields) noexcept {
   try {
     write(Level::kInfo, format_decision(queue_id, fields));
   } catch (...) {

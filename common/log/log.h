@@ -7,6 +7,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 namespace mxguard::common::log {
 
@@ -39,6 +40,11 @@ using Field = std::pair<std::string_view, std::string_view>;
 std::string format_decision(std::string_view queue_id, std::initializer_list<Field> fields);
 // Logs exactly one decision line at info level.
 void decision(std::string_view queue_id, std::initializer_list<Field> fields) noexcept;
+
+// The same for fields a decision function computed (it owns their text), in order.
+using OwnedFields = std::vector<std::pair<std::string, std::string>>;
+std::string format_decision(std::string_view queue_id, const OwnedFields& fields);
+void decision(std::string_view queue_id, const OwnedFields& fields) noexcept;
 
 // Appends key=value to out (with a leading space when out is not empty), quoting as needed.
 void append_field(std::string& out, std::string_view key, std::string_view value);

@@ -13,6 +13,7 @@
 #include "common/log/log.h"
 #include "common/metrics/metrics.h"
 #include "common/util/host.h"
+#include "milters/dkim/decision.h"
 #include "milters/dkim/key_lookup.h"
 #include "milters/dkim/signer.h"
 
@@ -216,21 +217,16 @@ class DkimSession : public common::milter::Session {
   // Applies a failure action; returns the status for the MTA. The headers we add go on for
   // accept and quarantine.
   Status apply(Context& c, FailureAction a, const std::string& reason, bool signing) {
-    switch (a) {
-      case FailureAction::kAccept:
+    FailureReply r = failure_reply(a, reason, signing ? Mode::kSign : Mode::kVerify);
+    if (r.quarantine) c.quarantine(*r.quarantine);
+    if (!r.rcode.empty()) c.set_reply(r.rcode, r.xcode, r.text);
+    switch (r.status) {
+      case FailureReply::Status::kAccept:
         return Status::kAccept;
-      case FailureAction::kQuarantine:
-        c.quarantine("mxguard-dkim: " + reason);
-        return Status::kAccept;
-      case FailureAction::kTempfail:
-        c.set_reply("451", signing ? "4.3.0" : "4.7.5",
-                    signing ? "DKIM signing failed, try again later"
-                            : "DKIM verification failed temporarily: " + reason);
-        return Status::kTempfail;
-      case FailureAction::kReject:
-        c.set_reply("550", signing ? "5.7.0" : "5.7.20",
-                    signing ? "DKIM signing failed" : "No valid DKIM signature: " + reason);
+      case FailureReply::Status::kReject:
         return Status::kReject;
+      case FailureReply::Status::kTempfail:
+        break;
     }
     return Status::kTempfail;
   }
@@ -288,19 +284,11 @@ class DkimSession : public common::milter::Session {
       results = verifier_->finish();
       ignored = verifier_->ignored();
     }
-    std::string summary;
-    bool any_pass = false, dns_error = false, not_found = false, bad = false;
-    for (const auto& r : results) {
-      verify_results(r.result).inc();
-      if (!summary.empty()) summary += ",";
-      summary += r.result + "/" + (r.domain.empty() ? "-" : r.domain);
-      any_pass |= r.result == "pass";
-      dns_error |= r.dns_error;
-      not_found |= r.key_not_found;
-      bad |= r.result == "fail" || (r.result == "permerror" && !r.key_not_found);
-    }
-    if (dns_error) dns_errors().inc();
-    if (results.empty()) summary = "none";
+    VerifyDecision d = decide_verify(results, {.on_dns_error = config_->on_dns_error,
+                                               .on_key_not_found = config_->on_key_not_found,
+                                               .on_bad_signature = config_->on_bad_signature});
+    for (const auto& r : results) verify_results(r.result).inc();
+    if (d.dns_error) dns_errors().inc();
     if (shared_) {
       // In a chain: typed results for the filters after us; the chain writes the header.
       if (shared_->authserv_id.empty()) shared_->authserv_id = config_->authserv_id;
@@ -313,26 +301,11 @@ class DkimSession : public common::milter::Session {
       if (config_->hop_secret) ar = common::authres::add_seal(ar, *config_->hop_secret, qid);
       c.insert_header(0, "Authentication-Results", ar);
     }
-    FailureAction action = FailureAction::kAccept;
-    std::string reason;
-    if (!any_pass) {
-      // The most temporary problem decides: a DNS error may go away, a bad signature will not.
-      if (dns_error) {
-        action = config_->on_dns_error;
-        reason = "key lookup failed";
-      } else if (not_found) {
-        action = config_->on_key_not_found;
-        reason = "key not found";
-      } else if (bad) {
-        action = config_->on_bad_signature;
-        reason = "signature did not verify";
-      }
-    }
-    Status st = apply(c, action, reason, false);
+    Status st = apply(c, d.action, d.reason, false);
     common::log::decision(qid, {{"mode", "verify"},
-                                {"dkim", summary},
+                                {"dkim", d.summary},
                                 {"ignored", std::to_string(ignored)},
-                                {"action", failure_action_name(action)},
+                                {"action", failure_action_name(d.action)},
                                 {"client", client_},
                                 {"forged_ar_removed", forged}});
     return st;

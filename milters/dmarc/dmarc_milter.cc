@@ -16,13 +16,11 @@
 #include "common/metrics/metrics.h"
 #include "common/redis/errors.h"
 #include "common/util/host.h"
+#include "milters/dmarc/decision.h"
 
 namespace mxguard::milter::dmarc {
 
-using common::mail::FromLimits;
-using common::mail::FromParse;
 using common::mail::normalize_domain;
-using common::mail::parse_from;
 namespace {
 
 using common::milter::Context;
@@ -67,26 +65,6 @@ std::string strip_angles(std::string s) {
 std::string domain_of(const std::string& address) {
   auto at = address.rfind('@');
   return at == std::string::npos ? std::string() : normalize_domain(address.substr(at + 1));
-}
-
-bool in_or_under(const std::string& name, const std::vector<std::string>& domains) {
-  std::string n = normalize_domain(name);
-  if (n.empty()) return false;
-  for (const auto& d0 : domains) {
-    std::string d = normalize_domain(d0);
-    if (n == d || (n.size() > d.size() && n.ends_with(d) && n[n.size() - d.size() - 1] == '.')) {
-      return true;
-    }
-  }
-  return false;
-}
-
-int severity(const Evaluation& e) {
-  if (e.result == "fail") return 10 + static_cast<int>(e.disposition);
-  if (e.result == "temperror") return 5;
-  if (e.result == "permerror") return 3;
-  if (e.result == "none") return 2;
-  return 1;  // pass
 }
 
 class DmarcSession : public common::milter::Session {
@@ -255,237 +233,86 @@ class DmarcSession : public common::milter::Session {
     return out;
   }
 
-  Status reply(Context& c, Status st, const std::string& code, const std::string& xcode,
-               const std::string& text) {
-    c.set_reply(code, xcode, text);
+  // Carries out a decision (decision.h): counters, the reply or quarantine, our A-R header,
+  // the aggregate row, the decision log line.
+  Status apply(Context& c, const std::string& qid, const Decision& d) {
+    if (!d.skipped.empty()) skipped_total(d.skipped.c_str()).inc();
+    if (d.forged_rejected) forged_rejected().inc();
+    if (!d.counted_result.empty()) results_total(d.counted_result).inc();
+    Status st = Status::kAccept;
+    switch (d.action) {
+      case Decision::Action::kAccept:
+        break;
+      case Decision::Action::kReject:
+        c.set_reply(d.rcode, d.xcode, d.text);
+        st = Status::kReject;
+        break;
+      case Decision::Action::kTempfail:
+        c.set_reply(d.rcode, d.xcode, d.text);
+        st = Status::kTempfail;
+        break;
+      case Decision::Action::kHold:
+        c.quarantine(d.hold_reason);
+        break;
+      case Decision::Action::kHeader:
+        c.add_header(config_->quarantine_header_name, config_->quarantine_header_value);
+        break;
+    }
+    if (!d.counted_action.empty()) actions_total(d.counted_action).inc();
+    if (!d.authres.empty()) write_authres(c, d.authres);
+    if (d.aggregate) service_.record_aggregate(d.aggregate->policy, d.aggregate->row);
+    common::log::decision(qid, d.log);
     return st;
   }
 
+  // Gathers what decision.h decides on: the From domains, our SPF check, the trusted DKIM
+  // results and the DMARC evaluation; applies each decision.
   Status finish(Context& c, const std::string& qid) {
     const Options& o = config_->options;
-    if (!skip_.empty()) {
-      skipped_total(skip_.c_str()).inc();
-      common::log::decision(qid, {{"dmarc", "skipped"},
-                                  {"reason", skip_},
-                                  {"client", client_.empty() ? "local" : client_}});
-      return Status::kAccept;
-    }
-    if (forged_.size() > static_cast<std::size_t>(common::milter::kMaxHeaderDeletions)) {
-      // More forged results than we delete (see mxguard-dkim, which does the same first).
-      forged_rejected().inc();
-      common::log::decision(qid, {{"dmarc", "reject"},
-                                  {"reason", "forged-authentication-results"},
-                                  {"forged_ar", std::to_string(forged_.size())}});
-      return reply(c, Status::kReject, "550", "5.7.1",
-                   "Message carries forged Authentication-Results headers");
-    }
+    Message m;
+    m.skip = skip_;
+    m.client = client_;
+    m.client_host = client_host_;
+    m.envelope_from = envelope_from_;
+    m.envelope_domain = domain_of(envelope_from_);
+    m.forged_authres = forged_.size();
+    if (auto d = screen(m, common::milter::kMaxHeaderDeletions)) return apply(c, qid, *d);
     remove_forged(c);
-    std::string forged = std::to_string(forged_.size());
-
-    // The author domain(s).
-    std::vector<std::string> domains;
-    std::string from_problem;
-    if (from_headers_ == 0) from_problem = "no From header";
-    for (const auto& v : from_values_) {
-      FromParse p = parse_from(v, FromLimits{8192, o.max_from_addresses});
-      if (!p.ok()) {
-        from_problem = "From: " + p.error;
-        break;
-      }
-      for (const auto& m : p.mailboxes) {
-        if (std::find(domains.begin(), domains.end(), m.domain) == domains.end()) {
-          domains.push_back(m.domain);
-        }
-      }
-    }
-    if (from_problem.empty() && from_headers_ > from_values_.size()) {
-      from_problem = "too many From headers";
-    }
-    if (!from_problem.empty()) {
-      results_total("permerror").inc();
-      common::authres::Result r{"dmarc", "", "permerror", "", "", {}};
-      r.reason = from_problem;
-      write_authres(c, {r});
-      bool reject = o.on_bad_from == "reject" && o.enforce;
-      actions_total(reject ? "reject" : "accept").inc();
-      common::log::decision(qid, {{"dmarc", "permerror"},
-                                  {"action", reject ? "reject" : "accept"},
-                                  {"reason", from_problem},
-                                  {"client", client_},
-                                  {"forged_ar_removed", forged}});
-      if (reject) {
-        return reply(c, Status::kReject, "550", "5.7.1",
-                     "Message must have one From header with valid addresses (RFC 5322)");
-      }
-      return Status::kAccept;
-    }
-    if (domains.size() > 1 && o.multi_from == "reject") {
-      results_total("permerror").inc();
-      actions_total(o.enforce ? "reject" : "accept").inc();
-      std::string list;
-      for (const auto& d : domains) list += (list.empty() ? "" : ",") + d;
-      common::log::decision(qid, {{"dmarc", "permerror"},
-                                  {"action", o.enforce ? "reject" : "accept"},
-                                  {"reason", "several From domains"},
-                                  {"from", list},
-                                  {"client", client_}});
-      common::authres::Result r{"dmarc", "", "permerror", "several From domains", "", {}};
-      write_authres(c, {r});
-      if (o.enforce) {
-        return reply(c, Status::kReject, "550", "5.7.1",
-                     "Messages with several From domains are not accepted");
-      }
-      return Status::kAccept;
-    }
+    Authors authors = read_authors(from_values_, from_headers_, o.max_from_addresses);
+    if (auto d = judge_authors(m, authors, o)) return apply(c, qid, *d);
 
     // SPF on the envelope sender (HELO for the null sender): DMARC's SPF identity.
-    AuthResult spf;
-    std::string spf_scope = "mfrom";
-    std::string mail_domain = domain_of(envelope_from_);
-    if (envelope_from_.empty() || mail_domain.empty()) {
-      spf_scope = "helo";
+    Evaluated ev;
+    AuthResult& spf = ev.spf;
+    if (envelope_from_.empty() || m.envelope_domain.empty()) {
+      ev.spf_scope = "helo";
       spf.domain = normalize_domain(helo_);
     } else {
-      spf.domain = mail_domain;
+      spf.domain = m.envelope_domain;
     }
     spf.result = "none";
-    common::authres::Result spf_ar{"spf", "", "none", "", "", {}};
     if (o.spf_self_check) {
       auto ip = common::net::IpAddress::parse(client_);
       if (ip && !spf.domain.empty()) {
         common::spf::Request req;
         req.ip = *ip;
         req.domain = spf.domain;
-        req.sender = spf_scope == "helo" ? "postmaster@" + spf.domain : envelope_from_;
+        req.sender = ev.spf_scope == "helo" ? "postmaster@" + spf.domain : envelope_from_;
         req.helo = helo_;
         req.receiver = config_->authserv_id;
         auto outcome = service_.check_spf(req);
         spf.result = std::string(common::spf::result_name(outcome.result));
       }
-      spf_ar.result = spf.result;
-      spf_ar.properties.push_back({"smtp", spf_scope == "helo" ? "helo" : "mailfrom",
-                                   spf_scope == "helo" ? spf.domain : envelope_from_});
     }
 
-    auto dkim = trusted_dkim();
+    ev.dkim = trusted_dkim();
     Lookups lookups = service_.lookups();
-    Evaluator ev(*config_->org, lookups, [this] { return service_.random100(); });
-    Evaluation worst;
-    bool first = true;
-    for (const auto& d : domains) {
-      Evaluation e = ev.evaluate(d, dkim, spf);
-      if (first || severity(e) > severity(worst)) worst = e;
-      first = false;
-    }
-    const Evaluation& e = worst;
-    results_total(e.result).inc();
-
-    // What we do about it.
-    std::string action = "accept";
-    std::string override_type;
-    Status st = Status::kAccept;
-    Policy applied = e.result == "fail" ? e.disposition : Policy::kNone;
-    if (e.sampled_out) override_type = "sampled_out";
-    if (e.result == "temperror") {
-      if (o.on_temperror == "tempfail") {
-        action = "tempfail";
-        st =
-            reply(c, Status::kTempfail, "451", "4.7.1",
-                  "DMARC policy of " + e.from_domain + " could not be determined, try again later");
-      }
-    } else if (applied != Policy::kNone) {
-      // Only identities somebody verified count, or any sender could claim a list's envelope
-      // domain: the envelope domain with an SPF pass (our own check), a DKIM pass for the
-      // domain (from our A-R header), or the client host name (Postfix passes it only when
-      // its forward and reverse lookups agree).
-      bool forwarder =
-          (spf.result == "pass" && in_or_under(spf.domain, o.never_reject_domains)) ||
-          std::any_of(dkim.begin(), dkim.end(),
-                      [&](const AuthResult& a) {
-                        return a.result == "pass" && in_or_under(a.domain, o.never_reject_domains);
-                      }) ||
-          in_or_under(client_host_, o.never_reject_domains);
-      if (!o.enforce) {
-        action = "none (monitor)";
-        override_type = "local_policy";
-        applied = Policy::kNone;
-      } else if (forwarder) {
-        action = "none (never-reject-domains)";
-        override_type = "trusted_forwarder";
-        applied = Policy::kNone;
-      } else if (applied == Policy::kReject) {
-        action = "reject";
-        std::string text = o.reject_text;
-        for (auto pos = text.find("%d"); pos != std::string::npos; pos = text.find("%d", pos)) {
-          text.replace(pos, 2, e.from_domain);
-          pos += e.from_domain.size();
-        }
-        st = reply(c, Status::kReject, "550", "5.7.1", text);
-      } else if (o.quarantine_action == "hold") {
-        action = "hold";
-        c.quarantine("DMARC policy of " + e.from_domain);
-      } else if (o.quarantine_action == "header") {
-        action = "header";
-        c.add_header(config_->quarantine_header_name, config_->quarantine_header_value);
-      } else {
-        action = "accept";
-        override_type = "local_policy";
-        applied = Policy::kNone;
-      }
-    }
-    actions_total(action.substr(0, action.find(' '))).inc();
-
-    // Our results in our A-R header (not needed on a reject, but harmless; skipped then).
-    if (st == Status::kAccept) {
-      common::authres::Result dm{"dmarc", "", e.result, "", "", {}};
-      if (e.record) {
-        dm.comment =
-            "p=" + std::string(policy_name(e.policy)) + " dis=" + std::string(policy_name(applied));
-      } else if (!e.problem.empty() && e.result != "none") {
-        dm.reason = e.problem;
-      }
-      dm.properties.push_back({"header", "from", e.from_domain});
-      std::vector<common::authres::Result> ours;
-      if (o.spf_self_check) ours.push_back(spf_ar);
-      ours.push_back(dm);
-      write_authres(c, ours);
-    }
-
-    // Aggregate report data: every message evaluated against a record counts.
-    if (o.aggregate_reports && e.record && !e.record->rua.empty()) {
-      Row row;
-      row.source_ip = client_;
-      row.disposition = std::string(policy_name(applied));
-      row.dkim_eval = e.dkim_aligned ? "pass" : "fail";
-      row.spf_eval = e.spf_aligned ? "pass" : "fail";
-      row.override_type = override_type;
-      row.header_from = e.from_domain;
-      row.envelope_from = mail_domain;
-      row.dkim = dkim;
-      row.spf = spf;
-      row.spf_scope = spf_scope;
-      service_.record_aggregate(published_from(e), row);
-    }
-
-    std::string dkim_summary;
-    for (const auto& d : dkim)
-      dkim_summary += (dkim_summary.empty() ? "" : ",") + d.result + "/" + d.domain;
-    common::log::decision(qid, {{"dmarc", e.result},
-                                {"action", action},
-                                {"from", e.from_domain},
-                                {"policy_domain", e.policy_domain.empty() ? "-" : e.policy_domain},
-                                {"p", e.record ? std::string(policy_name(e.policy)) : "-"},
-                                {"dis", std::string(policy_name(applied))},
-                                {"dkim", dkim_summary.empty() ? "none" : dkim_summary},
-                                {"spf", spf.result + "/" + (spf.domain.empty() ? "-" : spf.domain)},
-                                {"aligned", std::string(e.dkim_aligned ? "dkim" : "") +
-                                                (e.dkim_aligned && e.spf_aligned ? "," : "") +
-                                                (e.spf_aligned ? "spf" : "")},
-                                {"override", override_type},
-                                {"problem", e.problem},
-                                {"client", client_},
-                                {"forged_ar_removed", forged}});
-    return st;
+    Evaluator evaluator(*config_->org, lookups, [this] { return service_.random100(); });
+    std::vector<Evaluation> evaluations;
+    for (const auto& d : authors.domains)
+      evaluations.push_back(evaluator.evaluate(d, ev.dkim, spf));
+    ev.evaluation = strictest(evaluations);
+    return apply(c, qid, decide(m, ev, o));
   }
 
   DmarcService& service_;

@@ -1,6 +1,8 @@
 // Binding and validation of mxguard-dmarc's options (see options.h).
 #include "milters/dmarc/options.h"
 
+#include <stdexcept>
+
 #include "common/config/checks.h"
 #include "common/mail/from.h"
 #include "common/net/ip.h"
@@ -10,6 +12,31 @@ namespace mxguard::milter::dmarc {
 
 using common::mail::normalize_domain;
 using common::mail::valid_domain;
+
+QuarantineAction parse_quarantine_action(std::string_view text) {
+  if (text == "hold") return QuarantineAction::kHold;
+  if (text == "header") return QuarantineAction::kHeader;
+  if (text == "accept") return QuarantineAction::kAccept;
+  throw std::invalid_argument("expected hold|header|accept");
+}
+
+TemperrorAction parse_temperror_action(std::string_view text) {
+  if (text == "accept") return TemperrorAction::kAccept;
+  if (text == "tempfail") return TemperrorAction::kTempfail;
+  throw std::invalid_argument("expected accept|tempfail");
+}
+
+BadFromAction parse_bad_from_action(std::string_view text) {
+  if (text == "accept") return BadFromAction::kAccept;
+  if (text == "reject") return BadFromAction::kReject;
+  throw std::invalid_argument("expected accept|reject");
+}
+
+MultiFromAction parse_multi_from_action(std::string_view text) {
+  if (text == "reject") return MultiFromAction::kReject;
+  if (text == "evaluate") return MultiFromAction::kEvaluate;
+  throw std::invalid_argument("expected reject|evaluate");
+}
 
 void Options::bind(common::config::Binder& b) {
   daemon.bind(b);
@@ -68,12 +95,14 @@ void Options::validate() const {
   }
 
   common::redis::validate_options(redis);
-  using common::config::require_one_of;
-  require_one_of("quarantine-action", quarantine_action, {"hold", "header", "accept"});
-  require_one_of("on-temperror", on_temperror, {"accept", "tempfail"});
-  require_one_of("on-bad-from", on_bad_from, {"accept", "reject"});
-  require_one_of("multi-from", multi_from, {"reject", "evaluate"});
-  require_one_of("on-internal-error", on_internal_error, {"accept", "tempfail", "reject"});
+  using common::config::require_parses;
+  parsed.quarantine_action =
+      require_parses("quarantine-action", quarantine_action, parse_quarantine_action);
+  parsed.on_temperror = require_parses("on-temperror", on_temperror, parse_temperror_action);
+  parsed.on_bad_from = require_parses("on-bad-from", on_bad_from, parse_bad_from_action);
+  parsed.multi_from = require_parses("multi-from", multi_from, parse_multi_from_action);
+  common::config::require_one_of("on-internal-error", on_internal_error,
+                                 {"accept", "tempfail", "reject"});
   auto colon = quarantine_header.find(':');
   if (colon == std::string::npos || colon == 0 ||
       quarantine_header.find_first_of(" \t\r\n") < colon) {

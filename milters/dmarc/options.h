@@ -4,6 +4,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/authres/seal.h"
@@ -13,6 +14,17 @@
 #include "common/redis/options.h"
 
 namespace mxguard::milter::dmarc {
+
+// The option values a message's decision switches on (decision.h). Each parse throws
+// std::invalid_argument("expected a|b|c"), the message validate() reports.
+enum class QuarantineAction { kHold, kHeader, kAccept };  // --quarantine-action
+enum class TemperrorAction { kAccept, kTempfail };        // --on-temperror
+enum class BadFromAction { kAccept, kReject };            // --on-bad-from
+enum class MultiFromAction { kReject, kEvaluate };        // --multi-from
+QuarantineAction parse_quarantine_action(std::string_view text);
+TemperrorAction parse_temperror_action(std::string_view text);
+BadFromAction parse_bad_from_action(std::string_view text);
+MultiFromAction parse_multi_from_action(std::string_view text);
 
 struct Options {
   common::daemon::DaemonOptions daemon{.listen = "inet:127.0.0.1:8893"};
@@ -55,7 +67,21 @@ struct Options {
   std::string on_internal_error = "tempfail";
   common::config::Duration milter_timeout{std::chrono::seconds(300)};
 
+  // The action strings above as enums, parsed once by validate(): every start and reload runs
+  // it before the Options are used, and a caller that builds Options in code must run it too.
+  // The strings stay what the binder and --dump-config read and write. mutable because
+  // validate() is const: this is a cache of the strings (only tests set it directly).
+  struct Parsed {
+    QuarantineAction quarantine_action = QuarantineAction::kHold;
+    TemperrorAction on_temperror = TemperrorAction::kAccept;
+    BadFromAction on_bad_from = BadFromAction::kReject;
+    MultiFromAction multi_from = MultiFromAction::kReject;
+  };
+  mutable Parsed parsed;
+
   void bind(common::config::Binder& b);
+  // Checks values, loads the public suffix list and fills `parsed` (throws config::OptionError
+  // naming the option).
   void validate() const;
 };
 

@@ -67,6 +67,11 @@ class DmarcMilterTest : public ::testing::Test {
     service_->reload(options());  // every test starts from the defaults below
     random_ = 0;
   }
+  // As the daemon reloads: validate() first (it parses the action options into enums).
+  static void reload(const Options& o) {
+    o.validate();
+    service_->reload(o);
+  }
 
   // The hop secret mxguard-dkim would share with us, and a header as it would seal it for
   // this message (queue id 4XdmarcQ1) or as mxguard-policyd seals its own (no queue id).
@@ -322,7 +327,7 @@ TEST_F(DmarcMilterTest, QuarantineHoldsOrMarks) {
   EXPECT_TRUE(has(out, "dmarc=fail (p=quarantine dis=quarantine)")) << out;
   Options o = options();
   o.quarantine_action = "header";
-  service_->reload(o);
+  reload(o);
   out = run(from("a@quarantine.test"));
   EXPECT_FALSE(has(out, "QUARANTINE")) << out;
   EXPECT_TRUE(has(out, "XSPAM<<Yes>>")) << out;
@@ -372,7 +377,7 @@ TEST_F(DmarcMilterTest, DnsFailuresAreTemperror) {
   EXPECT_TRUE(has(run(from("a@servfail.test")), "dmarc=temperror"));
   Options o = options();
   o.on_temperror = "tempfail";
-  service_->reload(o);
+  reload(o);
   EXPECT_TRUE(has(run(from("a@servfail.test")), "action=tempfail"));
 }
 
@@ -397,7 +402,7 @@ TEST_F(DmarcMilterTest, BadFromHeaders) {
   // Accepting bad From headers is a choice.
   Options o = options();
   o.on_bad_from = "accept";
-  service_->reload(o);
+  reload(o);
   out = run(none);
   EXPECT_TRUE(has(out, "ACCEPTED")) << out;
   EXPECT_TRUE(has(out, "dmarc=permerror")) << out;
@@ -411,7 +416,7 @@ TEST_F(DmarcMilterTest, SeveralFromDomains) {
   EXPECT_TRUE(has(run(two), "action=reject"));
   Options o = options();
   o.multi_from = "evaluate";
-  service_->reload(o);
+  reload(o);
   EXPECT_TRUE(has(run(from("a@none.test, ceo@reject.test")), "action=reject"));  // strictest wins
   std::string out = run(from("a@none.test, b@norecord.test"));
   EXPECT_TRUE(has(out, "ACCEPTED")) << out;
@@ -462,7 +467,7 @@ TEST_F(DmarcMilterTest, Exceptions) {
   EXPECT_TRUE(has(out, "trusted_forwarder")) << out;
   Options o = options();
   o.enforce = false;
-  service_->reload(o);
+  reload(o);
   out = run(from("ceo@reject.test"));
   EXPECT_TRUE(has(out, "ACCEPTED")) << out;
   EXPECT_TRUE(has(out, "dmarc=fail (p=reject dis=none)")) << out;

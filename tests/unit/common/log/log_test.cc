@@ -19,6 +19,13 @@ TEST(LogTest, ValuesWithSpacesAndQuotesAreQuoted) {
             "Q: reason=\"too \\\"early\\\"\" empty=\"\" eq=\"a=b\"");
 }
 
+TEST(LogTest, ComputedFieldsFormatLikeLiteralOnes) {
+  OwnedFields fields{{"reason", "too \"early\""}, {"empty", ""}, {"eq", "a=b"}};
+  EXPECT_EQ(format_decision("Q", fields), "Q: reason=\"too \\\"early\\\"\" empty=\"\" eq=\"a=b\"");
+  EXPECT_EQ(format_decision("", OwnedFields{{"action", "dunno"}}), "NOQUEUE: action=dunno");
+  EXPECT_EQ(format_decision("Q", OwnedFields{}), "Q:");
+}
+
 TEST(LogTest, ParsesLevelsAndRejectsUnknown) {
   EXPECT_EQ(parse_level("debug"), Level::kDebug);
   EXPECT_EQ(parse_level("warning"), Level::kWarning);
