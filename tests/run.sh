@@ -113,14 +113,15 @@ if [ "${MXGUARD_SKIP_SANITIZERS:-0}" != 1 ]; then
     integration_common_milter_milter_test integration_common_milter_tcp_milter_test
     integration_common_redis_connection_test integration_common_redis_pool_test
     integration_common_ratelimit_ratelimit_test integration_milters_av_clamd_client_test
-    integration_milters_av_milter_test integration_milters_dkim_milter_test
+    integration_milters_av_milter_test integration_milters_host_milter_test
+    integration_milters_dkim_milter_test
     integration_milters_dkim_bad_input_test integration_milters_dmarc_milter_test
     integration_milters_dmarc_report_test integration_policyd_greylist_test
     integration_policyd_spf_test integration_policyd_ratelimit_test
     integration_policyd_authpolicy_policy_test)
-  # The daemons two of these tests start (mxguard-av, mxguard-dmarc-report) are built with the
-  # same sanitizers; only the test binaries are run.
-  asan_daemons=(mxguard-av mxguard-dmarc-report)
+  # The daemons three of these tests start (mxguard-av, mxguard-milter, mxguard-dmarc-report)
+  # are built with the same sanitizers; only the test binaries are run.
+  asan_daemons=(mxguard-av mxguard-milter mxguard-dmarc-report)
   san_start=$(date +%s)
   CC=clang-14 CXX=clang++-14 cmake -S . -B "$fuzz_build" -G Ninja -DMXGUARD_FUZZ=ON \
     -DMXGUARD_TESTS=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
