@@ -15,6 +15,7 @@
 #include "tests/fixtures/miltertest.h"
 #include "tests/fixtures/policy_client.h"
 #include "tests/fixtures/process.h"
+#include "tests/fixtures/stack.h"
 
 namespace mxguard::testing {
 namespace {
@@ -58,24 +59,6 @@ std::string between(const std::string& s, const std::string& open, const std::st
   a += open.size();
   auto b = s.find(close, a);
   return b == std::string::npos ? "" : s.substr(a, b - a);
-}
-
-std::string keygen(const std::filesystem::path& dir, const std::string& domain,
-                   const std::string& selector) {
-  std::string out;
-  if (run_command({kBin + "/milters/dkim/mxguard-keygen", "--domain", domain, "--selector",
-                   selector, "--dir", dir.string()},
-                  &out) != 0) {
-    throw std::runtime_error("mxguard-keygen failed: " + out);
-  }
-  auto p = out.find("v=DKIM1");
-  return out.substr(p, out.find('\n', p) - p);
-}
-
-std::string txt(const std::string& name, const std::string& record) {
-  std::string out = name + " IN TXT";
-  for (std::size_t i = 0; i < record.size(); i += 200) out += " \"" + record.substr(i, 200) + "\"";
-  return out + "\n";
 }
 
 using Headers = std::vector<std::pair<std::string, std::string>>;
