@@ -42,6 +42,11 @@ struct Holder {
   void clear_message_deferred() {
     if (!deferred_connection) clear_deferred();
   }
+  void defer_error(const char* stage, std::string what, bool connection_level) {
+    deferred_error = std::move(what);
+    deferred_stage = stage;
+    deferred_connection = connection_level;
+  }
 };
 
 Holder* holder(SMFICTX* ctx) { return static_cast<Holder*>(smfi_getpriv(ctx)); }
@@ -140,11 +145,11 @@ sfsistat unanswered(Holder* h, SMFICTX* ctx, const char* stage, bool connection_
     Status s = fn(*h->session, c);
     if (s != Status::kContinue && s != Status::kSkip) h->deferred = s;
   } catch (const std::exception& ex) {
-    h->deferred_error = ex.what();
+    h->defer_error(stage, ex.what(), connection_level);
   } catch (...) {
-    h->deferred_error = "unknown exception";
+    h->defer_error(stage, "unknown exception", connection_level);
   }
-  if (h->deferred || !h->deferred_error.empty()) {
+  if (h->deferred) {
     h->deferred_stage = stage;
     h->deferred_connection = connection_level;
   }
@@ -228,9 +233,7 @@ sfsistat cb_connect(SMFICTX* ctx, char* hostname, _SOCK_ADDR* addr) {
   } catch (const std::exception& ex) {
     // Unanswered connect: the failure answers at the next answered step, as below.
     if (h != nullptr && (h->no_reply & SMFIP_NR_CONN) != 0) {
-      h->deferred_error = ex.what();
-      h->deferred_stage = "connect";
-      h->deferred_connection = true;
+      h->defer_error("connect", ex.what(), true);
       return SMFIS_NOREPLY;
     }
     return fail(ctx, "connect", ex.what());

@@ -176,13 +176,7 @@ class DmarcSession : public common::milter::Session {
   void write_authres(Context& c, const std::vector<common::authres::Result>& ours) {
     if (shared_ && trusted_index_ == 0) {
       if (shared_->authserv_id.empty()) shared_->authserv_id = config_->authserv_id;
-      for (const auto& r : ours) {
-        // Ours replaces an spf entry another filter of the chain wrote.
-        if (r.method == "spf") {
-          std::erase_if(shared_->authres, [](const auto& x) { return x.method == "spf"; });
-        }
-        shared_->authres.push_back(r);
-      }
+      shared_->authres.insert(shared_->authres.end(), ours.begin(), ours.end());
       return;
     }
     common::authres::Builder b(config_->authserv_id);
@@ -208,17 +202,9 @@ class DmarcSession : public common::milter::Session {
   // The DKIM results we believe: in a chain with a dkim filter, the typed results it handed
   // over; otherwise those of A-R headers sealed for this message at this hop.
   std::vector<AuthResult> trusted_dkim() const {
-    std::vector<common::authres::Header> headers;
-    if (shared_ && shared_->dkim_verified) {
-      headers.push_back({shared_->authserv_id, std::nullopt, shared_->authres});
-    } else {
-      for (const auto& value : trusted_values_) {
-        if (auto h = common::authres::parse(value)) headers.push_back(std::move(*h));
-      }
-    }
     std::vector<AuthResult> out;
-    for (const auto& h : headers) {
-      for (const auto& r : h.results) {
+    auto take = [&out](const std::vector<common::authres::Result>& results) {
+      for (const auto& r : results) {
         if (r.method != "dkim") continue;
         AuthResult a;
         a.result = r.result;
@@ -228,6 +214,13 @@ class DmarcSession : public common::milter::Session {
           a.domain = domain_of(*i);
         if (const auto* s = r.property("header", "s")) a.selector = *s;
         if (!a.domain.empty()) out.push_back(std::move(a));
+      }
+    };
+    if (shared_ && shared_->dkim_verified) {
+      take(shared_->authres);
+    } else {
+      for (const auto& value : trusted_values_) {
+        if (auto h = common::authres::parse(value)) take(h->results);
       }
     }
     return out;

@@ -4,25 +4,13 @@
 
 #include <gtest/gtest.h>
 
-#include "common/daemon/daemon.h"
+#include "tests/fixtures/parse_options.h"
 
 namespace mxguard::milter::dmarc {
 namespace {
 
-const common::config::ProgramInfo kInfo{"mxguard-dmarc", "test", "", ""};
-
 int parse(Options& o, std::vector<std::string> args, std::string* err = nullptr) {
-  args.insert(args.begin(), "mxguard-dmarc");
-  args.push_back("--config=/dev/null");
-  std::vector<const char*> argv;
-  for (auto& a : args) argv.push_back(a.c_str());
-  testing::internal::CaptureStderr();
-  testing::internal::CaptureStdout();
-  int rc = common::daemon::parse_options(kInfo, o, static_cast<int>(argv.size()), argv.data());
-  std::string e = testing::internal::GetCapturedStderr();
-  testing::internal::GetCapturedStdout();
-  if (err) *err = e;
-  return rc;
+  return testing::parse_args("mxguard-dmarc", o, std::move(args), err);
 }
 
 TEST(DmarcOptions, DefaultsParseToTheDefaultEnums) {
