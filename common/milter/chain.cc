@@ -155,6 +155,11 @@ void ChainSession::new_message() {
 }
 
 Status ChainSession::on_connect(Context& c, const ConnectInfo& info) {
+  // No client address: a local submission (non_smtpd_milters). Only the filters that sign
+  // take part, as in the separate-daemon shape; a scanner or DMARC never holds local mail up.
+  if (info.address.empty()) {
+    for (Link& l : links_) l.done_connection = !l.filter->wants_non_smtp();
+  }
   return run(c, Step::kConnect, [&](Link& l) { return l.session->on_connect(c, info); });
 }
 

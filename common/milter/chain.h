@@ -4,7 +4,9 @@
 // that asked for it (a filter's SMFIP_NO* flags; the body to none that does not want it); a
 // filter's accept ends its part of the message (or of the connection, at connect and HELO);
 // its reject, tempfail or discard ends the step for all. A filter's exception takes that
-// filter's own on-internal-error outcome, as its daemon would, with a log line naming it.
+// filter's own on-internal-error outcome, as its daemon would, with a log line naming it. A
+// connection without a client address (a local submission) goes only to the filters that want
+// those (Filter::wants_non_smtp: the signer).
 // Results pass between the filters as typed values (MessageResults), and the chain writes
 // their one Authentication-Results header at the end of the message.
 // Must never let one filter's failure pass a message unchecked by another filter, and never

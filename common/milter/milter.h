@@ -143,6 +143,10 @@ class Filter {
   // HDR_LEADSPC), timeout and outcome of an internal error.
   virtual const MilterOptions& milter_options() const = 0;
   virtual std::unique_ptr<Session> new_session() = 0;
+  // Whether it takes connections without a client address: Postfix's non_smtpd_milters (local
+  // submissions through sendmail(1)). In a chain the others sit those out, as mxguard-setup
+  // wires only the signer there in the separate-daemon shape.
+  virtual bool wants_non_smtp() const { return false; }
   // Threads the filter runs (resolver, health checks): started after privileges are dropped,
   // stopped after the last session ended.
   virtual void start() {}

@@ -53,7 +53,8 @@ class DkimService : public common::daemon::Service<Options>, public common::milt
   // Filter
   const common::milter::MilterOptions& milter_options() const override { return milter_options_; }
   std::unique_ptr<common::milter::Session> new_session() override;
-  void start() override;  // the resolver (a thread)
+  bool wants_non_smtp() const override { return true; }  // signs local submissions
+  void start() override;                                 // the resolver (a thread)
 
   std::shared_ptr<const Config> config() const;
   // Key lookup through the shared resolver (blocking, bounded by --dns-timeout).
