@@ -2,7 +2,8 @@
 // configured by its daemon's own file, so Postfix opens one milter connection per SMTP session
 // instead of one per filter (common/milter/chain.h does the per-connection work). Reload
 // (SIGUSR1; libmilter owns SIGHUP) re-reads every filter's file (Options::validate() checks
-// them all first, so a broken file reloads nothing); a changed filter list needs a restart. Must never start serving with a filter whose configuration does not load.
+// them all first, so a broken file reloads nothing); a changed filter list needs a restart. Must
+// never start serving with a filter whose configuration does not load.
 #pragma once
 
 #include <memory>
