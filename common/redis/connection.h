@@ -2,6 +2,8 @@
 // timeout), AUTH, SELECT, binary-safe commands, pipelines and scripts.
 // Not thread-safe: one thread at a time, which Pool guarantees. Must never be reused after an
 // I/O error or a timeout (broken() is then true): a late reply would answer the next command.
+// A READONLY refusal (the server was demoted to a replica in a failover) breaks it too, and is
+// thrown as IoError, so the pool reconnects to the current master.
 #pragma once
 
 #include <memory>
@@ -21,8 +23,9 @@ class Connection {
  public:
   enum class Health { kOk, kTimedOut, kLost };
 
-  // Connects within options.connect_timeout, sets options.command_timeout on the socket, then
-  // authenticates and selects url.db. Throws IoError/TimeoutError, or ReplyError (bad password).
+  // url must name one server (kTcp or kUnix). Connects within options.connect_timeout, sets
+  // options.command_timeout on the socket, then authenticates and selects url.db. Throws
+  // IoError/TimeoutError, or ReplyError (bad password).
   Connection(const Url& url, const ClientOptions& options);
   ~Connection();
   Connection(Connection&&) noexcept;
