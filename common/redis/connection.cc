@@ -118,6 +118,40 @@ Reply Connection::command(const std::vector<std::string>& argv) {
   return convert(*reply, health_);
 }
 
+std::vector<Connection::Outcome> Connection::pipeline_outcomes(
+    const std::vector<std::vector<std::string>>& commands) {
+  if (broken()) {
+    detail::throw_io("pipeline on a broken connection");
+  }
+  for (const auto& argv : commands) {
+    if (argv.empty()) {
+      throw std::invalid_argument("redis command without arguments");
+    }
+  }
+  for (const auto& argv : commands) {
+    Args args(argv);
+    if (redisAppendCommandArgv(context_.get(), args.argc(), args.ptrs.data(), args.lens.data()) !=
+        REDIS_OK) {
+      fail(errno, "pipeline");
+    }
+  }
+  std::vector<Outcome> outcomes(commands.size());
+  for (auto& outcome : outcomes) {
+    void* raw = nullptr;
+    errno = 0;
+    if (redisGetReply(context_.get(), &raw) != REDIS_OK || raw == nullptr) {
+      fail(errno, "pipeline");
+    }
+    detail::ReplyPtr reply(static_cast<redisReply*>(raw));
+    try {
+      outcome.reply = convert(*reply, health_);
+    } catch (const Error&) {
+      outcome.error = std::current_exception();
+    }
+  }
+  return outcomes;
+}
+
 std::vector<Reply> Connection::pipeline(const std::vector<std::vector<std::string>>& commands) {
   if (broken()) {
     detail::throw_io("pipeline on a broken connection");

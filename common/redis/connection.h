@@ -6,7 +6,9 @@
 // thrown as IoError, so the pool reconnects to the current master.
 #pragma once
 
+#include <exception>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -36,6 +38,14 @@ class Connection {
   // Sends all commands, then reads all replies (one round trip). If a reply is an error, every
   // reply is still read (the connection stays usable) and the first error is thrown.
   std::vector<Reply> pipeline(const std::vector<std::vector<std::string>>& commands);
+  // Like pipeline(), but with each command's outcome on its own: an error reply becomes that
+  // entry's error (a ReplyError, or IoError for READONLY) and the others still succeed. Only
+  // I/O trouble (timeout, lost connection) throws, for the whole pipeline.
+  struct Outcome {
+    std::optional<Reply> reply;
+    std::exception_ptr error;
+  };
+  std::vector<Outcome> pipeline_outcomes(const std::vector<std::vector<std::string>>& commands);
   // EVALSHA; on NOSCRIPT, SCRIPT LOAD and retry once.
   Reply eval(const Script& script, const std::vector<std::string>& keys,
              const std::vector<std::string>& args);
