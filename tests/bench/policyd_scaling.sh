@@ -8,6 +8,7 @@
 #
 # Usage: BUILD_DIR=build/ci bash tests/bench/policyd_scaling.sh
 # Environment: BUILD_DIR [<repo>/build], CONNECTIONS [32], DURATION [10] seconds per point,
+#   POLICYD [$BUILD_DIR/policyd/mxguard-policyd] (e.g. an older build, to compare),
 #   INSTANCES ["1 2 3"], NEW_RATIO [0.5], POOL [1000], DELAY [5], POLICYD_ARGS [] (more options
 #   for every instance, e.g. "--threads=2 --redis-writers=1"; split on spaces).
 set -euo pipefail
@@ -16,7 +17,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 BUILD_DIR=${BUILD_DIR:-$repo/build}
 LOAD=$BUILD_DIR/tests/bench/mxguard-policy-load
-POLICYD=$BUILD_DIR/policyd/mxguard-policyd
+POLICYD=${POLICYD:-$BUILD_DIR/policyd/mxguard-policyd}
 CONNECTIONS=${CONNECTIONS:-32}
 DURATION=${DURATION:-10}
 INSTANCES=${INSTANCES:-1 2 3}
