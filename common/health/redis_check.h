@@ -2,8 +2,10 @@
 // Redis: healthy while Redis answered recently. The check PINGs on a one-connection pool of its
 // own, built from the daemon's Redis options (same server, credentials and timeouts), so a busy
 // daemon whose connections are all lent to mail never makes the check wait or fail, and an idle
-// daemon still notices a dead Redis. Must never ask Redis more than once per `fresh` interval,
-// however often a load balancer asks, and never wait longer than the Redis timeouts allow.
+// daemon still notices a dead Redis. While Redis is down its pool answers at once and probes
+// in the background (common/redis/pool.h), so the check turns healthy as soon as Redis answers
+// again. Must never ask Redis more than once per `fresh` interval, however often a load
+// balancer asks, and never wait longer than the Redis timeouts allow.
 #pragma once
 
 #include <chrono>
