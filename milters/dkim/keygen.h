@@ -1,7 +1,8 @@
 // mxguard-keygen's logic: DKIM key pairs (RSA 1024–4096 or Ed25519), the DNS TXT record to
 // publish (zone-file form split into 255-byte strings, and the one-line value for DNS web
-// forms), and the check that a published record matches a private key. Must never write a
-// private key readable by anyone but its owner, and never overwrite an existing key.
+// forms), and the check that a published record matches a private key (key_record.h). Must
+// never write a private key readable by anyone but its owner, and never overwrite an existing
+// key.
 #pragma once
 
 #include <ostream>
@@ -11,6 +12,7 @@
 #include "common/config/config.h"
 #include "common/dns/options.h"
 #include "common/dns/resolver.h"
+#include "milters/dkim/key_record.h"
 #include "milters/dkim/keys.h"
 
 namespace mxguard::milter::dkim {
@@ -32,8 +34,12 @@ struct KeygenOptions {
 // Generates a key; the PEM is PKCS#8. Throws KeyError.
 PrivateKey generate_key(KeyType type, unsigned bits);
 
-// "sel._domainkey IN TXT ( "v=DKIM1; k=rsa; " "p=…" ) ; DKIM key sel for domain": strings of
-// at most 255 bytes each (RFC 1035 character-strings).
+// A TXT record in zone-file form, "OWNER IN TXT ( "…" "…" )  ; COMMENT", its value split into
+// character-strings of at most 255 bytes (RFC 1035); no comment when `comment` is empty. The
+// one printer of records to publish (keygen's SELECTOR.txt, mxguard-dnscheck's fixes).
+std::string zone_txt(const std::string& owner, const std::string& value,
+                     const std::string& comment = "");
+// "sel._domainkey IN TXT ( "v=DKIM1; k=rsa; " "p=…" )  ; DKIM key sel for domain".
 std::string zone_record(const std::string& selector, const std::string& domain,
                         const std::string& record);
 std::vector<std::string> split_txt(const std::string& record, std::size_t max = 255);
@@ -41,14 +47,6 @@ std::vector<std::string> split_txt(const std::string& record, std::size_t max = 
 // Writes DIR/SELECTOR.private (0600, chowned to `user` if given) and DIR/SELECTOR.txt; refuses
 // to overwrite. Returns the private key's path. Throws KeyError.
 std::string write_key_files(const KeygenOptions& o, const PrivateKey& key);
-
-struct KeyCheck {
-  bool ok = false;
-  std::string message;  // what matched or what is wrong
-};
-// Looks up SELECTOR._domainkey.DOMAIN and compares its k= and p= with the private key's.
-KeyCheck check_published_key(common::dns::Resolver& resolver, const std::string& domain,
-                             const std::string& selector, const PrivateKey& key);
 
 // Runs "generate" (default) or "test"; returns the exit code.
 int run_keygen(const KeygenOptions& o, const std::vector<std::string>& args, std::ostream& out,
