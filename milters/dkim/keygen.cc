@@ -9,6 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -43,6 +45,14 @@ void KeygenOptions::bind(common::config::Binder& b) {
   b.add("dir", dir, "directory for SELECTOR.private and SELECTOR.txt");
   b.add("user", user, "owner of the private key (the daemon's user; empty: current user)");
   b.add("key-file", key_file, "test: the private key to compare with DNS");
+  b.add("dkim-config", dkim_config,
+        "rotate: mxguard-dkim's configuration file (its key-table and signing-table)");
+  b.add("new-selector", new_selector,
+        "rotate: the new key's selector (empty: the current one's number plus one)");
+  b.add("grace", grace, "rotate: how long the old selector stays published after the switch");
+  b.add("reload-command", reload_command,
+        "rotate: shell command that makes mxguard-dkim reload after the switch (empty: none)");
+  b.add("commit", commit, "rotate: only continue rotations in progress, start none");
   common::dns::bind_options(b, dns);
 }
 
@@ -50,6 +60,17 @@ void KeygenOptions::validate() const {
   using common::config::OptionError;
   if (type != "rsa" && type != "ed25519") throw OptionError("type", "rsa or ed25519");
   if (type == "rsa" && (bits < 1024 || bits > 4096)) throw OptionError("bits", "1024 to 4096");
+  for (auto [name, value] : {std::pair{"selector", &selector}, {"new-selector", &new_selector}}) {
+    // A selector is one or more DNS labels (RFC 6376 §3.1) and names files: nothing else.
+    if (value->empty()) continue;
+    bool ok = std::all_of(value->begin(), value->end(), [](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
+    });
+    if (!ok || value->front() == '.' || value->back() == '.' ||
+        value->find("..") != std::string::npos) {
+      throw OptionError(name, "letters, digits, '-', '_' and inner dots");
+    }
+  }
   common::dns::validate_options(dns);
 }
 
@@ -158,6 +179,11 @@ std::string write_key_files(const KeygenOptions& o, const PrivateKey& key) {
 int run_keygen(const KeygenOptions& o, const std::vector<std::string>& args, std::ostream& out,
                std::ostream& err) {
   std::string command = args.empty() ? "generate" : args[0];
+  if (args.size() > 1) {
+    err << "mxguard-keygen: fatal: one command only, not '" << args[1] << "'\n";
+    return 64;
+  }
+  if (command == "rotate") return run_rotate(o, out, err);
   if (o.domain.empty() || o.selector.empty()) {
     err << "mxguard-keygen: fatal: --domain and --selector are required\n";
     return 64;
@@ -184,7 +210,7 @@ int run_keygen(const KeygenOptions& o, const std::vector<std::string>& args, std
       (c.ok() ? out : err) << (c.ok() ? "ok: " : "error: ") << c.message << "\n";
       return c.ok() ? 0 : 1;
     }
-    err << "mxguard-keygen: fatal: unknown command '" << command << "' (generate, test)\n";
+    err << "mxguard-keygen: fatal: unknown command '" << command << "' (generate, test, rotate)\n";
     return 64;
   } catch (const std::exception& ex) {
     err << "mxguard-keygen: fatal: " << ex.what() << "\n";

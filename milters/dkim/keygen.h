@@ -1,10 +1,11 @@
 // mxguard-keygen's logic: DKIM key pairs (RSA 1024–4096 or Ed25519), the DNS TXT record to
 // publish (zone-file form split into 255-byte strings, and the one-line value for DNS web
-// forms), and the check that a published record matches a private key (key_record.h). Must
-// never write a private key readable by anyone but its owner, and never overwrite an existing
-// key.
+// forms), the check that a published record matches a private key (key_record.h), and the
+// dispatch to key rotation (rotate.h). Must never write a private key readable by anyone but
+// its owner, and never overwrite an existing key.
 #pragma once
 
+#include <chrono>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -14,6 +15,8 @@
 #include "common/dns/resolver.h"
 #include "milters/dkim/key_record.h"
 #include "milters/dkim/keys.h"
+#include "milters/dkim/options.h"
+#include "milters/dkim/rotate.h"
 
 namespace mxguard::milter::dkim {
 
@@ -25,6 +28,14 @@ struct KeygenOptions {
   std::string dir = ".";
   std::string user;      // owner of the private key file (the daemon's user); empty: us
   std::string key_file;  // for "test": the private key to check
+  // rotate (rotate.h):
+  std::string dkim_config = kDefaultConfigFile;
+  std::string new_selector;  // empty: next_selector() of the current one
+  common::config::Duration grace{std::chrono::hours(24 * 7)};
+  // Both shapes: whichever of the two runs is reloaded; neither running is no error.
+  std::string reload_command =
+      "systemctl try-reload-or-restart mxguard-dkim.service mxguard-milter.service";
+  bool commit = false;
   common::dns::ResolverOptions dns;
 
   void bind(common::config::Binder& b);
@@ -48,7 +59,7 @@ std::vector<std::string> split_txt(const std::string& record, std::size_t max = 
 // to overwrite. Returns the private key's path. Throws KeyError.
 std::string write_key_files(const KeygenOptions& o, const PrivateKey& key);
 
-// Runs "generate" (default) or "test"; returns the exit code.
+// Runs "generate" (default), "test" or "rotate"; returns the exit code.
 int run_keygen(const KeygenOptions& o, const std::vector<std::string>& args, std::ostream& out,
                std::ostream& err);
 
