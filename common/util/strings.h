@@ -16,6 +16,7 @@ std::string_view trim(std::string_view s);
 // Case-insensitive (ASCII) equality.
 bool iequals(std::string_view a, std::string_view b);
 // Splits on every occurrence of `sep`; "a;;b" gives "a", "", "b"; "" gives one empty piece.
+// The pieces are views into `s`: it must outlive them (not a temporary in a range-for).
 std::vector<std::string_view> split(std::string_view s, char sep);
 
 }  // namespace mxguard::common::util

@@ -50,7 +50,8 @@ std::string without_space(std::string_view s) {
 // "sha1:sha256" → {"sha1", "sha256"} (lower case, white space dropped).
 std::vector<std::string> colon_list(std::string_view value) {
   std::vector<std::string> out;
-  for (auto part : common::util::split(without_space(value), ':')) {
+  std::string compact = without_space(value);  // split() returns views into it
+  for (auto part : common::util::split(compact, ':')) {
     if (!part.empty()) out.push_back(lower(part));
   }
   return out;
