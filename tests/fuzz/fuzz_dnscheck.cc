@@ -46,7 +46,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   dmarc_facts.at_domain = answer;
   (void)dnscheck::judge_dmarc("example.test", dmarc_facts, "postmaster@example.test");
   dnscheck::MxFacts mx;
-  mx.mx = dns::to_mx({dns::Status::kOk, {text}, 60});
+  // MX data reaches the verdict as parsed records (the resolver's wire parser, fuzz_dns_wire):
+  // any exchange name, any preference.
+  mx.mx.status = dns::Status::kOk;
+  mx.mx.records.push_back({static_cast<std::uint16_t>(size), text});
+  mx.targets.push_back({text, dns::Status::kNoData, dns::Status::kNxDomain});
   (void)dnscheck::judge_mx("example.test", mx, {"mx.example.test"});
   return 0;
 }
