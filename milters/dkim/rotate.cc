@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <pwd.h>
 #include <spawn.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -559,6 +560,32 @@ class RotateRun {
 
 }  // namespace
 
+namespace {
+
+// One rotate at a time per KeyTable (the daily timer and an admin may meet): an exclusive
+// flock on the KeyTable's directory, which is not replaced by the renames, unlike the files.
+class DirectoryLock {
+ public:
+  explicit DirectoryLock(const std::string& key_table) {
+    fs::path p(key_table);
+    std::string dir = p.has_parent_path() ? p.parent_path().string() : ".";
+    fd_ = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd_ < 0) throw KeyError(dir + ": cannot open the directory to lock it");
+    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+      ::close(fd_);
+      throw KeyError(dir + ": another mxguard-keygen rotate is running; try again later");
+    }
+  }
+  ~DirectoryLock() { ::close(fd_); }
+  DirectoryLock(const DirectoryLock&) = delete;
+  DirectoryLock& operator=(const DirectoryLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
+}  // namespace
+
 int run_rotate(const KeygenOptions& o, std::ostream& out, std::ostream& err) {
   Options dkim;
   try {
@@ -579,6 +606,7 @@ int run_rotate(const KeygenOptions& o, std::ostream& out, std::ostream& err) {
     return 64;
   }
   try {
+    DirectoryLock lock(dkim.key_table);
     return RotateRun(o, dkim, out, err).run();
   } catch (const std::exception& ex) {
     err << "mxguard-keygen: error: " << ex.what() << "\n";

@@ -3,9 +3,13 @@
 // that the reload command signals. rotate → record not published → refused (also for a wrong
 // record) → published → KeyTable switched, daemon reloaded and signing with the new selector,
 // mxguard-dnscheck agreeing → grace → old selector listed for removal → removed from DNS →
-// rotation done. Also: a table that would not load is never installed; usage errors.
+// rotation done. Also: a table that would not load is never installed; usage errors; one run
+// at a time.
+#include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -245,6 +249,16 @@ TEST_F(DkimRotateTest, UsageErrors) {
   EXPECT_THAT(o, HasSubstr("names no key-table"));
   EXPECT_EQ(run_command({kKeygen, "rotate", "--new-selector", "bad/name", "--domain", "x"}, &o), 78)
       << o;
+  // One run at a time: a second one while the directory is locked stops at once.
+  int fd = ::open(dir_.path().c_str(), O_RDONLY | O_DIRECTORY);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::flock(fd, LOCK_EX), 0);
+  std::tie(rc, out) = rotate(none, {"--commit"});
+  EXPECT_EQ(rc, 1) << out;
+  EXPECT_THAT(out, HasSubstr("another mxguard-keygen rotate is running"));
+  ::close(fd);
+  std::tie(rc, out) = rotate(none, {"--commit"});
+  EXPECT_EQ(rc, 0) << out;
 }
 
 }  // namespace
