@@ -77,7 +77,7 @@ TEST(DnscheckReportTest, JsonSurvivesBytesThatAreNotUtf8) {
   r.checks[0].published = {std::string("v=spf1 \xff\xfe -all")};
   std::ostringstream out;
   print_json(r, out);
-  EXPECT_NO_THROW(nlohmann::json::parse(out.str()));
+  EXPECT_TRUE(nlohmann::json::parse(out.str()).is_object());
 }
 
 TEST(DnscheckReportTest, TextShowsStatusPublishedExpectedAndFix) {
