@@ -165,6 +165,11 @@ check "milter.conf: listens on the spool socket" grep -Eqx "#?listen = unix:$spo
 check "systemd-analyze verify accepts mxguard-milter.service" \
   systemd-analyze verify /lib/systemd/system/mxguard-milter.service
 check "mxguard-milter.service is not enabled" bash -c '! systemctl is-enabled --quiet mxguard-milter 2>/dev/null'
+# Monitoring examples (docs/monitoring.md), uncompressed so they can be copied as they are.
+check "examples/grafana/mxguard.json is the dashboard (valid JSON)" \
+  /usr/bin/python3 -c 'import json, sys; json.load(open(sys.argv[1]))' /usr/share/doc/mxguard/examples/grafana/mxguard.json
+check "examples/prometheus/mxguard-rules.yml is shipped" test -f /usr/share/doc/mxguard/examples/prometheus/mxguard-rules.yml
+check "docs/monitoring.md is shipped" test -f /usr/share/doc/mxguard/monitoring.md.gz
 
 # --- run the daemon as the unit does: user mxguard, shipped config, private Redis -----------
 port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

@@ -376,8 +376,8 @@ std::string Greylister::header_value(long delay) const {
          mxguard::kVersion + " at " + hostname_ + "; " + date;
 }
 
-Decision Greylister::check(const common::policy::Request& req, const common::net::IpAddress& client,
-                           std::string_view spf_passed_domain) {
+std::optional<Decision> Greylister::whitelisted(const common::policy::Request& req,
+                                                const common::net::IpAddress& client) {
   if (clients_.matches(req.get("client_name"), client)) {
     return Decision{Decision::Kind::kWhitelisted, "DUNNO", "client whitelist", -1};
   }
@@ -387,25 +387,40 @@ Decision Greylister::check(const common::policy::Request& req, const common::net
   if (dynamic_whitelisted(client, req.sender())) {
     return Decision{Decision::Kind::kWhitelisted, "DUNNO", "admin whitelist", -1};
   }
+  return std::nullopt;
+}
+
+Greylister::Call Greylister::prepare(const common::policy::Request& req,
+                                     const common::net::IpAddress& client,
+                                     std::string_view spf_passed_domain) const {
+  Call call;
   Triplet t = make_triplet(client, req.sender(), req.recipient(), options_, spf_passed_domain);
   GreylistKeys keys = make_keys(t, redis_.options().prefix, options_.privacy);
-  std::int64_t now = clock_();
-  common::redis::Reply reply;
-  try {
-    reply = redis_.eval(
-        greylist_script(), {keys.triplet, keys.awl},
-        {std::to_string(now), std::to_string(options_.delay.seconds().count()),
-         std::to_string(options_.max_age.seconds().count()),
-         std::to_string(options_.retry_window.seconds().count()),
-         std::to_string(options_.auto_whitelist_clients), options_.privacy ? "" : t.client_ip,
-         options_.privacy ? "" : t.sender, options_.privacy ? "" : t.recipient});
-  } catch (const common::redis::Error& ex) {
-    store_errors().inc();
-    bool defer = options_.on_store_error == "defer";
-    return Decision{Decision::Kind::kError,
-                    defer ? "DEFER_IF_PERMIT 4.3.0 Greylisting temporarily unavailable" : "DUNNO",
-                    std::string("store error: ") + ex.what(), -1};
-  }
+  call.keys = {keys.triplet, keys.awl};
+  call.args = {std::to_string(clock_()),
+               std::to_string(options_.delay.seconds().count()),
+               std::to_string(options_.max_age.seconds().count()),
+               std::to_string(options_.retry_window.seconds().count()),
+               std::to_string(options_.auto_whitelist_clients),
+               options_.privacy ? "" : t.client_ip,
+               options_.privacy ? "" : t.sender,
+               options_.privacy ? "" : t.recipient};
+  call.client_ip = t.client_ip;
+  call.recipient = std::string(req.recipient());
+  call.etrn = req.has("etrn_domain");
+  call.instance = std::string(req.instance());
+  return call;
+}
+
+Decision Greylister::store_error(const std::string& what) const {
+  store_errors().inc();
+  bool defer = options_.on_store_error == "defer";
+  return Decision{Decision::Kind::kError,
+                  defer ? "DEFER_IF_PERMIT 4.3.0 Greylisting temporarily unavailable" : "DUNNO",
+                  "store error: " + what, -1};
+}
+
+Decision Greylister::decide(const Call& call, const common::redis::Reply& reply) {
   const auto& r = reply.as_array();
   if (r.size() != 5) throw common::redis::ProtocolError("greylist script returned a bad reply");
   const std::string& verdict = r[0].as_string();
@@ -413,19 +428,50 @@ Decision Greylister::check(const common::policy::Request& req, const common::net
   long age = static_cast<long>(r[2].as_integer());
   bool was_ok = r[3].as_integer() == 1;
   if (r[4].as_integer() == 1) {
-    common::log::info("greylist: client " + t.client_ip + " auto-whitelisted after " +
+    common::log::info("greylist: client " + call.client_ip + " auto-whitelisted after " +
                       std::to_string(options_.auto_whitelist_clients) + " deliveries");
   }
   if (verdict == "awl") return Decision{Decision::Kind::kWhitelisted, "DUNNO", "client AWL", -1};
   if (verdict == "greylist") {
-    std::string action =
-        options_.action + " " + format_text(wait, req.recipient(), req.has("etrn_domain"));
+    std::string action = options_.action + " " + format_text(wait, call.recipient, call.etrn);
     return Decision{Decision::Kind::kGreylist, action, age == 0 ? "new" : "early-retry", age};
   }
-  if (!was_ok && options_.header && first_time_for_instance(req.instance())) {
+  if (!was_ok && options_.header && first_time_for_instance(call.instance)) {
     return Decision{Decision::Kind::kPass, "PREPEND " + header_value(age), "triplet passed", age};
   }
   return Decision{Decision::Kind::kPass, "DUNNO", "triplet found", age};
+}
+
+Decision Greylister::check(const common::policy::Request& req, const common::net::IpAddress& client,
+                           std::string_view spf_passed_domain) {
+  if (auto d = whitelisted(req, client)) return *d;
+  Call call = prepare(req, client, spf_passed_domain);
+  common::redis::Reply reply;
+  try {
+    reply = redis_.eval(greylist_script(), call.keys, call.args);
+  } catch (const common::redis::Error& ex) {
+    return store_error(ex.what());
+  }
+  return decide(call, reply);
+}
+
+void Greylister::check_async(const common::policy::Request& req,
+                             const common::net::IpAddress& client,
+                             std::string_view spf_passed_domain, common::redis::Batcher& batcher,
+                             std::function<void(Decision)> done) {
+  if (auto d = whitelisted(req, client)) return done(std::move(*d));
+  auto call = std::make_shared<Call>(prepare(req, client, spf_passed_domain));
+  batcher.eval(greylist_script(), call->keys, call->args,
+               [this, call, done = std::move(done)](common::redis::Batcher::Result result) {
+                 Decision d;
+                 try {
+                   if (result.error) std::rethrow_exception(result.error);
+                   d = decide(*call, *result.reply);
+                 } catch (const std::exception& ex) {
+                   d = store_error(ex.what());
+                 }
+                 done(std::move(d));
+               });
 }
 
 }  // namespace mxguard::policyd

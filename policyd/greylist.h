@@ -13,6 +13,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -20,6 +21,7 @@
 #include "common/config/units.h"
 #include "common/net/ip.h"
 #include "common/policy/codec.h"
+#include "common/redis/batcher.h"
 #include "common/redis/pool.h"
 #include "common/redis/script.h"
 #include "policyd/whitelist.h"
@@ -112,12 +114,35 @@ class Greylister {
   // spf_passed_domain: the sender domain the client passed SPF for (empty: none/unknown).
   Decision check(const common::policy::Request& req, const common::net::IpAddress& client,
                  std::string_view spf_passed_domain = {});
+  // The asynchronous form: the whitelists are checked at once on the caller's thread, the
+  // Redis call is queued on `batcher` (pipelined with other requests'), and done(decision) is
+  // called exactly once: at once, or on the batcher's thread. A store error, a bad reply or a
+  // breaker that is open become the configured on-store-error decision, as in check().
+  void check_async(const common::policy::Request& req, const common::net::IpAddress& client,
+                   std::string_view spf_passed_domain, common::redis::Batcher& batcher,
+                   std::function<void(Decision)> done);
   const GreylistOptions& options() const { return options_; }
   // Manual whitelist entries from Redis (mxguard-grey whitelist add) are re-read at most this
   // often, so every MX honours a change within seconds without a Redis call per request.
   static constexpr std::chrono::seconds kDynamicWhitelistRefresh{10};
 
  private:
+  // One decision's script call and what is needed to read its reply (the request may be gone
+  // by then).
+  struct Call {
+    std::vector<std::string> keys;
+    std::vector<std::string> args;
+    std::string client_ip;
+    std::string recipient;
+    bool etrn = false;
+    std::string instance;
+  };
+  std::optional<Decision> whitelisted(const common::policy::Request& req,
+                                      const common::net::IpAddress& client);
+  Call prepare(const common::policy::Request& req, const common::net::IpAddress& client,
+               std::string_view spf_passed_domain) const;
+  Decision decide(const Call& call, const common::redis::Reply& reply);
+  Decision store_error(const std::string& what) const;
   bool dynamic_whitelisted(const common::net::IpAddress& client, std::string_view sender);
   bool first_time_for_instance(std::string_view instance);
   std::string format_text(long wait, std::string_view recipient, bool etrn) const;

@@ -15,6 +15,8 @@ void Options::bind(common::config::Binder& b) {
         "clients that are never checked (internal relays, localhost)");
   b.add("checks", checks, "checks to run at RCPT time, in order: spf, greylist, ratelimit");
   b.add("threads", threads, "worker threads answering policy requests");
+  b.add("redis-writers", redis_writers,
+        "Redis connections carrying greylisting's calls, pipelined across requests");
   b.add("max-connections", max_connections, "most concurrent Postfix connections");
   b.add("idle-timeout", idle_timeout, "close a policy connection idle this long");
   common::dns::bind_options(b, dns);
@@ -42,6 +44,11 @@ void Options::validate() const {
     }
   }
   if (threads < 1 || threads > 256) throw OptionError("threads", "1 to 256");
+  if (redis_writers < 1 || redis_writers > 16) throw OptionError("redis-writers", "1 to 16");
+  if (redis_writers > redis.pool_size) {
+    throw OptionError("redis-writers", "at most redis-pool-size (" +
+                                           std::to_string(redis.pool_size) + ")");
+  }
   if (max_connections < 1) throw OptionError("max-connections", "must be at least 1");
   if (idle_timeout.value.count() < 1000) throw OptionError("idle-timeout", "at least 1s");
   common::dns::validate_options(dns);

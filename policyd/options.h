@@ -21,6 +21,8 @@ struct Options {
   std::vector<std::string> trusted_networks{"127.0.0.0/8", "::1"};
   std::vector<std::string> checks{"greylist"};
   unsigned threads = 4;
+  // Connections (each with its own thread) carrying greylisting's pipelined Redis calls.
+  unsigned redis_writers = 2;
   unsigned max_connections = 200;
   common::config::Duration idle_timeout{std::chrono::seconds(300)};
   common::dns::ResolverOptions dns;

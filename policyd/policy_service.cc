@@ -119,6 +119,7 @@ PolicyService::~PolicyService() {
   // answer at once; destroying the resolver runs the callbacks of lookups in flight (kError),
   // then the workers they posted to drain, and only then does the evaluator go.
   stopping_ = true;
+  batcher_.reset();  // fails queued greylist calls (fail open or defer, as configured)
   resolver_.reset();
   if (workers_) workers_->join();
   evaluator_.reset();
@@ -339,31 +340,58 @@ void PolicyService::next_check(std::shared_ptr<Run> run) {
       return run_spf(run);  // continues in next_check() once the checks are done
     }
     if (name == "greylist") {
-      Decision d = run->checks->greylist->check(run->req, run->client, run->spf_domain);
-      if (d.kind == Decision::Kind::kGreylist ||
-          (d.kind == Decision::Kind::kError && d.action != "DUNNO")) {
-        return finish(run, d.action, kind_name(d.kind), d.reason, d.age);
-      }
-      if (d.action.rfind("PREPEND ", 0) == 0 && !instance.empty()) {
-        push_headers(instance, {d.action.substr(8)});
-      }
-      ++run->next;
-      if (run->next == names.size()) {
-        std::string action = d.action;
-        if (!instance.empty()) {
-          std::string h = pop_header(instance);
-          action = h.empty() ? "DUNNO" : "PREPEND " + h;
-        }
-        --run->next;  // log under the last check
-        return finish(run, action, kind_name(d.kind), d.reason, d.age);
-      }
-      continue;
+      // The Redis call is pipelined with other requests' (common/redis/batcher.h); no server
+      // thread waits for it. after_greylist() continues, on the batcher's thread.
+      return run->checks->greylist->check_async(
+          run->req, run->client, run->spf_domain, batcher(),
+          [this, run](Decision d) { after_greylist(run, std::move(d)); });
     }
     ++run->next;
   }
   std::string h = instance.empty() ? "" : pop_header(instance);
   if (!names.empty()) run->next = names.size() - 1;
   finish(run, h.empty() ? "DUNNO" : "PREPEND " + h, "pass", "all checks passed", -1);
+}
+
+void PolicyService::after_greylist(const std::shared_ptr<Run>& run, Decision d) {
+  try {
+    const auto& names = run->checks->options.checks;
+    std::string instance(run->req.instance());
+    if (d.kind == Decision::Kind::kGreylist ||
+        (d.kind == Decision::Kind::kError && d.action != "DUNNO")) {
+      return finish(run, d.action, kind_name(d.kind), d.reason, d.age);
+    }
+    if (d.action.rfind("PREPEND ", 0) == 0 && !instance.empty()) {
+      push_headers(instance, {d.action.substr(8)});
+    }
+    ++run->next;
+    if (run->next == names.size()) {
+      std::string action = d.action;
+      if (!instance.empty()) {
+        std::string h = pop_header(instance);
+        action = h.empty() ? "DUNNO" : "PREPEND " + h;
+      }
+      --run->next;  // log under the last check
+      return finish(run, action, kind_name(d.kind), d.reason, d.age);
+    }
+    next_check(run);
+  } catch (const std::exception& ex) {
+    // Never lose the request: answer as the server would for a failed handler.
+    internal_errors("greylist").inc();
+    common::log::error(std::string(run->req.queue_id().empty() ? "NOQUEUE" : run->req.queue_id()) +
+                       ": greylist continuation failed: " + ex.what());
+    run->reply(run->checks->options.greylist.on_store_error == "defer"
+                   ? "DEFER_IF_PERMIT 4.3.0 Service temporarily unavailable"
+                   : "DUNNO");
+  }
+}
+
+common::redis::Batcher& PolicyService::batcher() {
+  std::call_once(batcher_once_, [this] {
+    batcher_ = std::make_unique<common::redis::Batcher>(
+        *redis_, common::redis::Batcher::Options{.writers = options_.redis_writers});
+  });
+  return *batcher_;
 }
 
 void PolicyService::run_spf(std::shared_ptr<Run> run) {

@@ -71,6 +71,8 @@ class PolicyService : public common::daemon::Service<Options> {
   boost::asio::thread_pool& workers();
   void next_check(std::shared_ptr<Run> run);
   void run_spf(std::shared_ptr<Run> run);
+  void after_greylist(const std::shared_ptr<Run>& run, Decision d);
+  common::redis::Batcher& batcher();
   void finish(const std::shared_ptr<Run>& run, const std::string& action, const std::string& result,
               const std::string& reason, long age);
   std::string pop_header(const std::string& instance);
@@ -91,6 +93,9 @@ class PolicyService : public common::daemon::Service<Options> {
   std::unique_ptr<common::dns::Resolver> resolver_;
   std::unique_ptr<common::spf::Evaluator> evaluator_;
   std::unique_ptr<boost::asio::thread_pool> workers_;
+  // Redis calls of greylisting, pipelined across requests; created on first use (threads).
+  std::once_flag batcher_once_;
+  std::unique_ptr<common::redis::Batcher> batcher_;
 
   std::atomic<bool> stopping_{false};  // set by the destructor: finish checks at once
 

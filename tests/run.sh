@@ -112,7 +112,9 @@ if [ "${MXGUARD_SKIP_SANITIZERS:-0}" != 1 ]; then
     integration_common_dns_resolver_test integration_common_spf_evaluator_test
     integration_common_milter_milter_test integration_common_milter_tcp_milter_test
     integration_common_redis_connection_test integration_common_redis_pool_test
-    integration_common_ratelimit_ratelimit_test integration_milters_av_clamd_client_test
+    integration_common_redis_batcher_test integration_common_redis_sentinel_test
+    integration_common_health_redis_check_test integration_common_ratelimit_ratelimit_test
+    integration_milters_av_clamd_client_test
     integration_milters_av_milter_test integration_milters_host_milter_test
     integration_milters_dkim_milter_test
     integration_milters_dkim_bad_input_test integration_milters_dmarc_milter_test
@@ -137,9 +139,10 @@ if [ "${MXGUARD_SKIP_SANITIZERS:-0}" != 1 ]; then
 
   tsan_build=${MXGUARD_TSAN_BUILD_DIR:-$root/build/tsan}
   tsan_tests=(unit_common_policy_server_test unit_common_metrics_http_server_test
-    integration_common_dns_resolver_test integration_common_milter_milter_test
+    unit_common_metrics_health_test integration_common_dns_resolver_test
+    integration_common_milter_milter_test
     integration_common_milter_tcp_milter_test integration_common_redis_pool_test
-    unit_policyd_authpolicy_server_test)
+    integration_common_redis_batcher_test unit_policyd_authpolicy_server_test)
   san_start=$(date +%s)
   # clang: gcc 12 refuses Boost.Asio's atomic_thread_fence under TSan (-Werror=tsan).
   CC=clang-14 CXX=clang++-14 cmake -S . -B "$tsan_build" -G Ninja \

@@ -150,6 +150,18 @@ std::thread start_signal_thread(const std::set<int>& owned, std::function<void()
   });
 }
 
+metrics::Health::Result ServingState::check() const {
+  switch (phase_.load()) {
+    case Phase::kStarting:
+      return metrics::Health::Result::bad("starting");
+    case Phase::kServing:
+      return metrics::Health::Result::good();
+    case Phase::kStopping:
+      return metrics::Health::Result::bad("stopping");
+  }
+  return metrics::Health::Result::bad("unknown");
+}
+
 void stop_signal_thread(std::thread& t) {
   if (!t.joinable()) return;
   // The thread may already have returned after SIGTERM; otherwise wake it with SIGUSR2, which

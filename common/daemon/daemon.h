@@ -5,6 +5,7 @@
 // is configured.
 #pragma once
 
+#include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <functional>
@@ -18,6 +19,7 @@
 #include "common/config/config.h"
 #include "common/daemon/notify.h"
 #include "common/log/log.h"
+#include "common/metrics/health.h"
 #include "common/metrics/http_server.h"
 #include "common/metrics/metrics.h"
 #include "common/version.h"
@@ -55,6 +57,10 @@ class Service {
   // Signals the service's own library handles (libmilter owns TERM, INT and HUP); the skeleton
   // then neither waits for them nor reloads on them.
   virtual std::set<int> signals_owned() const { return {}; }
+  // Adds a /healthz check per dependency the service cannot work without (Redis, clamd); called
+  // once, after open(). The skeleton's own check, "serving", is already there. A check runs on
+  // the metrics endpoint's thread and must be bounded by its dependency's timeout.
+  virtual void add_health_checks(metrics::Health& health) { (void)health; }
 };
 
 namespace detail {
@@ -69,6 +75,19 @@ sigset_t handled_signals();
 std::thread start_signal_thread(const std::set<int>& owned, std::function<void()> on_stop,
                                 std::function<void()> on_reload);
 void stop_signal_thread(std::thread& t);
+
+// The skeleton's /healthz check "serving": healthy from the moment serve() runs (the listener
+// is up: open() bound it) until a stop was asked for, so a load balancer drains the daemon
+// while it finishes the requests in flight.
+class ServingState {
+ public:
+  enum class Phase { kStarting, kServing, kStopping };
+  void set(Phase p) { phase_.store(p); }
+  metrics::Health::Result check() const;
+
+ private:
+  std::atomic<Phase> phase_{Phase::kStarting};
+};
 }  // namespace detail
 
 constexpr int kExitConfig = 78;  // EX_CONFIG, as Postfix's tools use it
@@ -122,10 +141,14 @@ int run(const config::ProgramInfo& info, int argc, const char* const* argv,
   try {
     std::unique_ptr<Service<Options>> service = make(opts);
     service->open();
+    detail::ServingState serving;
+    metrics::Health health;
+    health.add("serving", [&serving] { return serving.check(); });
+    service->add_health_checks(health);
     std::unique_ptr<metrics::HttpServer> metrics_server;
     if (!d.metrics_listen.empty()) {
-      metrics_server =
-          std::make_unique<metrics::HttpServer>(d.metrics_listen, metrics::Registry::global());
+      metrics_server = std::make_unique<metrics::HttpServer>(d.metrics_listen,
+                                                             metrics::Registry::global(), &health);
     }
     if (!d.foreground) detail::detach();
     if (!d.pidfile.empty()) detail::write_pidfile(d.pidfile);
@@ -138,7 +161,8 @@ int run(const config::ProgramInfo& info, int argc, const char* const* argv,
     Service<Options>* raw = service.get();
     std::thread signals = detail::start_signal_thread(
         service->signals_owned(),
-        [raw] {
+        [raw, &serving] {
+          serving.set(detail::ServingState::Phase::kStopping);
           notify("STOPPING=1");
           raw->stop();
         },
@@ -163,7 +187,9 @@ int run(const config::ProgramInfo& info, int argc, const char* const* argv,
     // Type=notify units: the sockets listen (open() bound them), so Postfix may connect.
     notify("READY=1\nSTATUS=serving");
     Watchdog watchdog;
+    serving.set(detail::ServingState::Phase::kServing);
     raw->serve();
+    serving.set(detail::ServingState::Phase::kStopping);
     if (metrics_server) metrics_server->stop();
     detail::stop_signal_thread(signals);
     service.reset();

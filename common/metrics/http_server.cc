@@ -22,10 +22,11 @@ constexpr int kMaxConnections = 16;
 class Exchange : public std::enable_shared_from_this<Exchange> {
  public:
   // `open` counts live exchanges (the io thread is the only one touching it).
-  Exchange(tcp::socket socket, Registry& registry, int& open)
+  Exchange(tcp::socket socket, Registry& registry, const Health* health, int& open)
       : socket_(std::move(socket)),
         timer_(socket_.get_executor()),
         registry_(registry),
+        health_(health),
         open_(open) {
     ++open_;
   }
@@ -50,11 +51,25 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
 
  private:
   void respond() {
-    bool ok = request_.rfind("GET /metrics ", 0) == 0 || request_.rfind("GET / ", 0) == 0;
-    std::string body = ok ? registry_.render() : "not found\n";
-    response_ = std::string(ok ? "HTTP/1.0 200 OK\r\n" : "HTTP/1.0 404 Not Found\r\n") +
-                "Content-Type: text/plain; version=0.0.4\r\nContent-Length: " +
-                std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
+    std::string status = "200 OK";
+    std::string type = "text/plain; version=0.0.4";
+    std::string body;
+    if (request_.rfind("GET /metrics ", 0) == 0 || request_.rfind("GET / ", 0) == 0) {
+      body = registry_.render();
+    } else if (request_.rfind("GET /healthz ", 0) == 0) {
+      // Runs the checks on this (the endpoint's) thread: a check waiting on its dependency
+      // delays other scrapes, never mail.
+      Health::Report report = health_ ? health_->evaluate() : Health::Report{true, "ok\n"};
+      if (!report.ok) status = "503 Service Unavailable";
+      type = "text/plain; charset=utf-8";
+      body = std::move(report.text);
+    } else {
+      status = "404 Not Found";
+      body = "not found\n";
+    }
+    response_ = "HTTP/1.0 " + status + "\r\nContent-Type: " + type +
+                "\r\nContent-Length: " + std::to_string(body.size()) +
+                "\r\nConnection: close\r\n\r\n" + body;
     asio::async_write(socket_, asio::buffer(response_),
                       [self = shared_from_this()](boost::system::error_code, std::size_t) {
                         boost::system::error_code ignored;
@@ -66,6 +81,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   tcp::socket socket_;
   asio::steady_timer timer_;
   Registry& registry_;
+  const Health* health_;
   int& open_;
   std::string request_;
   std::string response_;
@@ -77,9 +93,10 @@ struct HttpServer::Impl {
   asio::io_context io;
   tcp::acceptor acceptor{io};
   Registry& registry;
+  const Health* health;
   std::thread thread;
 
-  explicit Impl(Registry& r) : registry(r) {}
+  Impl(Registry& r, const Health* h) : registry(r), health(h) {}
 
   int open = 0;  // live exchanges (io thread only)
   asio::steady_timer retry{io};
@@ -93,7 +110,7 @@ struct HttpServer::Impl {
           boost::system::error_code ignored;
           socket.close(ignored);
         } else {
-          std::make_shared<Exchange>(std::move(socket), registry, open)->start();
+          std::make_shared<Exchange>(std::move(socket), registry, health, open)->start();
         }
         accept();
         return;
@@ -113,8 +130,8 @@ struct HttpServer::Impl {
   }
 };
 
-HttpServer::HttpServer(const std::string& listen_spec, Registry& registry)
-    : impl_(std::make_unique<Impl>(registry)) {
+HttpServer::HttpServer(const std::string& listen_spec, Registry& registry, const Health* health)
+    : impl_(std::make_unique<Impl>(registry, health)) {
   auto spec = net::SocketSpec::parse(listen_spec);
   if (spec.kind == net::SocketSpec::Kind::kUnix) {
     throw std::invalid_argument("metrics-listen must be inet:host:port");

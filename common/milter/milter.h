@@ -18,6 +18,10 @@
 
 struct smfi_str;
 
+namespace mxguard::common::metrics {
+class Health;
+}
+
 namespace mxguard::common::milter {
 
 // Most header deletions (one smfi_chgheader each) a filter makes for one message: a sender
@@ -151,6 +155,9 @@ class Filter {
   // stopped after the last session ended.
   virtual void start() {}
   virtual void finish() {}
+  // Its /healthz checks (common/metrics/health.h): one per dependency it cannot work without.
+  // A filter that is also a daemon's service adds the same checks in both shapes.
+  virtual void add_health_checks(metrics::Health& health) { (void)health; }
 };
 
 class Milter {

@@ -6,6 +6,8 @@
 
 #include <cerrno>
 #include <optional>
+#include <stdexcept>
+#include <string_view>
 
 #include "common/redis/errors.h"
 #include "common/redis/hiredis_boundary.h"
@@ -34,11 +36,29 @@ struct Args {
   int argc() const { return static_cast<int>(ptrs.size()); }
 };
 
+// to_reply, except that a READONLY refusal breaks the connection: a master demoted to replica
+// (failover) refuses writes, and the pool must find the new master rather than keep this
+// connection (scripts report it as "... READONLY ...").
+Reply convert(const redisReply& raw, Connection::Health& health) {
+  try {
+    return detail::to_reply(raw);
+  } catch (const ReplyError& e) {
+    if (std::string_view(e.what()).find("READONLY ") != std::string_view::npos) {
+      health = Connection::Health::kLost;
+      detail::throw_io(std::string("redis server is a read-only replica now: ") + e.what());
+    }
+    throw;
+  }
+}
+
 }  // namespace
 
 void Connection::ContextDeleter::operator()(redisContext* c) const { redisFree(c); }
 
 Connection::Connection(const Url& url, const ClientOptions& options) {
+  if (url.transport == Url::Transport::kSentinel) {
+    throw std::invalid_argument("a sentinel:// url names no server; connect through Sentinel");
+  }
   timeval connect_tv = to_timeval(options.connect_timeout);
   errno = 0;
   redisContext* raw = url.transport == Url::Transport::kUnix
@@ -95,7 +115,41 @@ Reply Connection::command(const std::vector<std::string>& argv) {
     fail(errno, argv.front().c_str());
   }
   detail::ReplyPtr reply(static_cast<redisReply*>(raw));
-  return detail::to_reply(*reply);
+  return convert(*reply, health_);
+}
+
+std::vector<Connection::Outcome> Connection::pipeline_outcomes(
+    const std::vector<std::vector<std::string>>& commands) {
+  if (broken()) {
+    detail::throw_io("pipeline on a broken connection");
+  }
+  for (const auto& argv : commands) {
+    if (argv.empty()) {
+      throw std::invalid_argument("redis command without arguments");
+    }
+  }
+  for (const auto& argv : commands) {
+    Args args(argv);
+    if (redisAppendCommandArgv(context_.get(), args.argc(), args.ptrs.data(), args.lens.data()) !=
+        REDIS_OK) {
+      fail(errno, "pipeline");
+    }
+  }
+  std::vector<Outcome> outcomes(commands.size());
+  for (auto& outcome : outcomes) {
+    void* raw = nullptr;
+    errno = 0;
+    if (redisGetReply(context_.get(), &raw) != REDIS_OK || raw == nullptr) {
+      fail(errno, "pipeline");
+    }
+    detail::ReplyPtr reply(static_cast<redisReply*>(raw));
+    try {
+      outcome.reply = convert(*reply, health_);
+    } catch (const Error&) {
+      outcome.error = std::current_exception();
+    }
+  }
+  return outcomes;
 }
 
 std::vector<Reply> Connection::pipeline(const std::vector<std::vector<std::string>>& commands) {
@@ -129,7 +183,7 @@ std::vector<Reply> Connection::pipeline(const std::vector<std::vector<std::strin
   std::vector<Reply> replies;
   replies.reserve(raw_replies.size());
   for (const auto& reply : raw_replies) {
-    replies.push_back(detail::to_reply(*reply));
+    replies.push_back(convert(*reply, health_));
   }
   return replies;
 }

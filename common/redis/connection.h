@@ -2,9 +2,13 @@
 // timeout), AUTH, SELECT, binary-safe commands, pipelines and scripts.
 // Not thread-safe: one thread at a time, which Pool guarantees. Must never be reused after an
 // I/O error or a timeout (broken() is then true): a late reply would answer the next command.
+// A READONLY refusal (the server was demoted to a replica in a failover) breaks it too, and is
+// thrown as IoError, so the pool reconnects to the current master.
 #pragma once
 
+#include <exception>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -21,8 +25,9 @@ class Connection {
  public:
   enum class Health { kOk, kTimedOut, kLost };
 
-  // Connects within options.connect_timeout, sets options.command_timeout on the socket, then
-  // authenticates and selects url.db. Throws IoError/TimeoutError, or ReplyError (bad password).
+  // url must name one server (kTcp or kUnix). Connects within options.connect_timeout, sets
+  // options.command_timeout on the socket, then authenticates and selects url.db. Throws
+  // IoError/TimeoutError, or ReplyError (bad password).
   Connection(const Url& url, const ClientOptions& options);
   ~Connection();
   Connection(Connection&&) noexcept;
@@ -33,6 +38,14 @@ class Connection {
   // Sends all commands, then reads all replies (one round trip). If a reply is an error, every
   // reply is still read (the connection stays usable) and the first error is thrown.
   std::vector<Reply> pipeline(const std::vector<std::vector<std::string>>& commands);
+  // Like pipeline(), but with each command's outcome on its own: an error reply becomes that
+  // entry's error (a ReplyError, or IoError for READONLY) and the others still succeed. Only
+  // I/O trouble (timeout, lost connection) throws, for the whole pipeline.
+  struct Outcome {
+    std::optional<Reply> reply;
+    std::exception_ptr error;
+  };
+  std::vector<Outcome> pipeline_outcomes(const std::vector<std::vector<std::string>>& commands);
   // EVALSHA; on NOSCRIPT, SCRIPT LOAD and retry once.
   Reply eval(const Script& script, const std::vector<std::string>& keys,
              const std::vector<std::string>& args);

@@ -7,12 +7,17 @@
 namespace mxguard::common::redis {
 
 void bind_options(config::Binder& b, ClientOptions& o) {
-  b.add("redis-url", o.url, "Redis server: redis://[user:pass@]host:port/db or unix:///path?db=N");
+  b.add("redis-url", o.url,
+        "Redis server: redis://[user:pass@]host:port/db, unix:///path?db=N, or "
+        "sentinel://[user:pass@]host:port,host:port/master-name/db for Redis Sentinel");
   b.add("redis-timeout", o.command_timeout,
         "longest wait for one Redis command (and for a free pooled connection)");
   b.add("redis-connect-timeout", o.connect_timeout, "longest wait for a Redis connect");
   b.add("redis-prefix", o.prefix, "namespace prefix of every Redis key");
   b.add("redis-pool-size", o.pool_size, "most Redis connections this process opens");
+  b.add("redis-breaker-threshold", o.breaker_threshold,
+        "consecutive Redis command timeouts after which calls fail fast while a background "
+        "probe waits for Redis to answer");
 }
 
 void validate_options(const ClientOptions& o) {
@@ -26,6 +31,9 @@ void validate_options(const ClientOptions& o) {
     throw config::OptionError("redis-connect-timeout", "must be > 0");
   }
   if (o.pool_size == 0) throw config::OptionError("redis-pool-size", "must be at least 1");
+  if (o.breaker_threshold == 0) {
+    throw config::OptionError("redis-breaker-threshold", "must be at least 1");
+  }
 }
 
 }  // namespace mxguard::common::redis

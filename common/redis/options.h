@@ -17,6 +17,9 @@ struct ClientOptions {
   // While Redis is down the pool tries one connect per backoff interval, doubling from min to max.
   std::chrono::milliseconds reconnect_backoff_min{100};
   std::chrono::milliseconds reconnect_backoff_max{5000};
+  // This many command timeouts in a row (no success between) mark Redis down: fail fast and
+  // probe in the background instead of every caller waiting command_timeout (the breaker).
+  std::size_t breaker_threshold = 3;
   std::string prefix = "mxg:";  // namespace of every key we write (DESIGN.md §6)
 };
 
@@ -28,8 +31,9 @@ class Binder;
 
 namespace mxguard::common::redis {
 
-// Binds --redis-url, --redis-timeout, --redis-connect-timeout, --redis-prefix and
-// --redis-pool-size to the fields of `o` (their defaults are the in-class ones above).
+// Binds --redis-url, --redis-timeout, --redis-connect-timeout, --redis-prefix,
+// --redis-pool-size and --redis-breaker-threshold to the fields of `o` (their defaults are the
+// in-class ones above).
 void bind_options(config::Binder& b, ClientOptions& o);
 // Throws config::OptionError naming the option.
 void validate_options(const ClientOptions& o);

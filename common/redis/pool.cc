@@ -24,6 +24,9 @@ const ClientOptions& validated(const ClientOptions& o) {
   if (o.reconnect_backoff_min.count() <= 0 || o.reconnect_backoff_max < o.reconnect_backoff_min) {
     throw std::invalid_argument("redis reconnect backoff needs 0 < min <= max");
   }
+  if (o.breaker_threshold == 0) {
+    throw std::invalid_argument("redis breaker threshold must be at least 1");
+  }
   return o;
 }
 
@@ -32,6 +35,12 @@ void count_connect(const char* result) {
       .counter("mxguard_redis_connects_total", "Redis connect attempts by result",
                {{"result", result}})
       .inc();
+}
+
+metrics::Counter& breaker_trips() {
+  return metrics::Registry::global().counter(
+      "mxguard_redis_breaker_trips_total",
+      "times consecutive Redis command timeouts made the client fail fast (a stalled Redis)");
 }
 
 void set_up_gauge(const Url& url, bool up) {
@@ -58,42 +67,61 @@ Pool::Pool(const ClientOptions& options)
     : options_(validated(options)),
       url_(Url::parse(options_.url)),
       backoff_(options_.reconnect_backoff_min) {
+  if (url_.transport == Url::Transport::kSentinel) {
+    sentinel_ = std::make_unique<Sentinel>(url_, options_);
+  }
   set_up_gauge(url_, true);
+  breaker_trips().inc(0);
 }
 
-Pool::~Pool() = default;
+Pool::~Pool() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  probe_wake_.notify_all();
+  if (prober_.joinable()) {
+    prober_.join();
+  }
+}
 
 bool Pool::up() const {
   std::lock_guard lock(mutex_);
   return up_;
 }
 
+std::string Pool::master() const { return sentinel_ ? sentinel_->master() : ""; }
+
+std::uint64_t Pool::failovers() const { return sentinel_ ? sentinel_->failovers() : 0; }
+
+std::unique_ptr<Connection> Pool::open_connection() {
+  if (sentinel_) {
+    return sentinel_->connect_master();
+  }
+  return std::make_unique<Connection>(url_, options_);
+}
+
 Pool::Lease Pool::borrow() {
   std::unique_lock lock(mutex_);
   const auto deadline = Clock::now() + options_.command_timeout;
   for (;;) {
+    if (!up_) {
+      // Fail fast: the background probe alone pays for connect attempts while Redis is down.
+      auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(
+          std::max(next_attempt_ - Clock::now(), Clock::duration::zero()));
+      detail::throw_io("redis " + url_.redacted() + " is down (" + last_error_ +
+                       "); next probe in " + std::to_string(wait.count()) + "ms");
+    }
     if (!idle_.empty()) {
       auto connection = std::move(idle_.back());
       idle_.pop_back();
       return Lease(this, std::move(connection));
     }
     if (open_ < options_.pool_size) {
-      bool probe = !up_;
-      if (probe) {
-        // Fail fast: one caller per backoff interval pays for a connect attempt, not all.
-        auto now = Clock::now();
-        if (probing_ || now < next_attempt_) {
-          auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(
-              std::max(next_attempt_ - now, Clock::duration::zero()));
-          detail::throw_io("redis " + url_.redacted() + " is down (" + last_error_ +
-                           "); next connect attempt in " + std::to_string(wait.count()) + "ms");
-        }
-        probing_ = true;
-      }
       ++open_;
       lock.unlock();
       try {
-        auto connection = std::make_unique<Connection>(url_, options_);
+        auto connection = open_connection();
         count_connect("ok");
         lock.lock();
         connect_succeeded();
@@ -102,12 +130,12 @@ Pool::Lease Pool::borrow() {
         count_connect("error");
         lock.lock();
         --open_;
-        connect_failed(probe, e);
+        go_down(e.what(), false);
         returned_.notify_one();
         throw;
       }
     }
-    if (returned_.wait_until(lock, deadline) == std::cv_status::timeout && idle_.empty() &&
+    if (returned_.wait_until(lock, deadline) == std::cv_status::timeout && up_ && idle_.empty() &&
         open_ >= options_.pool_size) {
       detail::throw_timeout("no free redis connection within " +
                             std::to_string(options_.command_timeout.count()) + "ms (pool size " +
@@ -119,53 +147,105 @@ Pool::Lease Pool::borrow() {
 void Pool::give_back(std::unique_ptr<Connection> connection) {
   std::lock_guard lock(mutex_);
   if (!connection->broken()) {
-    idle_.push_back(std::move(connection));
+    consecutive_timeouts_ = 0;
+    if (up_) {
+      idle_.push_back(std::move(connection));
+    } else {
+      --open_;  // from before the outage; the probe decides when Redis is back
+    }
   } else {
     --open_;
-    // A lost connection (not a mere timeout) usually means the server restarted or died; the
-    // idle connections are from the same era, so drop them rather than fail one call on each.
     if (connection->health() == Connection::Health::kLost) {
+      // A lost connection (not a mere timeout) usually means the server restarted, died or was
+      // demoted; the idle connections are from the same era, so drop them rather than fail one
+      // call on each.
       open_ -= idle_.size();
       idle_.clear();
+    } else if (++consecutive_timeouts_ >= options_.breaker_threshold && up_) {
+      // One slow command is not an outage; several in a row with no success between are a
+      // stalled server, where every caller would otherwise wait its full timeout.
+      breaker_trips().inc();
+      go_down(std::to_string(consecutive_timeouts_) + " consecutive command timeouts of " +
+                  std::to_string(options_.command_timeout.count()) + "ms",
+              true);
     }
   }
-  returned_.notify_one();
+  returned_.notify_all();
 }
 
-void Pool::connect_failed(bool was_probe, const std::exception& error) {
-  last_error_ = error.what();
-  ++failed_connects_;
-  if (was_probe) {
-    probing_ = false;
+void Pool::go_down(const std::string& reason, bool breaker) {
+  last_error_ = reason;
+  if (!up_) {
+    return;  // already down; the probe keeps its own schedule
   }
-  if (up_) {
-    up_ = false;
-    backoff_ = options_.reconnect_backoff_min;
-    open_ -= idle_.size();
-    idle_.clear();
-    set_up_gauge(url_, false);
-    log::warning("redis " + url_.redacted() + " is down: " + last_error_ +
-                 "; failing fast and retrying with backoff from " +
-                 std::to_string(options_.reconnect_backoff_min.count()) + "ms to " +
-                 std::to_string(options_.reconnect_backoff_max.count()) + "ms");
-  } else if (was_probe) {
-    backoff_ = std::min(backoff_ * 2, options_.reconnect_backoff_max);
-  } else {
-    return;  // a connect begun while up; the first failure already scheduled the next attempt
-  }
+  up_ = false;
+  backoff_ = options_.reconnect_backoff_min;
+  failed_probes_ = 0;
   next_attempt_ = Clock::now() + backoff_;
+  open_ -= idle_.size();
+  idle_.clear();
+  set_up_gauge(url_, false);
+  log::warning("redis " + url_.redacted() + (breaker ? " is not answering: " : " is down: ") +
+               reason + "; failing fast and probing in the background with backoff from " +
+               std::to_string(options_.reconnect_backoff_min.count()) + "ms to " +
+               std::to_string(options_.reconnect_backoff_max.count()) + "ms");
+  if (!prober_.joinable()) {
+    prober_ = std::thread([this] { probe_loop(); });
+  } else {
+    probe_wake_.notify_all();
+  }
 }
 
 void Pool::connect_succeeded() {
   if (!up_) {
-    log::info("redis " + url_.redacted() + " is up again after " +
-              std::to_string(failed_connects_) + " failed connect attempts");
+    log::info("redis " + url_.redacted() + " is up again after " + std::to_string(failed_probes_) +
+              " failed probes");
     set_up_gauge(url_, true);
   }
   up_ = true;
-  probing_ = false;
   backoff_ = options_.reconnect_backoff_min;
-  failed_connects_ = 0;
+  failed_probes_ = 0;
+}
+
+void Pool::probe_loop() {
+  std::unique_lock lock(mutex_);
+  while (!stopping_) {
+    if (up_) {
+      probe_wake_.wait(lock, [this] { return stopping_ || !up_; });
+      continue;
+    }
+    if (probe_wake_.wait_until(lock, next_attempt_, [this] { return stopping_ || up_; })) {
+      continue;
+    }
+    lock.unlock();
+    std::unique_ptr<Connection> connection;
+    std::string error;
+    try {
+      connection = open_connection();
+      // A stalled server accepts connects (the kernel does) but answers nothing.
+      connection->command({"PING"});
+      count_connect("ok");
+    } catch (const std::exception& e) {
+      count_connect("error");
+      connection.reset();
+      error = e.what();
+    }
+    lock.lock();
+    if (connection) {
+      if (open_ < options_.pool_size) {
+        ++open_;
+        idle_.push_back(std::move(connection));
+      }
+      consecutive_timeouts_ = 0;  // it answered PING (a mere connect proves nothing)
+      connect_succeeded();
+      returned_.notify_all();
+    } else {
+      last_error_ = error;
+      ++failed_probes_;
+      backoff_ = std::min(backoff_ * 2, options_.reconnect_backoff_max);
+      next_attempt_ = Clock::now() + backoff_;
+    }
+  }
 }
 
 Reply Pool::command(const std::vector<std::string>& argv) { return borrow()->command(argv); }

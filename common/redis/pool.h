@@ -1,24 +1,31 @@
 // The Redis client that daemons hold: a bounded, thread-safe pool of Connections (for
-// libmilter's thread per connection and for multi-threaded Asio servers) that reconnects with
-// exponential backoff. While Redis is down, callers fail fast with IoError instead of each
-// waiting for a connect timeout; the first call after the backoff interval probes, and the pool
-// is back as soon as a probe succeeds. Down/up changes are logged once each, never per call.
+// libmilter's thread per connection and for multi-threaded Asio servers).
+// Redis is either up, or down: after a failed connect (refused, unreachable, wrong password) or
+// after --redis-breaker-threshold consecutive command timeouts (a stalled Redis: SIGSTOP, a long
+// fork, a dropped network path — the breaker). While down, every call fails at once with IoError
+// instead of waiting for a timeout, and a background thread probes (connect + PING) with
+// exponential backoff; the pool is up again as soon as a probe answers. Down/up changes are
+// logged once each, never per call. With a sentinel:// URL every new connection goes to the
+// master the sentinels name (see sentinel.h), so a failover is followed within a backoff.
 // Must never hand one Connection to two threads, nor put a broken one back.
 #pragma once
 
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "common/redis/connection.h"
 #include "common/redis/options.h"
 #include "common/redis/reply.h"
 #include "common/redis/script.h"
+#include "common/redis/sentinel.h"
 #include "common/redis/url.h"
 
 namespace mxguard::common::redis {
@@ -46,12 +53,12 @@ class Pool {
   // Parses options.url (std::invalid_argument when invalid); does not connect yet, so a daemon
   // starts even while Redis is down.
   explicit Pool(const ClientOptions& options);
-  ~Pool();
+  ~Pool();  // stops the background probe (waits for at most one connect and PING)
   Pool(const Pool&) = delete;
   Pool& operator=(const Pool&) = delete;
 
-  // Throws IoError (Redis down, in backoff), TimeoutError (no free connection within
-  // command_timeout, or connect timeout), or ReplyError (e.g. wrong password on connect).
+  // Throws IoError (Redis down or stalled: at once), TimeoutError (no free connection within
+  // command_timeout, or the first connect timing out), or ReplyError (e.g. wrong password).
   Lease borrow();
 
   Reply command(const std::vector<std::string>& argv);
@@ -63,24 +70,33 @@ class Pool {
   std::string key(std::string_view suffix) const { return options_.prefix + std::string(suffix); }
   const ClientOptions& options() const { return options_; }
   const Url& url() const { return url_; }
-  bool up() const;  // false between a failed connect and the next successful one
+  bool up() const;  // false from a failed connect or a tripped breaker until a probe answers
+  // With a sentinel:// URL, "host:port" of the master in use (else ""), and the failovers seen.
+  std::string master() const;
+  std::uint64_t failovers() const;
 
  private:
+  std::unique_ptr<Connection> open_connection();
   void give_back(std::unique_ptr<Connection> connection);
-  void connect_failed(bool was_probe, const std::exception& error);
-  void connect_succeeded();
+  void go_down(const std::string& reason, bool breaker);  // mutex_ held
+  void connect_succeeded();                               // mutex_ held
+  void probe_loop();
 
   const ClientOptions options_;
   const Url url_;
+  std::unique_ptr<Sentinel> sentinel_;  // sentinel:// URLs only
   mutable std::mutex mutex_;
   std::condition_variable returned_;
+  std::condition_variable probe_wake_;
   std::vector<std::unique_ptr<Connection>> idle_;
   std::size_t open_ = 0;  // idle + leased + being connected
   bool up_ = true;        // optimistic until the first connect fails, so start-up logs nothing
-  bool probing_ = false;  // a connect attempt is running while down
+  bool stopping_ = false;
+  std::thread prober_;  // started the first time Redis goes down
   std::chrono::steady_clock::time_point next_attempt_{};
   std::chrono::milliseconds backoff_;
-  unsigned failed_connects_ = 0;
+  unsigned failed_probes_ = 0;
+  std::size_t consecutive_timeouts_ = 0;
   std::string last_error_;
 };
 

@@ -406,6 +406,14 @@ void AvService::finish() {
   config_->pool->stop_health_checks();
 }
 
+void AvService::add_health_checks(common::metrics::Health& health) {
+  health.add("clamd", [this] {
+    std::string down = config()->pool->all_down();
+    return down.empty() ? common::metrics::Health::Result::good()
+                        : common::metrics::Health::Result::bad(down);
+  });
+}
+
 void AvService::open() { milter_->open(); }
 
 void AvService::serve() {

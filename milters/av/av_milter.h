@@ -11,6 +11,7 @@
 #include <mutex>
 
 #include "common/daemon/daemon.h"
+#include "common/metrics/health.h"
 #include "common/milter/milter.h"
 #include "common/net/ip.h"
 #include "milters/av/clamd_client.h"
@@ -47,6 +48,8 @@ class AvService : public common::daemon::Service<Options>, public common::milter
   std::unique_ptr<common::milter::Session> new_session() override;
   void start() override;   // clamd health checks (a thread)
   void finish() override;  // stops them
+  // "clamd": some configured clamd answered its last zPING or scan (both shapes).
+  void add_health_checks(common::metrics::Health& health) override;
 
   std::shared_ptr<const Config> config() const;
 

@@ -266,6 +266,7 @@ ClamdPool::~ClamdPool() { stop_health_checks(); }
 void ClamdPool::mark_down(Server& s, const std::string& why) {
   s.backoff = s.up ? options_.min_backoff : std::min(s.backoff * 2, options_.max_backoff);
   s.retry_at = Clock::now() + s.backoff;
+  s.why_down = why;
   if (s.up) {
     common::log::warning("clamd " + s.name + " is down: " + why);
     up_gauge(s.name).set(0);
@@ -341,6 +342,16 @@ bool ClamdPool::is_up(const std::string& server) const {
     if (s.name == server) return s.up;
   }
   return false;
+}
+
+std::string ClamdPool::all_down() const {
+  std::lock_guard lock(mutex_);
+  std::string out;
+  for (const auto& s : servers_) {
+    if (s.up) return "";
+    out += (out.empty() ? "every clamd is down: " : "; ") + s.name + " (" + s.why_down + ")";
+  }
+  return out;
 }
 
 void ClamdPool::start_health_checks() {

@@ -112,6 +112,9 @@ class ClamdPool {
 
   // For tests and metrics: is the server (Postfix form) currently considered up?
   bool is_up(const std::string& server) const;
+  // For /healthz: empty while some server is up (answered its last zPING or scan), else every
+  // server with the reason it was marked down.
+  std::string all_down() const;
   const PoolOptions& options() const { return options_; }
 
  private:
@@ -121,6 +124,7 @@ class ClamdPool {
     bool up = true;
     std::chrono::steady_clock::time_point retry_at{};
     std::chrono::milliseconds backoff{0};
+    std::string why_down;
   };
   void mark_down(Server& s, const std::string& why);
   void mark_up(Server& s);

@@ -356,7 +356,12 @@ DmarcService::DmarcService(const Options& o) : config_(make_config(o)), dns_opti
     redis_ = std::make_unique<common::redis::Pool>(o.redis);
     aggregates_ = std::make_unique<AggregateStore>(*redis_, o.report_interval.seconds(),
                                                    o.report_retention.seconds());
+    redis_check_ = std::make_unique<common::health::RedisCheck>(o.redis);
   }
+}
+
+void DmarcService::add_health_checks(common::metrics::Health& health) {
+  if (redis_check_) health.add("redis", [this] { return (*redis_check_)(); });
 }
 
 DmarcService::~DmarcService() = default;

@@ -16,6 +16,8 @@
 
 #include "common/daemon/daemon.h"
 #include "common/dns/resolver.h"
+#include "common/health/redis_check.h"
+#include "common/metrics/health.h"
 #include "common/milter/milter.h"
 #include "common/net/ip.h"
 #include "common/redis/pool.h"
@@ -53,6 +55,8 @@ class DmarcService : public common::daemon::Service<Options>, public common::mil
   const common::milter::MilterOptions& milter_options() const override { return milter_options_; }
   std::unique_ptr<common::milter::Session> new_session() override;
   void start() override;  // the resolver (a thread) and the SPF evaluator
+  // "redis" when aggregate-reports is on: the report data goes there (both shapes).
+  void add_health_checks(common::metrics::Health& health) override;
 
   std::shared_ptr<const Config> config() const;
   Lookups lookups();
@@ -70,6 +74,7 @@ class DmarcService : public common::daemon::Service<Options>, public common::mil
   std::unique_ptr<common::spf::Evaluator> spf_;
   std::unique_ptr<common::redis::Pool> redis_;
   std::unique_ptr<AggregateStore> aggregates_;
+  std::unique_ptr<common::health::RedisCheck> redis_check_;
   common::milter::MilterOptions milter_options_;
   std::unique_ptr<common::milter::Milter> milter_;
   std::function<int()> random_;

@@ -27,6 +27,10 @@ HostService::~HostService() = default;
 
 void HostService::open() { milter_->open(); }
 
+void HostService::add_health_checks(common::metrics::Health& health) {
+  for (auto* f : filters_) f->add_health_checks(health);
+}
+
 void HostService::serve() {
   for (auto* f : filters_) f->start();
   std::string names;

@@ -25,6 +25,8 @@ class HostService : public common::daemon::Service<Options> {
   void stop() override;
   void reload(const Options& fresh) override;
   std::set<int> signals_owned() const override { return {SIGTERM, SIGINT, SIGHUP}; }
+  // Each filter's checks (dmarc: "redis", av: "clamd"), as its own daemon would add them.
+  void add_health_checks(common::metrics::Health& health) override;
 
   const common::milter::MilterOptions& milter_options() const { return milter_->options(); }
 

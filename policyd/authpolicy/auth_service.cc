@@ -45,6 +45,7 @@ std::string answer_json(int status, std::string_view msg) {
 AuthPolicyService::AuthPolicyService(const Options& o, common::ratelimit::Clock clock)
     : options_(o),
       clock_(std::move(clock)),
+      redis_check_(o.redis),
       report_queue_limit_(o.report_queue),
       async_reports_(o.async_reports) {
   redis_ = std::make_unique<common::redis::Pool>(options_.redis);
@@ -68,6 +69,10 @@ AuthPolicyService::AuthPolicyService(const Options& o, common::ratelimit::Clock 
 AuthPolicyService::~AuthPolicyService() { stop_reports(); }
 
 void AuthPolicyService::open() { server_->open(); }
+
+void AuthPolicyService::add_health_checks(common::metrics::Health& health) {
+  health.add("redis", [this] { return redis_check_(); });
+}
 
 void AuthPolicyService::serve() {
   if (async_reports_) {

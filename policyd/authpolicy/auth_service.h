@@ -14,6 +14,8 @@
 #include <vector>
 
 #include "common/daemon/daemon.h"
+#include "common/health/redis_check.h"
+#include "common/metrics/health.h"
 #include "common/redis/pool.h"
 #include "policyd/authpolicy/options.h"
 #include "policyd/authpolicy/policy.h"
@@ -30,6 +32,8 @@ class AuthPolicyService : public common::daemon::Service<Options> {
   void serve() override;
   void stop() override;
   void reload(const Options& fresh) override;
+  // "redis": the counters live there (without it every login is allowed).
+  void add_health_checks(common::metrics::Health& health) override;
 
   // One request, as the server hands it over; also used by the fuzz target and tests.
   HttpAnswer handle(std::string_view command, std::string_view body);
@@ -48,6 +52,7 @@ class AuthPolicyService : public common::daemon::Service<Options> {
   Options options_;
   common::ratelimit::Clock clock_;
   std::unique_ptr<common::redis::Pool> redis_;
+  common::health::RedisCheck redis_check_;
   mutable std::mutex mutex_;
   std::shared_ptr<Policy> policy_;
   std::unique_ptr<HttpServer> server_;

@@ -123,6 +123,34 @@ TEST_F(PolicydDaemonTest, ServesMetricsAndCountsDecisions) {
   EXPECT_NE(m.find("mxguard_policyd_request_seconds_count 2"), std::string::npos);
 }
 
+// Issue 20: /healthz on the metrics endpoint is 200 while Redis answers and 503 naming Redis
+// once it is stopped - with no mail traffic to notice it - and 200 again when it is back.
+TEST_F(PolicydDaemonTest, HealthzFollowsRedis) {
+  Process daemon = start();
+  std::string h = wait_for_http_status(metrics_port_, "/healthz", 200, std::chrono::seconds(5));
+  EXPECT_EQ(h.rfind("HTTP/1.0 200 OK\r\n", 0), 0u) << h << daemon.log();
+  EXPECT_NE(h.find("\r\n\r\nok\n"), std::string::npos) << h;
+  redis_.stop();
+  h = wait_for_http_status(metrics_port_, "/healthz", 503, std::chrono::seconds(10));
+  EXPECT_EQ(h.rfind("HTTP/1.0 503 Service Unavailable\r\n", 0), 0u) << h << daemon.log();
+  EXPECT_NE(h.find("\r\n\r\nredis: "), std::string::npos) << h;
+  EXPECT_NE(h.find(redis_.url()), std::string::npos) << h;
+  redis_.start();
+  h = wait_for_http_status(metrics_port_, "/healthz", 200, std::chrono::seconds(15));
+  EXPECT_EQ(h.rfind("HTTP/1.0 200 OK\r\n", 0), 0u) << h << daemon.log();
+}
+
+// With SPF as the only check Redis is no dependency: stopping it leaves /healthz at 200.
+TEST_F(PolicydDaemonTest, HealthzIgnoresRedisWhenNoCheckUsesIt) {
+  write_config("checks = spf\n");
+  Process daemon = start();
+  std::string h = wait_for_http_status(metrics_port_, "/healthz", 200, std::chrono::seconds(5));
+  ASSERT_EQ(h.rfind("HTTP/1.0 200 OK\r\n", 0), 0u) << h << daemon.log();
+  redis_.stop();
+  h = wait_for_http_status(metrics_port_, "/healthz", 503, std::chrono::seconds(2));
+  EXPECT_EQ(h.rfind("HTTP/1.0 200 OK\r\n", 0), 0u) << h << daemon.log();
+}
+
 TEST_F(PolicydDaemonTest, DropsPrivilegesAndStopsOnSigterm) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root";
   Process daemon = start({"--user", "nobody"});

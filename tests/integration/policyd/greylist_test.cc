@@ -247,6 +247,35 @@ TEST_F(GreylistIntegrationTest, RedisDownFailsOpenThenRecovers) {
   EXPECT_TRUE(greylisted) << "greylisting did not resume after Redis came back";
 }
 
+// A stalled Redis (SIGSTOP) is not a down Redis: connects succeed, nothing answers. Before the
+// breaker, every request waited its full redis-timeout, one after another. Now the first few
+// (the breaker threshold, concurrent requests sharing one pipelined batch) wait one timeout,
+// the rest fail open at once, and greylisting resumes by itself after SIGCONT.
+TEST_F(GreylistIntegrationTest, StalledRedisFailsOpenAtOnceAfterTheBreakerTrips) {
+  auto o = options();
+  o.redis.command_timeout = std::chrono::milliseconds(300);
+  auto svc = service(o);
+  ASSERT_NE(svc->handle(request("198.51.100.7", "a@s.example", "b@r.example")), "DUNNO");
+  redis_.pause();
+  auto t0 = std::chrono::steady_clock::now();
+  int slow = 0;
+  for (int i = 0; i < 40; ++i) {
+    auto start = std::chrono::steady_clock::now();
+    EXPECT_EQ(svc->handle(request("198.51.100.8", "c@s.example", "d@r.example")), "DUNNO");
+    if (std::chrono::steady_clock::now() - start > std::chrono::milliseconds(100)) ++slow;
+  }
+  auto took = std::chrono::steady_clock::now() - t0;
+  EXPECT_LE(slow, 3);  // the breaker threshold: 3 timeouts in a row
+  EXPECT_LT(took, std::chrono::milliseconds(3 * 300 + 500));  // not 40 × 300 ms
+  redis_.resume();
+  bool greylisted = false;
+  for (int i = 0; i < 50 && !greylisted; ++i) {
+    greylisted = svc->handle(request("198.51.100.9", "e@s.example", "f@r.example")) != "DUNNO";
+    if (!greylisted) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_TRUE(greylisted) << "greylisting did not resume after Redis answered again";
+}
+
 TEST_F(GreylistIntegrationTest, RedisDownDefersWhenConfigured) {
   auto o = options();
   o.greylist.on_store_error = "defer";

@@ -215,6 +215,72 @@ TEST(PoolTest, HungServerCostsOneTimeoutPerBackoffInterval) {
   EXPECT_LT(Clock::now() - start, milliseconds(100));
 }
 
+// A stalled Redis (SIGSTOP: a long fork, a dropped network path) accepts connects through the
+// kernel and answers nothing. After breaker_threshold timeouts in a row the pool fails at once,
+// probes in the background, and is back without any caller's help once Redis answers.
+TEST(PoolTest, StalledServerTripsTheBreakerAndRecoversByItself) {
+  RedisServer server;
+  ClientOptions o = options_for(server.url());
+  o.command_timeout = milliseconds(200);
+  o.breaker_threshold = 3;
+  Pool pool(o);
+  auto& trips = metrics::Registry::global().counter(
+      "mxguard_redis_breaker_trips_total",
+      "times consecutive Redis command timeouts made the client fail fast (a stalled Redis)");
+  auto trips_before = trips.value();
+  pool.command({"SET", "k", "v"});
+
+  ::testing::internal::CaptureStderr();
+  server.pause();
+  for (int i = 0; i < 3; ++i) {
+    auto start = Clock::now();
+    EXPECT_THROW(pool.command({"GET", "k"}), TimeoutError) << i;
+    EXPECT_GE(Clock::now() - start, milliseconds(180));
+  }
+  EXPECT_FALSE(pool.up());
+  EXPECT_EQ(trips.value() - trips_before, 1u);
+  auto start = Clock::now();
+  for (int i = 0; i < 100; ++i) {
+    try {
+      pool.command({"GET", "k"});
+      ADD_FAILURE() << "a stalled server answered";
+    } catch (const TimeoutError&) {
+      ADD_FAILURE() << "waited for a timeout with the breaker open";
+    } catch (const IoError& e) {
+      EXPECT_NE(std::string(e.what()).find("consecutive command timeouts"), std::string::npos)
+          << e.what();
+    }
+  }
+  EXPECT_LT(Clock::now() - start, milliseconds(100));  // 100 calls, not 100 timeouts
+
+  server.resume();
+  auto resumed = Clock::now();
+  while (!pool.up() && Clock::now() - resumed < std::chrono::seconds(5)) {
+    std::this_thread::sleep_for(milliseconds(10));  // no calls: the probe alone must notice
+  }
+  EXPECT_TRUE(pool.up());
+  // Backoff 100, 200, 400, 400 ms... plus one probe's PING timeout.
+  EXPECT_LT(Clock::now() - resumed, milliseconds(1000));
+  EXPECT_EQ(pool.command({"GET", "k"}).as_string(), "v");
+  std::string log = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(count_of(log, " is not answering: 3 consecutive command timeouts"), 1u) << log;
+  EXPECT_EQ(count_of(log, " is up again after "), 1u) << log;
+}
+
+TEST(PoolTest, SlowCommandsBetweenSuccessesDoNotTripTheBreaker) {
+  RedisServer server;
+  ClientOptions o = options_for(server.url());
+  o.command_timeout = milliseconds(100);
+  o.breaker_threshold = 2;
+  Pool pool(o);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_THROW(pool.command({"DEBUG", "SLEEP", "0.2"}), TimeoutError);
+    std::this_thread::sleep_for(milliseconds(150));  // the server sleeps out the rest
+    EXPECT_EQ(pool.command({"PING"}).as_string(), "PONG");
+  }
+  EXPECT_TRUE(pool.up());
+}
+
 TEST(PoolTest, WrongPasswordFailsThenFailsFast) {
   RedisServer server(RedisServer::Options{.requirepass = "right"});
   Pool pool(options_for("redis://:wrong@127.0.0.1:" + std::to_string(server.port())));
@@ -249,6 +315,9 @@ TEST(PoolTest, InvalidOptionsAreRejected) {
   EXPECT_THROW(Pool{o}, std::invalid_argument);
   o = ClientOptions{};
   o.reconnect_backoff_max = milliseconds(10);
+  EXPECT_THROW(Pool{o}, std::invalid_argument);
+  o = ClientOptions{};
+  o.breaker_threshold = 0;
   EXPECT_THROW(Pool{o}, std::invalid_argument);
 }
 

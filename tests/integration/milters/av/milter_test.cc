@@ -1,7 +1,7 @@
 // The mxguard-av binary driven by miltertest(8) against a private clamd: clean mail is
 // accepted with X-Virus-Scanned/X-Virus-Status, EICAR rejected with 550 5.7.1 and the virus
 // name, forged incoming X-Virus-* headers replaced, skips (network, SASL, allow-lists), the
-// --on-* actions, clamd down → 451, SIGUSR1 reload, metrics and configuration errors.
+// --on-* actions, clamd down → 451, SIGUSR1 reload, metrics, /healthz and configuration errors.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -335,6 +335,31 @@ TEST_F(AvMilterTest, MetricsCountVerdictsAndErrors) {
   EXPECT_THAT(metrics, HasSubstr("mxguard_av_actions_total{action=\"reject\"} 1"));
   EXPECT_THAT(metrics, HasSubstr("mxguard_av_scan_seconds_count 2"));
   EXPECT_THAT(metrics, HasSubstr("mxguard_av_clamd_up{server=\"" + clamd_->unix_spec() + "\"} 1"));
+}
+
+// Issue 20: /healthz is 200 while clamd answers its zPING and 503 naming clamd once no
+// configured clamd does (noticed by the health thread, without mail), 200 again when it is back.
+TEST_F(AvMilterTest, HealthzFollowsClamd) {
+  ClamdServer own;
+  port_ = free_tcp_port();
+  metrics_port_ = free_tcp_port();
+  write_file(dir_ / "av.conf",
+             "listen = inet:127.0.0.1:" + std::to_string(port_) +
+                 "\nmetrics-listen = inet:127.0.0.1:" + std::to_string(metrics_port_) +
+                 "\nclamd = " + own.unix_spec() + "\nhealth-interval = 200ms\n");
+  av_ = Process(
+      {kBinary, "--foreground", "--log-target", "stderr", "-c", (dir_ / "av.conf").string()},
+      dir_ / "av.log");
+  ASSERT_TRUE(wait_for_tcp("127.0.0.1", port_, std::chrono::seconds(10))) << av_.log();
+  std::string h = wait_for_http_status(metrics_port_, "/healthz", 200, std::chrono::seconds(5));
+  EXPECT_THAT(h, HasSubstr("HTTP/1.0 200 OK\r\n"));
+  own.stop();
+  h = wait_for_http_status(metrics_port_, "/healthz", 503, std::chrono::seconds(5));
+  EXPECT_THAT(h, HasSubstr("HTTP/1.0 503 Service Unavailable\r\n"));
+  EXPECT_THAT(h, HasSubstr("\r\n\r\nclamd: every clamd is down: " + own.unix_spec() + " ("));
+  own.start();
+  h = wait_for_http_status(metrics_port_, "/healthz", 200, std::chrono::seconds(10));
+  EXPECT_THAT(h, HasSubstr("HTTP/1.0 200 OK\r\n"));
 }
 
 // A message smaller than one chunk opens no clamd connection until end of message (so a slow

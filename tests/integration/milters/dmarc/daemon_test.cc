@@ -1,6 +1,7 @@
 // The mxguard-dmarc binary: configuration errors are exit 78 and name file:line (bad values,
 // a missing public suffix list); a SIGUSR1 reload with a broken file keeps the running
-// configuration; the metrics endpoint counts decisions; SIGTERM stops it with exit 0.
+// configuration; the metrics endpoint counts decisions; SIGTERM stops it with exit 0; /healthz
+// follows Redis when aggregate reports are on.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -12,6 +13,7 @@
 #include "tests/fixtures/miltertest.h"
 #include "tests/fixtures/policy_client.h"
 #include "tests/fixtures/process.h"
+#include "tests/fixtures/redis_server.h"
 
 namespace mxguard::testing {
 namespace {
@@ -102,6 +104,29 @@ mt.disconnect(conn)
   EXPECT_THAT(p.log(), HasSubstr("NOQUEUE: dmarc=fail action=reject from=reject.test"));
   int status = p.stop(SIGTERM, std::chrono::seconds(10));
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status << "\n" << p.log();
+}
+
+// Issue 20: with aggregate reports on, Redis holds their data: /healthz is 503 naming Redis
+// while it is stopped (mail itself still flows), 200 while it answers.
+TEST(DmarcDaemonTest, HealthzFollowsRedisWhenReportsAreOn) {
+  TempDir dir;
+  RedisServer redis;
+  int port = free_tcp_port(), metrics = free_tcp_port();
+  write_file(dir / "dmarc.conf",
+             "listen = inet:127.0.0.1:" + std::to_string(port) +
+                 "\nmetrics-listen = inet:127.0.0.1:" + std::to_string(metrics) +
+                 "\nredis-url = " + redis.url() + "\naggregate-reports = yes\n");
+  Process p(
+      {kBinary, "--foreground", "--log-target", "stderr", "-c", (dir / "dmarc.conf").string()},
+      dir / "dmarc.log");
+  ASSERT_TRUE(wait_for_tcp("127.0.0.1", port, std::chrono::seconds(10))) << p.log();
+  std::string h = wait_for_http_status(metrics, "/healthz", 200, std::chrono::seconds(5));
+  EXPECT_THAT(h, HasSubstr("HTTP/1.0 200 OK\r\n")) << p.log();
+  redis.stop();
+  h = wait_for_http_status(metrics, "/healthz", 503, std::chrono::seconds(10));
+  EXPECT_THAT(h, HasSubstr("HTTP/1.0 503 Service Unavailable\r\n")) << p.log();
+  EXPECT_THAT(h, HasSubstr("\r\n\r\nredis: "));
+  EXPECT_THAT(h, HasSubstr(redis.url()));
 }
 
 }  // namespace

@@ -2,7 +2,8 @@
 // turned into a report that validates against RFC 7489's XSD (xmllint), is sent through a
 // sendmail(1) stand-in as the spec's MIME message, only to destinations that are ours or that
 // authorised us (§7.1 _report._dmarc records); a failed send keeps everything and a re-run
-// sends it; the mxguard-dmarc-report binary writes files with --dry-run and keeps the data.
+// sends it; the mxguard-dmarc-report binary writes files with --dry-run and keeps the data,
+// and its --metrics-file says what failed.
 #include "milters/dmarc/report.h"
 
 #include <gtest/gtest.h>
@@ -304,6 +305,47 @@ TEST_F(DmarcReportTest, BinaryDryRunWritesFilesAndKeepsData) {
                             "-c", (dir_ / "dmarc.conf").string()},
                            &out);
   EXPECT_EQ(rc, 1) << out;
+}
+
+// Issue 20: --metrics-file writes each run's outcome for node_exporter's textfile collector,
+// so a failed send can raise an alert: exit 75 and outcome="failed" 1, then, once sendmail
+// works again, exit 0 and outcome="sent" 1. The file is replaced whole (no .tmp left).
+TEST_F(DmarcReportTest, BinaryMetricsFileSaysWhatFailed) {
+  std::int64_t now = std::time(nullptr);
+  record_some(now - 2 * 86400, "mailto:agg@pol.test");
+  testing::write_file(dir_ / "dmarc.conf",
+                      "redis-url = " + redis_.url() + "\n" + "dns-servers = " + dns_.server_spec() +
+                          "\n" + "report-email = noreply@receiver.test\n" +
+                          "report-sendmail = " + (dir_ / "sendmail").string() + "\n");
+  const std::string prom = (dir_ / "report.prom").string();
+  auto run = [&](std::string* out) {
+    return testing::run_command(
+        {std::string(MXGUARD_BINARY_DIR) + "/milters/dmarc/mxguard-dmarc-report", "-c",
+         (dir_ / "dmarc.conf").string(), "--metrics-file", prom},
+        out);
+  };
+  testing::write_file(dir_ / "fail", "");
+  std::string out;
+  EXPECT_EQ(run(&out), 75) << out;
+  std::string text = testing::read_file(prom);
+  EXPECT_NE(text.find("mxguard_dmarc_report_last_run_exit_code 75\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("mxguard_dmarc_report_last_run_reports{outcome=\"failed\"} 1\n"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("\nmxguard_dmarc_report_last_run_timestamp_seconds "), std::string::npos)
+      << text;
+  EXPECT_EQ(text.find("mxguard_redis"), std::string::npos) << "only the run's own metrics";
+  std::filesystem::remove(dir_ / "fail");
+  EXPECT_EQ(run(&out), 0) << out;
+  text = testing::read_file(prom);
+  EXPECT_NE(text.find("mxguard_dmarc_report_last_run_exit_code 0\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("mxguard_dmarc_report_last_run_reports{outcome=\"sent\"} 1\n"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("mxguard_dmarc_report_last_run_reports{outcome=\"failed\"} 0\n"),
+            std::string::npos)
+      << text;
+  EXPECT_FALSE(std::filesystem::exists(prom + ".tmp"));
 }
 
 }  // namespace

@@ -170,9 +170,10 @@ class HostChainTest : public ::testing::Test {
     delete dir_;
   }
 
-  // Writes each filter's own file (av's with `av_extra` lines) and milter.conf, then starts
-  // mxguard-milter on them.
-  void start(const std::string& av_extra, const std::string& milter_extra = "") {
+  // Writes each filter's own file (av's with `av_extra` lines, dmarc's with `dmarc_reports`)
+  // and milter.conf, then starts mxguard-milter on them.
+  void start(const std::string& av_extra, const std::string& milter_extra = "",
+             const std::string& dmarc_reports = "aggregate-reports = no\n") {
     const std::string dns = "dns-servers = " + dns_->server_spec() + "\ndns-timeout = 2s\n";
     const std::string common =
         "authserv-id = mx.mxguard.test\nhop-secret-file = " + (*dir_ / "hop-secret").string() +
@@ -181,7 +182,7 @@ class HostChainTest : public ::testing::Test {
                                        "key-file = " + (*dir_ / "demo.private").string() +
                                        "\ninternal-hosts = 127.0.0.1\n");
     write_file(own_ / "dmarc.conf",
-               dns + common + "trusted-networks = 127.0.0.1/32\naggregate-reports = no\n");
+               dns + common + "trusted-networks = 127.0.0.1/32\n" + dmarc_reports);
     write_file(own_ / "av.conf", "header-host = mx.mxguard.test\n" + av_extra);
     port_ = free_tcp_port();
     metrics_port_ = free_tcp_port();
@@ -322,6 +323,27 @@ TEST_F(HostChainTest, InternalErrorInAvWithAcceptLeavesTheOtherFiltersResults) {
   EXPECT_THAT(ar, HasSubstr("dmarc=pass"));
   EXPECT_THAT(out, Not(HasSubstr("AR1<<")));
   EXPECT_TRUE(log_has("4Xk2Qz1abc: filter=mxguard-av stage=eom action=accept"));
+}
+
+// Issue 20: mxguard-milter's /healthz holds each filter's checks, as its own daemon would: dmarc's
+// Redis (aggregate reports on) and av's clamd, one line each while they do not answer.
+TEST_F(HostChainTest, HealthzHasEachFiltersChecks) {
+  std::string dead_redis = "redis://127.0.0.1:" + std::to_string(free_tcp_port()) + "/0";
+  start("clamd = unix:" + (*dir_ / "no-clamd.sock").string() + "\n", "",
+        "aggregate-reports = yes\nredis-url = " + dead_redis + "\n");
+  // Until serve() runs the answer is "serving: starting", and the av filter's health thread
+  // marks the missing clamd down at its first zPING.
+  std::string h;
+  for (int i = 0; i < 50; ++i) {
+    h = http_get(metrics_port_, "/healthz");
+    if (h.find("\nclamd: ") != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_THAT(h, HasSubstr("HTTP/1.0 503 Service Unavailable\r\n"));
+  EXPECT_THAT(h, HasSubstr("\nredis: "));
+  EXPECT_THAT(h, HasSubstr(dead_redis));
+  EXPECT_THAT(h, HasSubstr("\nclamd: every clamd is down: unix:"));
+  EXPECT_THAT(h, Not(HasSubstr("serving:")));
 }
 
 }  // namespace

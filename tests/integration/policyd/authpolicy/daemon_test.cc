@@ -168,6 +168,22 @@ TEST_F(AuthPolicyDaemonTest, RedisDownAllowsAndSays) {
             std::string::npos);
 }
 
+// Issue 20: /healthz is 200 while Redis answers, 503 naming Redis once it is stopped (no login
+// needed to notice), and 200 again when it is back.
+TEST_F(AuthPolicyDaemonTest, HealthzFollowsRedis) {
+  Process daemon = start();
+  std::string h = wait_for_http_status(metrics_port_, "/healthz", 200, 5s);
+  EXPECT_EQ(h.rfind("HTTP/1.0 200 OK\r\n", 0), 0u) << h << daemon.log();
+  redis_.stop();
+  h = wait_for_http_status(metrics_port_, "/healthz", 503, 10s);
+  EXPECT_EQ(h.rfind("HTTP/1.0 503 Service Unavailable\r\n", 0), 0u) << h << daemon.log();
+  EXPECT_NE(h.find("\r\n\r\nredis: "), std::string::npos) << h;
+  EXPECT_NE(h.find(redis_.url()), std::string::npos) << h;
+  redis_.start();
+  h = wait_for_http_status(metrics_port_, "/healthz", 200, 15s);
+  EXPECT_EQ(h.rfind("HTTP/1.0 200 OK\r\n", 0), 0u) << h << daemon.log();
+}
+
 TEST_F(AuthPolicyDaemonTest, CheckConfigNamesFileAndLine) {
   write_config("ip-limits = 10/1x\n");
   std::string out;

@@ -1,5 +1,6 @@
-// Drives the metrics endpoint over loopback: it answers a scrape, and a flood of idle
-// connections neither takes more than its connection cap nor starves the scraper for long.
+// Drives the metrics endpoint over loopback: it answers a scrape and /healthz (200 or 503 with
+// the failing checks), and a flood of idle connections neither takes more than its connection
+// cap nor starves the scraper for long.
 #include "common/metrics/http_server.h"
 
 #include <arpa/inet.h>
@@ -8,11 +9,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "common/metrics/health.h"
 #include "common/metrics/metrics.h"
 #include "tests/fixtures/process.h"
 
@@ -58,6 +61,45 @@ TEST(MetricsHttpServerTest, AnswersAScrape) {
   ::close(fd);
   EXPECT_EQ(reply.rfind("HTTP/1.0 200 OK\r\n", 0), 0u) << reply;
   EXPECT_NE(reply.find("mxguard_test_scrapes_total 3"), std::string::npos) << reply;
+}
+
+std::string get_once(int port, const std::string& path) {
+  int fd = connect_to(port);
+  if (fd < 0) return "";
+  std::string reply = get(fd, path);
+  ::close(fd);
+  return reply;
+}
+
+TEST(MetricsHttpServerTest, HealthzSaysOkOr503WithTheFailingChecks) {
+  Registry registry;
+  Health health;
+  std::atomic<bool> redis_up{true};
+  health.add("serving", [] { return Health::Result::good(); });
+  health.add("redis", [&] {
+    return redis_up ? Health::Result::good() : Health::Result::bad("connection refused");
+  });
+  HttpServer server("inet:127.0.0.1:" + std::to_string(testing::free_tcp_port()), registry,
+                    &health);
+  server.start();
+  std::string reply = get_once(server.port(), "/healthz");
+  EXPECT_EQ(reply.rfind("HTTP/1.0 200 OK\r\n", 0), 0u) << reply;
+  EXPECT_NE(reply.find("\r\n\r\nok\n"), std::string::npos) << reply;
+  redis_up = false;
+  reply = get_once(server.port(), "/healthz");
+  EXPECT_EQ(reply.rfind("HTTP/1.0 503 Service Unavailable\r\n", 0), 0u) << reply;
+  EXPECT_NE(reply.find("\r\n\r\nredis: connection refused\n"), std::string::npos) << reply;
+  // The metrics are still served, and anything else is not found.
+  EXPECT_EQ(get_once(server.port(), "/metrics").rfind("HTTP/1.0 200 OK", 0), 0u);
+  EXPECT_EQ(get_once(server.port(), "/healthz/x").rfind("HTTP/1.0 404", 0), 0u);
+}
+
+TEST(MetricsHttpServerTest, HealthzWithoutChecksIsOk) {
+  Registry registry;
+  HttpServer server("inet:127.0.0.1:" + std::to_string(testing::free_tcp_port()), registry);
+  server.start();
+  std::string reply = get_once(server.port(), "/healthz");
+  EXPECT_EQ(reply.rfind("HTTP/1.0 200 OK\r\n", 0), 0u) << reply;
 }
 
 // Issue 15, finding 8: every connection used to get an exchange (and a descriptor) until its

@@ -92,6 +92,56 @@ TEST(UrlTest, ErrorsNeverShowThePassword) {
   std::string message = error_of("redis://u:topsecret@h:99999");
   EXPECT_NE(message.find("port"), std::string::npos);
   EXPECT_EQ(message.find("topsecret"), std::string::npos) << message;
+  message = error_of("sentinel://h1,h2:0/m?sentinel-password=topsecret&x=1");
+  EXPECT_NE(message.find("port"), std::string::npos);
+  EXPECT_EQ(message.find("topsecret"), std::string::npos) << message;
+  message = error_of("unix:///s.sock?password=topsecret&timeout=1");
+  EXPECT_EQ(message.find("topsecret"), std::string::npos) << message;
+}
+
+TEST(UrlTest, Sentinel) {
+  Url url = Url::parse(
+      "sentinel://app:pw@10.0.0.1,10.0.0.2:26380,[fd00::3]/mymaster/2"
+      "?sentinel-password=sp&sentinel-user=watch");
+  EXPECT_EQ(url.transport, Url::Transport::kSentinel);
+  ASSERT_EQ(url.sentinels.size(), 3u);
+  EXPECT_EQ(url.sentinels[0], (Url::Endpoint{"10.0.0.1", 26379}));
+  EXPECT_EQ(url.sentinels[1], (Url::Endpoint{"10.0.0.2", 26380}));
+  EXPECT_EQ(url.sentinels[2], (Url::Endpoint{"fd00::3", 26379}));
+  EXPECT_EQ(url.master_name, "mymaster");
+  EXPECT_EQ(url.db, 2);
+  EXPECT_EQ(url.user, "app");
+  EXPECT_EQ(url.password, "pw");
+  EXPECT_EQ(url.sentinel_user, "watch");
+  EXPECT_EQ(url.sentinel_password, "sp");
+  EXPECT_EQ(url.redacted(),
+            "sentinel://app:***@10.0.0.1:26379,10.0.0.2:26380,[fd00::3]:26379/mymaster/2"
+            "?sentinel-password=***");
+
+  // What the sentinels' answer turns it into: the master, with the URL's credentials and db.
+  Url master = url.with_master("10.0.0.9", 6380);
+  EXPECT_EQ(master.transport, Url::Transport::kTcp);
+  EXPECT_EQ(master.redacted(), "redis://app:***@10.0.0.9:6380/2");
+  EXPECT_TRUE(master.sentinel_password.empty());
+
+  Url minimal = Url::parse("sentinel://s1/m");
+  EXPECT_EQ(minimal.sentinels, (std::vector<Url::Endpoint>{{"s1", 26379}}));
+  EXPECT_EQ(minimal.db, 0);
+  EXPECT_TRUE(minimal.password.empty());
+}
+
+TEST(UrlTest, InvalidSentinelUrlsThrowWithReason) {
+  EXPECT_NE(error_of("sentinel://s1").find("master name"), std::string::npos);
+  EXPECT_NE(error_of("sentinel://s1/").find("master name"), std::string::npos);
+  EXPECT_NE(error_of("sentinel://s1,/m").find("missing host"), std::string::npos);
+  EXPECT_NE(error_of("sentinel://s1:x/m").find("port"), std::string::npos);
+  EXPECT_NE(error_of("sentinel://s1/m/x").find("db"), std::string::npos);
+  EXPECT_NE(error_of("sentinel://s1/m?db=1").find("unknown parameter"), std::string::npos);
+  EXPECT_NE(error_of("sentinel://s1/m?sentinel-user=u").find("without"), std::string::npos);
+  EXPECT_NE(error_of("sentinel://s1/m#x").find("fragment"), std::string::npos);
+  std::string many = "sentinel://";
+  for (int i = 0; i < 17; ++i) many += (i ? ",h" : "h") + std::to_string(i);
+  EXPECT_NE(error_of(many + "/m").find("16"), std::string::npos);
 }
 
 }  // namespace
