@@ -236,9 +236,10 @@ check "pkgtest.txt holds the zone-file TXT record" \
 check "mxguard-keygen printed the one-line TXT value" grep -q '^v=DKIM1; k=rsa; p=[A-Za-z0-9+/=]*$' "$tmp/keygen.out"
 rc=0; mxguard-keygen --domain example.org --selector pkgtest --dir "$tmp/keys" >/dev/null 2>&1 || rc=$?
 check "mxguard-keygen never overwrites a key (exit 1, was $rc)" test "$rc" = 1
-# The rotation step's example units (contrib/systemd), shipped under examples/.
+# The rotation step's example units (contrib/systemd), shipped under examples/systemd/.
 for u in mxguard-dkim-rotate.service mxguard-dkim-rotate.timer; do
-  check "systemd-analyze verify accepts examples/$u" systemd-analyze verify "/usr/share/doc/mxguard/examples/$u"
+  check "systemd-analyze verify accepts examples/systemd/$u" \
+    systemd-analyze verify "/usr/share/doc/mxguard/examples/systemd/$u"
 done
 # mxguard-dnscheck reads the shipped dkim.conf (no key: nothing to check, exit 2) and runs its
 # checks against an unreachable resolver (every lookup fails: exit 1).
