@@ -114,7 +114,8 @@ check "systemd-analyze verify accepts mxguard-dmarc-report.timer" \
 check "mxguard-av.service reloads with SIGUSR1 (libmilter owns SIGHUP)" \
   grep -qx 'ExecReload=/bin/kill -USR1 $MAINPID' "$av_unit"
 for page in mxguard-policyd.8 mxguard-grey.1 mxguard-setup.8 mxguard.conf.5 mxguard-dkim.8 \
-            mxguard-keygen.1 mxguard-dmarc.8 mxguard-dmarc-report.8 mxguard-av.8 mxguard-authpolicy.8; do
+            mxguard-keygen.1 mxguard-dnscheck.1 mxguard-dmarc.8 mxguard-dmarc-report.8 mxguard-av.8 \
+            mxguard-authpolicy.8; do
   check "man page $page renders without warnings" bash -c \
     "test -z \"\$(LC_ALL=C.UTF-8 MANWIDTH=80 man --warnings -l /usr/share/man/man${page##*.}/$page.gz 2>&1 >/dev/null)\""
 done
@@ -235,6 +236,20 @@ check "pkgtest.txt holds the zone-file TXT record" \
 check "mxguard-keygen printed the one-line TXT value" grep -q '^v=DKIM1; k=rsa; p=[A-Za-z0-9+/=]*$' "$tmp/keygen.out"
 rc=0; mxguard-keygen --domain example.org --selector pkgtest --dir "$tmp/keys" >/dev/null 2>&1 || rc=$?
 check "mxguard-keygen never overwrites a key (exit 1, was $rc)" test "$rc" = 1
+# The rotation step's example units (contrib/systemd), shipped under examples/systemd/.
+for u in mxguard-dkim-rotate.service mxguard-dkim-rotate.timer; do
+  check "systemd-analyze verify accepts examples/systemd/$u" \
+    systemd-analyze verify "/usr/share/doc/mxguard/examples/systemd/$u"
+done
+# mxguard-dnscheck reads the shipped dkim.conf (no key: nothing to check, exit 2) and runs its
+# checks against an unreachable resolver (every lookup fails: exit 1).
+rc=0; mxguard-dnscheck >"$tmp/dnscheck.out" 2>&1 || rc=$?
+check "mxguard-dnscheck with the shipped dkim.conf: no signing domain, exit 2 (was $rc)" \
+  bash -c "test $rc = 2 && grep -q 'name the domains' '$tmp/dnscheck.out'"
+rc=0; mxguard-dnscheck --dns-servers 127.0.0.1@9 --dns-timeout 300ms --json example.org \
+  >"$tmp/dnscheck.json" 2>&1 || rc=$?
+check "mxguard-dnscheck --json example.org without DNS: exit 1, JSON with 3 lookup errors: SPF, DMARC, MX (was $rc)" \
+  bash -c "test $rc = 1 && python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d[\"summary\"][\"error\"] == 3' '$tmp/dnscheck.json'"
 
 # --- run mxguard-dkim as the unit does: user mxguard, shipped config --------------------------
 # The shipped config has no key (verify only); the generated key is added on the command line
@@ -348,7 +363,8 @@ check "remove unwires main.cf: the stock file again" cmp -s "$pf/main.cf" "$tmp/
 check "remove says so" grep -q "mxguard: unwired" "$tmp/remove.log"
 check "remove keeps the conffiles" bash -c "test -f /etc/mxguard/policyd.conf && test -f /etc/mxguard/dkim.conf"
 check "remove deletes the binaries and the units" bash -c "test ! -e /usr/sbin/mxguard-policyd &&
-  test ! -e /usr/sbin/mxguard-dkim && test ! -e /usr/bin/mxguard-keygen && test ! -e $unit && test ! -e $dkim_unit"
+  test ! -e /usr/sbin/mxguard-dkim && test ! -e /usr/bin/mxguard-keygen && test ! -e /usr/bin/mxguard-dnscheck &&
+  test ! -e $unit && test ! -e $dkim_unit"
 # An admin-made key and a local whitelist must survive purge, with a message.
 echo "fake key" >/etc/mxguard/keys/test.private
 echo "192.0.2.1" >/etc/mxguard/whitelist_clients.local

@@ -179,10 +179,38 @@ Request parse(const ProgramInfo& info, Binder& binder, int argc, const char* con
     pos.add("mxguard-positional", -1);
   }
 
+  // A flag takes its value only as "--flag=VALUE" or as a yes/no word after it: Boost gives an
+  // implicit-value option the next token whatever it is, so "--json example.org" would read
+  // the domain as the flag's value. Every other token after a flag is left to the others.
+  std::vector<std::string> args;
+  for (int i = 1; i < argc; ++i) {
+    std::string token = argv[i];
+    if (token == "--") {
+      args.insert(args.end(), argv + i, argv + argc);
+      break;
+    }
+    const Binder::Entry* e = token.rfind("--", 0) == 0 && token.find('=') == std::string::npos
+                                 ? binder.find(token.substr(2))
+                                 : nullptr;
+    if (e != nullptr && e->flag) {
+      bool value_follows = false;
+      if (i + 1 < argc) {
+        try {
+          bool ignored = false;
+          parse_value(argv[i + 1], ignored);
+          value_follows = true;
+        } catch (const std::invalid_argument&) {
+        }
+      }
+      token += "=" + std::string(value_follows ? argv[++i] : "yes");
+    }
+    args.push_back(std::move(token));
+  }
+
   po::parsed_options parsed(nullptr);
   try {
     parsed =
-        po::command_line_parser(argc, argv)
+        po::command_line_parser(args)
             .options(all)
             .positional(pos)
             .style(po::command_line_style::unix_style & ~po::command_line_style::allow_guessing)

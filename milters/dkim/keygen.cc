@@ -9,10 +9,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <map>
 #include <memory>
 
 namespace mxguard::milter::dkim {
@@ -34,33 +35,6 @@ struct FdClose {
   }
 };
 
-// "k=rsa; p=…" → tag map (names lower-cased, values with white space removed).
-std::map<std::string, std::string> parse_tags(const std::string& record) {
-  std::map<std::string, std::string> tags;
-  std::size_t pos = 0;
-  while (pos <= record.size()) {
-    auto semi = record.find(';', pos);
-    std::string item =
-        record.substr(pos, semi == std::string::npos ? std::string::npos : semi - pos);
-    auto eq = item.find('=');
-    if (eq != std::string::npos) {
-      std::string name, value;
-      for (char c : item.substr(0, eq)) {
-        if (!std::isspace(static_cast<unsigned char>(c))) {
-          name.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
-        }
-      }
-      for (char c : item.substr(eq + 1)) {
-        if (!std::isspace(static_cast<unsigned char>(c))) value.push_back(c);
-      }
-      tags[name] = value;
-    }
-    if (semi == std::string::npos) break;
-    pos = semi + 1;
-  }
-  return tags;
-}
-
 }  // namespace
 
 void KeygenOptions::bind(common::config::Binder& b) {
@@ -71,6 +45,14 @@ void KeygenOptions::bind(common::config::Binder& b) {
   b.add("dir", dir, "directory for SELECTOR.private and SELECTOR.txt");
   b.add("user", user, "owner of the private key (the daemon's user; empty: current user)");
   b.add("key-file", key_file, "test: the private key to compare with DNS");
+  b.add("dkim-config", dkim_config,
+        "rotate: mxguard-dkim's configuration file (its key-table and signing-table)");
+  b.add("new-selector", new_selector,
+        "rotate: the new key's selector (empty: the current one's number plus one)");
+  b.add("grace", grace, "rotate: how long the old selector stays published after the switch");
+  b.add("reload-command", reload_command,
+        "rotate: shell command that makes mxguard-dkim reload after the switch (empty: none)");
+  b.add("commit", commit, "rotate: only continue rotations in progress, start none");
   common::dns::bind_options(b, dns);
 }
 
@@ -78,6 +60,17 @@ void KeygenOptions::validate() const {
   using common::config::OptionError;
   if (type != "rsa" && type != "ed25519") throw OptionError("type", "rsa or ed25519");
   if (type == "rsa" && (bits < 1024 || bits > 4096)) throw OptionError("bits", "1024 to 4096");
+  for (auto [name, value] : {std::pair{"selector", &selector}, {"new-selector", &new_selector}}) {
+    // A selector is one or more DNS labels (RFC 6376 §3.1) and names files: nothing else.
+    if (value->empty()) continue;
+    bool ok = std::all_of(value->begin(), value->end(), [](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
+    });
+    if (!ok || value->front() == '.' || value->back() == '.' ||
+        value->find("..") != std::string::npos) {
+      throw OptionError(name, "letters, digits, '-', '_' and inner dots");
+    }
+  }
   common::dns::validate_options(dns);
 }
 
@@ -110,16 +103,37 @@ std::vector<std::string> split_txt(const std::string& record, std::size_t max) {
   return out;
 }
 
-std::string zone_record(const std::string& selector, const std::string& domain,
-                        const std::string& record) {
-  std::string out = selector + "._domainkey\tIN\tTXT\t( ";
-  auto parts = split_txt(record);
+std::string zone_txt(const std::string& owner, const std::string& value,
+                     const std::string& comment) {
+  std::string out = owner + "\tIN\tTXT\t( ";
+  auto parts = split_txt(value);
   for (std::size_t i = 0; i < parts.size(); ++i) {
     if (i > 0) out += "\n\t\t\t\t  ";
-    out += "\"" + parts[i] + "\"";
+    out += '"';
+    // Zone-file escapes (RFC 1035 §5.1), after splitting: a string's 255 bytes are its data.
+    for (char c : parts[i]) {
+      auto u = static_cast<unsigned char>(c);
+      if (c == '"' || c == '\\') {
+        out += '\\';
+        out += c;
+      } else if (u < 0x20 || u > 0x7e) {
+        char buf[8];
+        std::snprintf(buf, sizeof buf, "\\%03u", static_cast<unsigned>(u));
+        out += buf;
+      } else {
+        out += c;
+      }
+    }
+    out += '"';
   }
-  out += " )  ; DKIM key " + selector + " for " + domain + "\n";
-  return out;
+  out += " )";
+  if (!comment.empty()) out += "  ; " + comment;
+  return out + "\n";
+}
+
+std::string zone_record(const std::string& selector, const std::string& domain,
+                        const std::string& record) {
+  return zone_txt(selector + "._domainkey", record, "DKIM key " + selector + " for " + domain);
 }
 
 std::string write_key_files(const KeygenOptions& o, const PrivateKey& key) {
@@ -142,50 +156,34 @@ std::string write_key_files(const KeygenOptions& o, const PrivateKey& key) {
   std::unique_ptr<int, FdClose> fd(
       new int(::open(priv.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)));
   if (*fd < 0) throw KeyError("cannot create " + priv.string());
-  if (::fchmod(*fd, 0600) != 0) throw KeyError("cannot chmod " + priv.string());
+  // A half-made key must not stay behind: it would block the next attempt ("exists").
+  auto fail = [&](const std::string& why) {
+    ::unlink(priv.c_str());
+    ::unlink(txt.c_str());
+    throw KeyError(why);
+  };
+  if (::fchmod(*fd, 0600) != 0) fail("cannot chmod " + priv.string());
   if (!o.user.empty() && ::fchown(*fd, uid, gid) != 0) {
-    throw KeyError("cannot give " + priv.string() + " to " + o.user);
+    fail("cannot give " + priv.string() + " to " + o.user);
   }
   const std::string& pem = key.pem;
   if (::write(*fd, pem.data(), pem.size()) != static_cast<ssize_t>(pem.size())) {
-    throw KeyError("cannot write " + priv.string());
+    fail("cannot write " + priv.string());
   }
   std::ofstream out(txt);
   out << zone_record(o.selector, o.domain, key.public_record);
-  if (!out) throw KeyError("cannot write " + txt.string());
+  if (!out) fail("cannot write " + txt.string());
   return priv.string();
-}
-
-KeyCheck check_published_key(common::dns::Resolver& resolver, const std::string& domain,
-                             const std::string& selector, const PrivateKey& key) {
-  std::string name = selector + "._domainkey." + domain;
-  auto a = resolver.lookup_txt(name);
-  if (a.status != common::dns::Status::kOk) {
-    return {false,
-            name + ": no TXT record (" + std::string(common::dns::status_name(a.status)) + ")"};
-  }
-  std::string record;
-  for (const auto& r : a.records) {
-    if (r.find("p=") != std::string::npos) record = r;
-  }
-  if (record.empty()) return {false, name + ": TXT record without p="};
-  auto tags = parse_tags(record);
-  if (tags.count("v") && tags["v"] != "DKIM1") return {false, name + ": v= is not DKIM1"};
-  std::string k = tags.count("k") ? tags["k"] : "rsa";
-  if (k != key_type_name(key.type)) {
-    return {false,
-            name + ": k=" + k + " but the private key is " + std::string(key_type_name(key.type))};
-  }
-  if (tags["p"].empty()) return {false, name + ": key revoked (empty p=)"};
-  if (tags["p"] != key.public_p) return {false, name + ": p= does not match the private key"};
-  return {true, name + ": matches the private key (" + std::string(key_type_name(key.type)) +
-                    (key.type == KeyType::kRsa ? ", " + std::to_string(key.bits) + " bits" : "") +
-                    ")"};
 }
 
 int run_keygen(const KeygenOptions& o, const std::vector<std::string>& args, std::ostream& out,
                std::ostream& err) {
   std::string command = args.empty() ? "generate" : args[0];
+  if (args.size() > 1) {
+    err << "mxguard-keygen: fatal: one command only, not '" << args[1] << "'\n";
+    return 64;
+  }
+  if (command == "rotate") return run_rotate(o, out, err);
   if (o.domain.empty() || o.selector.empty()) {
     err << "mxguard-keygen: fatal: --domain and --selector are required\n";
     return 64;
@@ -209,10 +207,10 @@ int run_keygen(const KeygenOptions& o, const std::vector<std::string>& args, std
       PrivateKey key = load_private_key(o.key_file);
       common::dns::Resolver resolver(o.dns);
       KeyCheck c = check_published_key(resolver, o.domain, o.selector, key);
-      (c.ok ? out : err) << (c.ok ? "ok: " : "error: ") << c.message << "\n";
-      return c.ok ? 0 : 1;
+      (c.ok() ? out : err) << (c.ok() ? "ok: " : "error: ") << c.message << "\n";
+      return c.ok() ? 0 : 1;
     }
-    err << "mxguard-keygen: fatal: unknown command '" << command << "' (generate, test)\n";
+    err << "mxguard-keygen: fatal: unknown command '" << command << "' (generate, test, rotate)\n";
     return 64;
   } catch (const std::exception& ex) {
     err << "mxguard-keygen: fatal: " << ex.what() << "\n";

@@ -1,9 +1,11 @@
 // mxguard-keygen's logic: DKIM key pairs (RSA 1024–4096 or Ed25519), the DNS TXT record to
 // publish (zone-file form split into 255-byte strings, and the one-line value for DNS web
-// forms), and the check that a published record matches a private key. Must never write a
-// private key readable by anyone but its owner, and never overwrite an existing key.
+// forms), the check that a published record matches a private key (key_record.h), and the
+// dispatch to key rotation (rotate.h). Must never write a private key readable by anyone but
+// its owner, and never overwrite an existing key.
 #pragma once
 
+#include <chrono>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -11,7 +13,10 @@
 #include "common/config/config.h"
 #include "common/dns/options.h"
 #include "common/dns/resolver.h"
+#include "milters/dkim/key_record.h"
 #include "milters/dkim/keys.h"
+#include "milters/dkim/options.h"
+#include "milters/dkim/rotate.h"
 
 namespace mxguard::milter::dkim {
 
@@ -23,6 +28,14 @@ struct KeygenOptions {
   std::string dir = ".";
   std::string user;      // owner of the private key file (the daemon's user); empty: us
   std::string key_file;  // for "test": the private key to check
+  // rotate (rotate.h):
+  std::string dkim_config = kDefaultConfigFile;
+  std::string new_selector;  // empty: next_selector() of the current one
+  common::config::Duration grace{std::chrono::hours(24 * 7)};
+  // Both shapes: whichever of the two runs is reloaded; neither running is no error.
+  std::string reload_command =
+      "systemctl try-reload-or-restart mxguard-dkim.service mxguard-milter.service";
+  bool commit = false;
   common::dns::ResolverOptions dns;
 
   void bind(common::config::Binder& b);
@@ -32,8 +45,12 @@ struct KeygenOptions {
 // Generates a key; the PEM is PKCS#8. Throws KeyError.
 PrivateKey generate_key(KeyType type, unsigned bits);
 
-// "sel._domainkey IN TXT ( "v=DKIM1; k=rsa; " "p=…" ) ; DKIM key sel for domain": strings of
-// at most 255 bytes each (RFC 1035 character-strings).
+// A TXT record in zone-file form, "OWNER IN TXT ( "…" "…" )  ; COMMENT", its value split into
+// character-strings of at most 255 bytes (RFC 1035); no comment when `comment` is empty. The
+// one printer of records to publish (keygen's SELECTOR.txt, mxguard-dnscheck's fixes).
+std::string zone_txt(const std::string& owner, const std::string& value,
+                     const std::string& comment = "");
+// "sel._domainkey IN TXT ( "v=DKIM1; k=rsa; " "p=…" )  ; DKIM key sel for domain".
 std::string zone_record(const std::string& selector, const std::string& domain,
                         const std::string& record);
 std::vector<std::string> split_txt(const std::string& record, std::size_t max = 255);
@@ -42,15 +59,7 @@ std::vector<std::string> split_txt(const std::string& record, std::size_t max = 
 // to overwrite. Returns the private key's path. Throws KeyError.
 std::string write_key_files(const KeygenOptions& o, const PrivateKey& key);
 
-struct KeyCheck {
-  bool ok = false;
-  std::string message;  // what matched or what is wrong
-};
-// Looks up SELECTOR._domainkey.DOMAIN and compares its k= and p= with the private key's.
-KeyCheck check_published_key(common::dns::Resolver& resolver, const std::string& domain,
-                             const std::string& selector, const PrivateKey& key);
-
-// Runs "generate" (default) or "test"; returns the exit code.
+// Runs "generate" (default), "test" or "rotate"; returns the exit code.
 int run_keygen(const KeygenOptions& o, const std::vector<std::string>& args, std::ostream& out,
                std::ostream& err);
 

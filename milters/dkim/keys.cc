@@ -351,6 +351,41 @@ void KeyStore::load_signing_table(const std::string& spec) {
   });
 }
 
+namespace {
+// The one domain a SigningTable pattern names, or "" when it names many ("*", "*@*.example",
+// ".example" for subdomains) or none.
+std::string pattern_domain(const std::string& pattern, bool refile) {
+  auto at = pattern.rfind('@');
+  std::string domain = at == std::string::npos ? (refile ? "" : pattern) : pattern.substr(at + 1);
+  if (domain.empty() || domain.front() == '.' || domain.find('*') != std::string::npos) return "";
+  return domain;
+}
+}  // namespace
+
+KeyStore::Inventory KeyStore::inventory() const {
+  Inventory inv;
+  auto add = [&](SigningKey k) {
+    bool dup = std::any_of(inv.keys.begin(), inv.keys.end(), [&](const SigningKey& o) {
+      return o.domain == k.domain && o.selector == k.selector;
+    });
+    if (!dup) inv.keys.push_back(std::move(k));
+  };
+  for (const auto& k : simple_) add(k);
+  for (const auto& e : signing_) {
+    for (const auto& [name, k] : table_) {
+      if (name != e.key_name) continue;
+      std::string domain = k.domain == "%" ? pattern_domain(e.pattern, refile_) : k.domain;
+      if (domain.empty()) {
+        inv.unnamed.push_back("SigningTable pattern '" + e.pattern + "' signs with key '" + name +
+                              "' (domain %) for domains it does not name");
+        continue;
+      }
+      add({domain, k.selector, k.path, k.key});
+    }
+  }
+  return inv;
+}
+
 std::vector<SigningKey> KeyStore::keys_for(std::string_view address) const {
   std::vector<SigningKey> out;
   auto at = address.rfind('@');

@@ -57,6 +57,16 @@ class KeyStore {
   std::vector<SigningKey> keys_for(std::string_view address) const;
   bool empty() const { return simple_.empty() && table_.empty(); }
 
+  // Every (domain, selector) this store signs with, each once, for checking what DNS
+  // publishes (mxguard-dnscheck): the simple options' keys, then the KeyTable keys the
+  // SigningTable uses, in table order. A "%" key takes the domain its SigningTable pattern
+  // names; a pattern with a wildcard in its domain names none, and is described in `unnamed`.
+  struct Inventory {
+    std::vector<SigningKey> keys;
+    std::vector<std::string> unnamed;
+  };
+  Inventory inventory() const;
+
  private:
   struct TableKey {
     std::string domain;  // may be "%": the signing domain

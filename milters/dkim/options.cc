@@ -113,4 +113,19 @@ void Options::validate() const {
   }
 }
 
+Options read_options_file(const std::string& path) {
+  Options o;
+  common::config::Binder binder;
+  o.bind(binder);
+  common::config::ProgramInfo info{"mxguard-dkim", "", kDefaultConfigFile, ""};
+  if (path == kDefaultConfigFile) {
+    const char* argv[] = {"mxguard-dkim"};
+    common::config::parse(info, binder, 1, argv, [] {});
+  } else {
+    const char* argv[] = {"mxguard-dkim", "-c", path.c_str()};
+    common::config::parse(info, binder, 3, argv, [] {});
+  }
+  return o;
+}
+
 }  // namespace mxguard::milter::dkim

@@ -80,4 +80,13 @@ struct Options {
   FailureAction signing_error_action() const { return parse_failure_action(on_signing_error); }
 };
 
+inline constexpr const char* kDefaultConfigFile = "/etc/mxguard/dkim.conf";
+
+// mxguard-dkim's options from its configuration file alone, read as the daemon reads it
+// (drop-ins FILE.d/*.conf included) but without validate(): for the tools that work on the
+// daemon's keys and tables (mxguard-keygen rotate, mxguard-dnscheck), which load what they need
+// themselves. The default file may be missing (built-in defaults, no keys); any other must
+// exist. Throws config::ConfigError naming file:line.
+Options read_options_file(const std::string& path);
+
 }  // namespace mxguard::milter::dkim

@@ -91,5 +91,25 @@ TEST(OptionsDocTest, KeygenPageNamesEveryOption) {
   }
 }
 
+TEST(OptionsDocTest, DnscheckPageNamesEveryOption) {
+  std::string out;
+  ASSERT_EQ(run_command({std::string(MXGUARD_BINARY_DIR) + "/milters/dnscheck/mxguard-dnscheck",
+                         "--dump-config"},
+                        &out),
+            0)
+      << out;
+  std::string text = read_file(std::string(MXGUARD_SOURCE_DIR) + "/docs/mxguard-dnscheck.md");
+  std::istringstream lines(out);
+  std::string line;
+  int options = 0;
+  while (std::getline(lines, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    std::string name = line.substr(0, line.find(" = "));
+    ++options;
+    EXPECT_NE(text.find("`" + name + "`"), std::string::npos) << name;
+  }
+  EXPECT_GT(options, 5);
+}
+
 }  // namespace
 }  // namespace mxguard::testing

@@ -63,6 +63,36 @@ TEST(ConfigTest, CommandLineSetsValues) {
   EXPECT_EQ(o.networks, (std::vector<std::string>{"10.0.0.0/8", "192.168.0.0/16", "::1"}));
 }
 
+// A flag followed by an argument that is no yes/no word leaves it alone ("--json example.org");
+// "--flag no" and "--flag=no" still set it.
+TEST(ConfigTest, FlagsTakeOnlyYesNoWordsAsSeparateValues) {
+  const ProgramInfo info{"mxguard-test", "test program", "", "[ARG...]"};
+  auto run = [&](TestOptions& o, std::vector<std::string> args) {
+    args.insert(args.begin(), "mxguard-test");
+    std::vector<const char*> argv;
+    for (auto& a : args) argv.push_back(a.c_str());
+    Binder b;
+    o.bind(b);
+    return parse(info, b, static_cast<int>(argv.size()), argv.data(), [] {});
+  };
+  TestOptions o;
+  auto req = run(o, {"--flag", "example.org", "--name", "x"});
+  EXPECT_TRUE(o.flag);
+  EXPECT_EQ(req.positional, std::vector<std::string>{"example.org"});
+  TestOptions no;
+  no.flag = true;
+  req = run(no, {"--flag", "no", "example.org"});
+  EXPECT_FALSE(no.flag);
+  EXPECT_EQ(req.positional, std::vector<std::string>{"example.org"});
+  TestOptions eq;
+  run(eq, {"example.org", "--flag=yes"});
+  EXPECT_TRUE(eq.flag);
+  TestOptions dashes;
+  req = run(dashes, {"--", "--flag"});
+  EXPECT_FALSE(dashes.flag);
+  EXPECT_EQ(req.positional, std::vector<std::string>{"--flag"});
+}
+
 TEST(ConfigTest, FileValuesAreOverriddenByCommandLine) {
   testing::TempDir dir;
   testing::write_file(dir / "t.conf",

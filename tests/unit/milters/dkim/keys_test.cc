@@ -109,6 +109,34 @@ TEST_F(DkimKeysTest, OpenDkimRefileTablesWithWildcardsAndPercent) {
   EXPECT_TRUE(ks.keys_for("bob@example.org").empty());
 }
 
+TEST_F(DkimKeysTest, InventoryNamesEveryDomainAndSelectorOnce) {
+  testing::write_file(*dir_ / "KeyTable3", "rsa   %:mail2024:" + path("rsa.pem") + "\n" +
+                                               "ed    example.test:ed2024:" + path("ed.pem") +
+                                               "\n"
+                                               "spare example.test:spare:" +
+                                               path("ed.pem") + "\n");
+  testing::write_file(*dir_ / "SigningTable3",
+                      "*@example.test   rsa\n"
+                      "*@example.test   ed\n"
+                      "ceo@example.test ed\n"
+                      "*@*.example.org  rsa\n"
+                      "*@other.test     rsa\n");
+  Options o;
+  o.domain = {"simple.test"};
+  o.selector = {"s1"};
+  o.key_file = {path("ed.pem")};
+  o.key_table = path("KeyTable3");
+  o.signing_table = "refile:" + path("SigningTable3");
+  auto inv = KeyStore(o).inventory();
+  std::vector<std::string> got;
+  for (const auto& k : inv.keys) got.push_back(k.domain + "/" + k.selector);
+  // The unused "spare" key is not signed with; "ed" for example.test is listed once.
+  EXPECT_EQ(got, (std::vector<std::string>{"simple.test/s1", "example.test/mail2024",
+                                           "example.test/ed2024", "other.test/mail2024"}));
+  ASSERT_EQ(inv.unnamed.size(), 1u);
+  EXPECT_NE(inv.unnamed[0].find("*@*.example.org"), std::string::npos) << inv.unnamed[0];
+}
+
 TEST_F(DkimKeysTest, PlainSigningTableMostSpecificWins) {
   testing::write_file(*dir_ / "KeyTable2", "a example.test:a:" + path("rsa.pem") + "\n" +
                                                "b example.test:b:" + path("ed.pem") + "\n");
