@@ -46,8 +46,8 @@ void Options::validate() const {
   if (threads < 1 || threads > 256) throw OptionError("threads", "1 to 256");
   if (redis_writers < 1 || redis_writers > 16) throw OptionError("redis-writers", "1 to 16");
   if (redis_writers > redis.pool_size) {
-    throw OptionError("redis-writers", "at most redis-pool-size (" +
-                                           std::to_string(redis.pool_size) + ")");
+    throw OptionError("redis-writers",
+                      "at most redis-pool-size (" + std::to_string(redis.pool_size) + ")");
   }
   if (max_connections < 1) throw OptionError("max-connections", "must be at least 1");
   if (idle_timeout.value.count() < 1000) throw OptionError("idle-timeout", "at least 1s");

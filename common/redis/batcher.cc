@@ -90,10 +90,10 @@ void Batcher::enqueue(Call call) {
   if (stopping_ || queue_.size() >= options_.max_queued) {
     bool stopping = stopping_;
     lock.unlock();
-    call.done(Result{std::nullopt, io_error(stopping ? "redis client shutting down"
-                                                     : "redis request queue full (" +
-                                                           std::to_string(options_.max_queued) +
-                                                           " waiting)")});
+    call.done(Result{std::nullopt,
+                     io_error(stopping ? "redis client shutting down"
+                                       : "redis request queue full (" +
+                                             std::to_string(options_.max_queued) + " waiting)")});
     return;
   }
   queue_.push_back(std::move(call));
