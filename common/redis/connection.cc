@@ -153,37 +153,16 @@ std::vector<Connection::Outcome> Connection::pipeline_outcomes(
 }
 
 std::vector<Reply> Connection::pipeline(const std::vector<std::vector<std::string>>& commands) {
-  if (broken()) {
-    detail::throw_io("pipeline on a broken connection");
-  }
-  for (const auto& argv : commands) {
-    if (argv.empty()) {
-      throw std::invalid_argument("redis command without arguments");
-    }
-  }
-  for (const auto& argv : commands) {
-    Args args(argv);
-    // Appending only fills hiredis's output buffer; it fails for out-of-memory only.
-    if (redisAppendCommandArgv(context_.get(), args.argc(), args.ptrs.data(), args.lens.data()) !=
-        REDIS_OK) {
-      fail(errno, "pipeline");
-    }
-  }
-  std::vector<detail::ReplyPtr> raw_replies;
-  for (std::size_t i = 0; i < commands.size(); ++i) {
-    void* raw = nullptr;
-    errno = 0;
-    if (redisGetReply(context_.get(), &raw) != REDIS_OK || raw == nullptr) {
-      fail(errno, "pipeline");
-    }
-    raw_replies.emplace_back(static_cast<redisReply*>(raw));
-  }
-  // All replies are read before converting, so an error reply cannot leave unread replies
-  // behind to answer the next command.
+  // Every reply is read before the first error is thrown, so an error reply cannot leave unread
+  // replies behind to answer the next command.
+  auto outcomes = pipeline_outcomes(commands);
   std::vector<Reply> replies;
-  replies.reserve(raw_replies.size());
-  for (const auto& reply : raw_replies) {
-    replies.push_back(convert(*reply, health_));
+  replies.reserve(outcomes.size());
+  for (auto& outcome : outcomes) {
+    if (outcome.error) {
+      std::rethrow_exception(outcome.error);
+    }
+    replies.push_back(std::move(*outcome.reply));
   }
   return replies;
 }
