@@ -370,7 +370,7 @@ demo_tools=("${build_tools[@]}" redis-server postfix postconf postqueue sendmail
 test_tools=("${demo_tools[@]}" dpkg-buildpackage dpkg-checkbuilddeps dpkg-parsechangelog
   dpkg-architecture dh fakeroot lintian ccache clang-format clang-tidy clang-14 clang++-14
   redis-cli miltertest postgrey dovecot xmllint systemd-analyze man setpriv debootstrap
-  systemd-nspawn script timeout py:spf py:dns.resolver
+  systemd-nspawn script timeout promtool ip py:spf py:dns.resolver
   py:spf_engine)
 
 # --- the run ---------------------------------------------------------------------------------

@@ -31,6 +31,9 @@ packages=(
   debhelper dpkg-dev fakeroot lintian ccache adduser man-db systemd util-linux
   # the README.Debian walk in a booted container (packaging/test-walk.sh)
   debootstrap debian-archive-keyring systemd-container
+  # promtool, so integration.contrib_metric_names checks the alert rules (the server is never
+  # started: see the policy-rc.d below)
+  prometheus
 )
 
 bench_packages=(
