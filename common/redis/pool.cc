@@ -2,6 +2,8 @@
 // transitions are logged; individual failures are counted by the error helpers.
 #include "common/redis/pool.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <stdexcept>
 
@@ -80,8 +82,10 @@ Pool::~Pool() {
     stopping_ = true;
   }
   probe_wake_.notify_all();
-  if (prober_.joinable()) {
-    prober_.join();
+  if (prober_ && prober_pid_ == ::getpid()) {
+    prober_->join();
+  } else {
+    (void)prober_.release();  // a thread of the parent process, not ours to join
   }
 }
 
@@ -189,10 +193,12 @@ void Pool::go_down(const std::string& reason, bool breaker) {
                reason + "; failing fast and probing in the background with backoff from " +
                std::to_string(options_.reconnect_backoff_min.count()) + "ms to " +
                std::to_string(options_.reconnect_backoff_max.count()) + "ms");
-  if (!prober_.joinable()) {
-    prober_ = std::thread([this] { probe_loop(); });
-  } else {
+  if (prober_ && prober_pid_ == ::getpid()) {
     probe_wake_.notify_all();
+  } else {
+    (void)prober_.release();  // from before a fork: that thread does not exist here
+    prober_ = std::make_unique<std::thread>([this] { probe_loop(); });
+    prober_pid_ = ::getpid();
   }
 }
 

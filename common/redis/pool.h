@@ -10,6 +10,8 @@
 // Must never hand one Connection to two threads, nor put a broken one back.
 #pragma once
 
+#include <sys/types.h>
+
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
@@ -92,7 +94,10 @@ class Pool {
   std::size_t open_ = 0;  // idle + leased + being connected
   bool up_ = true;        // optimistic until the first connect fails, so start-up logs nothing
   bool stopping_ = false;
-  std::thread prober_;  // started the first time Redis goes down
+  // Started the first time Redis goes down, by this process: a daemon that detaches (fork)
+  // after a pool went down has no such thread in the child, which starts its own.
+  std::unique_ptr<std::thread> prober_;
+  pid_t prober_pid_ = 0;
   std::chrono::steady_clock::time_point next_attempt_{};
   std::chrono::milliseconds backoff_;
   unsigned failed_probes_ = 0;
