@@ -170,6 +170,7 @@ check "examples/grafana/mxguard.json is the dashboard (valid JSON)" \
   /usr/bin/python3 -c 'import json, sys; json.load(open(sys.argv[1]))' /usr/share/doc/mxguard/examples/grafana/mxguard.json
 check "examples/prometheus/mxguard-rules.yml is shipped" test -f /usr/share/doc/mxguard/examples/prometheus/mxguard-rules.yml
 check "docs/monitoring.md is shipped" test -f /usr/share/doc/mxguard/monitoring.md.gz
+check "docs/redis.md (Sentinel, the breaker, remote Redis without TLS) is shipped" test -f /usr/share/doc/mxguard/redis.md.gz
 
 # --- run the daemon as the unit does: user mxguard, shipped config, private Redis -----------
 port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
