@@ -119,9 +119,11 @@ PolicyService::~PolicyService() {
   // answer at once; destroying the resolver runs the callbacks of lookups in flight (kError),
   // then the workers they posted to drain, and only then does the evaluator go.
   stopping_ = true;
-  batcher_.reset();  // fails queued greylist calls (fail open or defer, as configured)
   resolver_.reset();
   if (workers_) workers_->join();
+  // After the workers (an SPF continuation may still queue a greylist call); fails what is
+  // queued, and after_greylist() answers those at once.
+  batcher_.reset();
   evaluator_.reset();
 }
 
@@ -354,6 +356,18 @@ void PolicyService::next_check(std::shared_ptr<Run> run) {
 }
 
 void PolicyService::after_greylist(const std::shared_ptr<Run>& run, Decision d) {
+  if (stopping_) {
+    // Shutting down: no further check may start (the resolver is gone); never silently. A
+    // greylist or store-error verdict stands; a pass skips the checks after it.
+    bool stands = d.kind == Decision::Kind::kGreylist || d.kind == Decision::Kind::kError;
+    std::string action = stands ? d.action : "DUNNO";
+    internal_errors("shutdown").inc();
+    common::log::warning(
+        std::string(run->req.queue_id().empty() ? "NOQUEUE" : run->req.queue_id()) +
+        ": greylist check finished at shutdown, later checks skipped, action=" + action);
+    run->reply(action);
+    return;
+  }
   try {
     const auto& names = run->checks->options.checks;
     std::string instance(run->req.instance());
