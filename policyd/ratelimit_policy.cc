@@ -7,6 +7,7 @@
 #include "common/log/log.h"
 #include "common/metrics/metrics.h"
 #include "common/redis/errors.h"
+#include "common/util/strings.h"
 
 namespace mxguard::policyd {
 namespace {
@@ -19,11 +20,7 @@ std::vector<Limit> parse(const std::vector<std::string>& texts) {
   return out;
 }
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
+using mxguard::common::util::lower;
 
 common::metrics::Counter& exceeded(const std::string& what) {
   return common::metrics::Registry::global().counter("mxguard_policyd_ratelimit_exceeded_total",

@@ -3,6 +3,8 @@
 
 #include <cctype>
 
+#include "common/util/strings.h"
+
 namespace mxguard::common::authres {
 namespace {
 
@@ -71,11 +73,7 @@ bool is_keyword_char(char c) {
   return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_';
 }
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
+using mxguard::common::util::lower;
 
 class Cursor {
  public:

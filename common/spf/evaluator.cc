@@ -13,6 +13,7 @@
 #include "common/spf/record.h"
 #include "common/spf/spf.h"
 #include "common/spf/task.h"
+#include "common/util/strings.h"
 
 namespace mxguard::common::spf {
 namespace {
@@ -31,11 +32,7 @@ struct Abort {
   std::string problem;
 };
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
+using mxguard::common::util::lower;
 
 std::vector<std::string> split_any(std::string_view s, std::string_view delims) {
   std::vector<std::string> out;

@@ -4,6 +4,8 @@
 #include <cctype>
 #include <charconv>
 
+#include "common/util/strings.h"
+
 namespace mxguard::common::spf {
 namespace {
 
@@ -11,11 +13,7 @@ bool is_alpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
 bool is_alnum(char c) { return is_alpha(c) || is_digit(c); }
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
+using mxguard::common::util::lower;
 
 bool fail(std::string* problem, std::string why) {
   if (problem) *problem = std::move(why);

@@ -13,6 +13,7 @@
 #include "common/log/log.h"
 #include "common/metrics/metrics.h"
 #include "common/util/host.h"
+#include "common/util/strings.h"
 #include "common/version.h"
 
 namespace mxguard::milter::av {
@@ -25,9 +26,7 @@ using Clock = std::chrono::steady_clock;
 constexpr const char* kScannedName = "X-Virus-Scanned";
 constexpr const char* kStatusName = "X-Virus-Status";
 
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && ::strncasecmp(a.data(), b.data(), a.size()) == 0;
-}
+using mxguard::common::util::iequals;
 
 common::metrics::Counter& messages(std::string_view verdict) {
   return common::metrics::Registry::global().counter(

@@ -5,15 +5,12 @@
 #include <cctype>
 #include <stdexcept>
 
+#include "common/util/strings.h"
+
 namespace mxguard::milter::av {
 namespace {
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
+using mxguard::common::util::lower;
 
 }  // namespace
 

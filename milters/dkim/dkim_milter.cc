@@ -13,6 +13,7 @@
 #include "common/log/log.h"
 #include "common/metrics/metrics.h"
 #include "common/util/host.h"
+#include "common/util/strings.h"
 #include "milters/dkim/decision.h"
 #include "milters/dkim/key_lookup.h"
 #include "milters/dkim/signer.h"
@@ -23,9 +24,7 @@ namespace {
 using common::milter::Context;
 using common::milter::Status;
 
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && ::strncasecmp(a.data(), b.data(), a.size()) == 0;
-}
+using mxguard::common::util::iequals;
 
 common::metrics::Counter& counter(const char* name, const char* help,
                                   const common::metrics::Labels& labels = {}) {

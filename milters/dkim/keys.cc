@@ -17,6 +17,7 @@
 #include <sstream>
 
 #include "common/mail/from.h"
+#include "common/util/strings.h"
 #include "milters/dkim/key_cache.h"
 #include "milters/dkim/options.h"
 
@@ -32,11 +33,7 @@ struct PkeyFree {
 using BioPtr = std::unique_ptr<BIO, BioFree>;
 using PkeyPtr = std::unique_ptr<EVP_PKEY, PkeyFree>;
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
+using mxguard::common::util::lower;
 
 std::string trim(std::string_view s) {
   while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);

@@ -16,6 +16,7 @@
 #include "common/metrics/metrics.h"
 #include "common/redis/errors.h"
 #include "common/util/host.h"
+#include "common/util/strings.h"
 #include "milters/dmarc/decision.h"
 
 namespace mxguard::milter::dmarc {
@@ -26,9 +27,7 @@ namespace {
 using common::milter::Context;
 using common::milter::Status;
 
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && ::strncasecmp(a.data(), b.data(), a.size()) == 0;
-}
+using mxguard::common::util::iequals;
 
 common::metrics::Counter& counter(const char* name, const char* help,
                                   const common::metrics::Labels& labels = {}) {

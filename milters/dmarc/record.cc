@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "common/mail/from.h"
+#include "common/util/strings.h"
 
 namespace mxguard::milter::dmarc {
 
@@ -19,15 +20,9 @@ std::string_view trim(std::string_view s) {
   return s;
 }
 
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && ::strncasecmp(a.data(), b.data(), a.size()) == 0;
-}
+using mxguard::common::util::iequals;
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
+using mxguard::common::util::lower;
 
 std::optional<Alignment> parse_alignment(std::string_view v) {
   if (iequals(v, "r")) return Alignment::kRelaxed;

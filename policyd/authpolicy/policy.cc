@@ -10,6 +10,7 @@
 #include "common/log/log.h"
 #include "common/metrics/metrics.h"
 #include "common/redis/errors.h"
+#include "common/util/strings.h"
 
 namespace mxguard::policyd::authpolicy {
 namespace {
@@ -32,11 +33,7 @@ metrics::Counter& blocks(const std::string& kind) {
                                              {{"subject", kind}});
 }
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
+using mxguard::common::util::lower;
 
 std::string text_field(const nlohmann::json& j, const char* name) {
   auto it = j.find(name);
