@@ -61,7 +61,7 @@ std::string encode_row(const Row& r) {
     dkim += clean(r.dkim[i].domain) + "/" + clean(r.dkim[i].selector, 63) + "/" +
             clean(r.dkim[i].result, 16);
   }
-  std::string out = "1";  // encoding version
+  std::string out = r.override_comment.empty() ? "1" : "2";  // encoding version
   for (const std::string& f :
        {clean(r.source_ip, 64), clean(r.disposition, 16), clean(r.dkim_eval, 8),
         clean(r.spf_eval, 8), clean(r.override_type, 32), clean(r.header_from),
@@ -70,12 +70,18 @@ std::string encode_row(const Row& r) {
     out += kSep;
     out += f;
   }
+  if (!r.override_comment.empty()) {
+    out += kSep;
+    out += clean(r.override_comment, 1024);
+  }
   return out;
 }
 
 Row decode_row(const std::string& field) {
   auto f = split(field, kSep);
-  if (f.size() != 12 || f[0] != "1") throw std::invalid_argument("not an aggregate row");
+  if (!(f.size() == 12 && f[0] == "1") && !(f.size() == 13 && f[0] == "2")) {
+    throw std::invalid_argument("not an aggregate row");
+  }
   Row r;
   r.source_ip = f[1];
   r.disposition = f[2];
@@ -94,6 +100,7 @@ Row decode_row(const std::string& field) {
   r.spf.domain = f[9];
   r.spf.result = f[10];
   r.spf_scope = f[11];
+  if (f.size() == 13) r.override_comment = f[12];
   return r;
 }
 

@@ -25,7 +25,8 @@ struct Row {
   std::string disposition = "none";  // none|quarantine|reject (what we applied)
   std::string dkim_eval = "fail";    // aligned DKIM pass: pass|fail
   std::string spf_eval = "fail";
-  std::string override_type;  // "", sampled_out, mailing_list, local_policy, …
+  std::string override_type;     // "", sampled_out, mailing_list, local_policy, …
+  std::string override_comment;  // the reason's comment (a trusted ARC chain), usually empty
   std::string header_from;
   std::string envelope_from;
   std::vector<AuthResult> dkim;     // domain, selector, result
@@ -34,6 +35,8 @@ struct Row {
   friend bool operator==(const Row&, const Row&) = default;
 };
 
+// Version 1 rows have no override comment; a row with one is written as version 2, so hosts
+// that share a Redis during an upgrade still read each other's plain rows.
 std::string encode_row(const Row& row);
 // Throws std::invalid_argument on a field that is not one of ours.
 Row decode_row(const std::string& field);

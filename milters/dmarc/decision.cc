@@ -28,6 +28,62 @@ void reply(Decision& d, A action, std::string rcode, std::string xcode, std::str
 
 }  // namespace
 
+std::string ArcVerdict::summary() const {
+  std::string out = "arc=" + result;
+  for (const auto& s : sealers) {
+    std::string n = std::to_string(s.instance);
+    out += " as[" + n + "].d=" + s.domain;
+    if (!s.selector.empty()) out += " as[" + n + "].s=" + s.selector;
+  }
+  if (!remote_ip.empty()) out += " remote-ip=" + remote_ip;
+  return out;
+}
+
+ArcVerdict read_arc(const common::authres::Result& r) {
+  ArcVerdict v;
+  v.result = r.result == "pass" || r.result == "none" ? r.result : "fail";
+  if (const auto* ip = r.property("smtp", "remote-ip")) v.remote_ip = *ip;
+  std::string_view c = r.comment;
+  if (c.size() >= 2 && c.front() == '(' && c.back() == ')') c = c.substr(1, c.size() - 2);
+  // Items "as[N].d=domain" / "as[N].s=selector", separated by white space.
+  while (!c.empty()) {
+    auto start = c.find_first_not_of(" \t");
+    if (start == std::string_view::npos) break;
+    c.remove_prefix(start);
+    auto end = c.find_first_of(" \t");
+    std::string_view item = c.substr(0, end);
+    c.remove_prefix(end == std::string_view::npos ? c.size() : end);
+    if (!item.starts_with("as[")) continue;
+    auto close = item.find("].");
+    if (close == std::string_view::npos || close < 4 || close > 5) continue;
+    int n = 0;
+    bool digits = true;
+    for (char ch : item.substr(3, close - 3)) {
+      if (ch < '0' || ch > '9') digits = false;
+      n = n * 10 + (ch - '0');
+    }
+    if (!digits || n < 1 || n > 50 || item.size() < close + 4 || item[close + 3] != '=') continue;
+    char tag = item[close + 2];
+    std::string value(item.substr(close + 4));
+    if (value.empty() || (tag != 'd' && tag != 's')) continue;
+    auto it = std::find_if(v.sealers.begin(), v.sealers.end(),
+                           [n](const ArcSealer& s) { return s.instance == n; });
+    if (it == v.sealers.end()) {
+      v.sealers.push_back(ArcSealer{n, "", ""});
+      it = v.sealers.end() - 1;
+    }
+    if (tag == 'd') {
+      it->domain = normalize_domain(value);
+    } else {
+      it->selector = value;
+    }
+  }
+  std::erase_if(v.sealers, [](const ArcSealer& s) { return s.domain.empty(); });
+  std::stable_sort(v.sealers.begin(), v.sealers.end(),
+                   [](const ArcSealer& a, const ArcSealer& b) { return a.instance > b.instance; });
+  return v;
+}
+
 Authors read_authors(const std::vector<std::string>& values, std::size_t count,
                      unsigned max_addresses) {
   Authors a;
@@ -162,6 +218,10 @@ Decision decide(const Message& m, const Evaluated& ev, const Options& o) {
                                    return a.result == "pass" && in_or_under(a.domain, never);
                                  }) ||
                      in_or_under(m.client_host, never);
+    // The newest seal is the hop that handed the message to us and vouches for what it saw;
+    // the older seals are vouched for by the chain being intact (cv=pass all along).
+    bool arc_trusted = ev.arc.result == "pass" && !ev.arc.sealers.empty() &&
+                       in_or_under(ev.arc.sealers.front().domain, o.trusted_arc_sealers);
     if (!o.enforce) {
       action = "none (monitor)";
       d.override_type = "local_policy";
@@ -169,6 +229,11 @@ Decision decide(const Message& m, const Evaluated& ev, const Options& o) {
     } else if (forwarder) {
       action = "none (never-reject-domains)";
       d.override_type = "trusted_forwarder";
+      d.applied = Policy::kNone;
+    } else if (arc_trusted) {
+      action = "none (trusted-arc-sealer)";
+      d.override_type = "local_policy";
+      d.override_comment = ev.arc.summary();
       d.applied = Policy::kNone;
     } else if (d.applied == Policy::kReject) {
       action = "reject";
@@ -222,6 +287,7 @@ Decision decide(const Message& m, const Evaluated& ev, const Options& o) {
     row.dkim_eval = e.dkim_aligned ? "pass" : "fail";
     row.spf_eval = e.spf_aligned ? "pass" : "fail";
     row.override_type = d.override_type;
+    row.override_comment = d.override_comment;
     row.header_from = e.from_domain;
     row.envelope_from = m.envelope_domain;
     row.dkim = ev.dkim;
@@ -249,6 +315,14 @@ Decision decide(const Message& m, const Evaluated& ev, const Options& o) {
       {"problem", e.problem},
       {"client", m.client},
       {"forged_ar_removed", std::to_string(m.forged_authres)}};
+  if (ev.arc.result != "none") {
+    // After "override": the chain (its newest sealer) a reader needs next to the override.
+    std::string arc = ev.arc.result;
+    if (!ev.arc.sealers.empty()) arc += "/" + ev.arc.sealers.front().domain;
+    auto at = std::find_if(d.log.begin(), d.log.end(),
+                           [](const auto& f) { return f.first == "override"; });
+    d.log.insert(at + 1, {"arc", arc});
+  }
   return d;
 }
 

@@ -43,12 +43,34 @@ struct Authors {
 Authors read_authors(const std::vector<std::string>& values, std::size_t count,
                      unsigned max_addresses);
 
+// The ARC result mxguard-dkim reported for the message (RFC 8617), read from its A-R entry:
+//   arc=pass (as[2].d=lists.example as[2].s=sel as[1].d=orig.example as[1].s=s1)
+//     header.oldest-pass=0 smtp.remote-ip=198.51.100.7
+// The comment names each seal's signer, newest first (RFC 8617 §7.2.2's report form).
+struct ArcSealer {
+  int instance = 0;
+  std::string domain;  // normalized
+  std::string selector;
+  friend bool operator==(const ArcSealer&, const ArcSealer&) = default;
+};
+struct ArcVerdict {
+  std::string result = "none";     // pass|fail|none (anything else reads as fail)
+  std::vector<ArcSealer> sealers;  // newest (highest instance) first
+  std::string remote_ip;           // smtp.remote-ip: the client that handed it to us
+  // "arc=pass as[2].d=… as[2].s=… …", the aggregate report's reason comment.
+  std::string summary() const;
+};
+// The verdict of one A-R entry with method "arc" (the comment with or without parentheses).
+// Sealer items that do not parse are left out; instances are bounded by RFC 8617's 50.
+ArcVerdict read_arc(const common::authres::Result& r);
+
 // What the glue found out by checking SPF and evaluating DMARC.
 struct Evaluated {
   Evaluation evaluation;            // the strictest over the author domains (strictest())
   std::vector<AuthResult> dkim;     // the DKIM results we trust (our sealed A-R header)
   AuthResult spf;                   // the SPF identity's domain and result ("none": unchecked)
   std::string spf_scope = "mfrom";  // mfrom, or helo (null sender, or no envelope domain)
+  ArcVerdict arc;                   // from the same trusted source as the DKIM results
 };
 
 // The strictest of several evaluations (one per From domain): fail (the stricter disposition
@@ -78,6 +100,7 @@ struct Decision {
 
   Policy applied = Policy::kNone;  // the disposition carried out
   std::string override_type;       // why it is not the policy's: sampled_out, local_policy, …
+  std::string override_comment;    // the report's reason comment (the trusted ARC chain)
   struct Aggregate {
     Published policy;
     Row row;
@@ -99,8 +122,10 @@ std::optional<Decision> judge_authors(const Message& m, const Authors& authors, 
 
 // After evaluation. temperror: --on-temperror. fail with a disposition: none in monitor mode
 // (--enforce no), none for a verified --never-reject-domains identity (SPF pass of the
-// envelope domain, DKIM pass, or the verified client host name), else reject with
-// --reject-text or --quarantine-action. Everything else is accepted.
+// envelope domain, DKIM pass, or the verified client host name), none when the ARC chain
+// passed and its newest seal is by a --trusted-arc-sealers domain (override local_policy with
+// the chain as comment, RFC 8617 §7.2.2), else reject with --reject-text or
+// --quarantine-action. Everything else is accepted.
 Decision decide(const Message& m, const Evaluated& ev, const Options& o);
 
 }  // namespace mxguard::milter::dmarc

@@ -198,12 +198,13 @@ class DmarcSession : public common::milter::Session {
     }
   }
 
-  // The DKIM results we believe: in a chain with a dkim filter, the typed results it handed
-  // over; otherwise those of A-R headers sealed for this message at this hop.
-  std::vector<AuthResult> trusted_dkim() const {
-    std::vector<AuthResult> out;
-    auto take = [&out](const std::vector<common::authres::Result>& results) {
+  // The DKIM and ARC results we believe: in a chain with a dkim filter, the typed results it
+  // handed over; otherwise those of A-R headers sealed for this message at this hop.
+  void trusted_results(Evaluated& ev) const {
+    std::vector<AuthResult>& out = ev.dkim;
+    auto take = [&out, &ev](const std::vector<common::authres::Result>& results) {
       for (const auto& r : results) {
+        if (r.method == "arc") ev.arc = read_arc(r);
         if (r.method != "dkim") continue;
         AuthResult a;
         a.result = r.result;
@@ -222,7 +223,6 @@ class DmarcSession : public common::milter::Session {
         if (auto h = common::authres::parse(value)) take(h->results);
       }
     }
-    return out;
   }
 
   // Carries out a decision (decision.h): counters, the reply or quarantine, our A-R header,
@@ -297,7 +297,7 @@ class DmarcSession : public common::milter::Session {
       }
     }
 
-    ev.dkim = trusted_dkim();
+    trusted_results(ev);
     Lookups lookups = service_.lookups();
     Evaluator evaluator(*config_->org, lookups, [this] { return service_.random100(); });
     std::vector<Evaluation> evaluations;

@@ -65,6 +65,10 @@ void Options::bind(common::config::Binder& b) {
         "forwarders and lists: mail from a verified identity in (or under) one of these domains "
         "(envelope sender with SPF pass, DKIM pass, or the client host name Postfix verified) "
         "is never rejected or held, only marked");
+  b.add("trusted-arc-sealers", trusted_arc_sealers,
+        "forwarders and lists whose ARC seal we trust: a DMARC fail is not rejected or held when "
+        "mxguard-dkim found the message's ARC chain intact (arc=pass) and its newest seal is by "
+        "one of these domains (or under one); empty: ARC never changes a disposition");
   b.add("spf-self-check", spf_self_check,
         "check SPF ourselves (MAIL FROM, HELO for the null sender); no: SPF never aligns");
   b.add("spf-timeout", spf_timeout, "budget of one SPF check (temperror past it)");
@@ -115,6 +119,11 @@ void Options::validate() const {
   for (const auto& d : never_reject_domains) {
     if (!valid_domain(normalize_domain(d))) {
       throw OptionError("never-reject-domains", "not a domain: " + d);
+    }
+  }
+  for (const auto& d : trusted_arc_sealers) {
+    if (!valid_domain(normalize_domain(d))) {
+      throw OptionError("trusted-arc-sealers", "not a domain: " + d);
     }
   }
   if (report_delay.value >= report_retention.value) {

@@ -50,6 +50,8 @@ struct Options {
   bool ignore_authenticated = true;
   std::vector<std::string> trusted_networks{"127.0.0.0/8", "::1"};
   std::vector<std::string> never_reject_domains;
+  // ARC sealers (RFC 8617) whose intact chain may override a DMARC fail; empty: ARC is ignored.
+  std::vector<std::string> trusted_arc_sealers;
   bool spf_self_check = true;
   common::config::Duration spf_timeout{std::chrono::seconds(10)};
 

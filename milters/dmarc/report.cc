@@ -138,6 +138,7 @@ std::string report_xml(const ReporterInfo& info, const PeriodData& d) {
                      {"forwarded", "sampled_out", "trusted_forwarder", "mailing_list",
                       "local_policy", "other"},
                      "other"));
+      if (!row.override_comment.empty()) element(x, 5, "comment", row.override_comment);
       x += "        </reason>\n";
     }
     x += "      </policy_evaluated>\n    </row>\n    <identifiers>\n";

@@ -372,6 +372,89 @@ TEST(DmarcDecide, OnlyVerifiedIdentitiesAreForwarders) {
   EXPECT_EQ(decide_with(ev, host).action, A::kReject);
 }
 
+TEST(DmarcArc, ReadsTheResultAndTheSealersNewestFirst) {
+  common::authres::Result r{
+      "arc",
+      "",
+      "pass",
+      "",
+      "(as[1].d=Orig.Example as[1].s=s1 as[2].d=lists.example. as[2].s=k)",
+      {{"header", "oldest-pass", "0"}, {"smtp", "remote-ip", "198.51.100.7"}}};
+  ArcVerdict v = read_arc(r);
+  EXPECT_EQ(v.result, "pass");
+  ASSERT_EQ(v.sealers.size(), 2u);
+  EXPECT_EQ(v.sealers[0], (ArcSealer{2, "lists.example", "k"}));
+  EXPECT_EQ(v.sealers[1], (ArcSealer{1, "orig.example", "s1"}));
+  EXPECT_EQ(v.remote_ip, "198.51.100.7");
+  EXPECT_EQ(v.summary(),
+            "arc=pass as[2].d=lists.example as[2].s=k as[1].d=orig.example as[1].s=s1 "
+            "remote-ip=198.51.100.7");
+
+  // Without parentheses (a typed result in mxguard-milter), junk items skipped, bounded.
+  r.comment =
+      "as[3].d=c.example junk as[x].d=bad.example as[51].d=big.example as[0].d=z.example "
+      "as[2].s=only-selector as[1].q=what as[1]d=no.example as[]";
+  v = read_arc(r);
+  ASSERT_EQ(v.sealers.size(), 1u);
+  EXPECT_EQ(v.sealers[0].domain, "c.example");
+
+  // Anything but pass and none is a fail; no comment, no sealers.
+  r.result = "temperror";
+  r.comment.clear();
+  v = read_arc(r);
+  EXPECT_EQ(v.result, "fail");
+  EXPECT_TRUE(v.sealers.empty());
+}
+
+TEST(DmarcDecide, OnlyAnIntactChainSealedByATrustedSealerOverridesAFail) {
+  Options o = options();
+  o.trusted_arc_sealers = {"lists.example"};
+  Evaluated ev = evaluated(fail(Policy::kReject));
+  ev.arc.result = "pass";
+  ev.arc.sealers = {{2, "mx.lists.example", "s"}, {1, "example.com", "s1"}};
+  Decision d = decide(message(), ev, o);
+  EXPECT_EQ(d.action, A::kAccept);
+  EXPECT_EQ(d.applied, Policy::kNone);
+  EXPECT_EQ(d.override_type, "local_policy");
+  EXPECT_EQ(d.override_comment,
+            "arc=pass as[2].d=mx.lists.example as[2].s=s as[1].d=example.com "
+            "as[1].s=s1");
+  ASSERT_TRUE(d.aggregate);
+  EXPECT_EQ(d.aggregate->row.override_comment, d.override_comment);
+  EXPECT_EQ(field(d, "action"), "none (trusted-arc-sealer)");
+  EXPECT_EQ(field(d, "arc"), "pass/mx.lists.example");
+  EXPECT_EQ(d.counted_action, "none");
+
+  // A quarantine the same way.
+  Evaluated q = ev;
+  q.evaluation = fail(Policy::kQuarantine);
+  EXPECT_EQ(decide(message(), q, o).action, A::kAccept);
+
+  // Only the newest seal counts: a trusted older sealer does not vouch for the last hop.
+  Evaluated older = ev;
+  older.arc.sealers = {{2, "evil.example", "s"}, {1, "lists.example", "s1"}};
+  EXPECT_EQ(decide(message(), older, o).action, A::kReject);
+  // A broken chain or none, whoever sealed it.
+  Evaluated broken = ev;
+  broken.arc.result = "fail";
+  EXPECT_EQ(decide(message(), broken, o).action, A::kReject);
+  EXPECT_EQ(field(decide(message(), broken, o), "arc"), "fail/mx.lists.example");
+  Evaluated none = evaluated(fail(Policy::kReject));
+  EXPECT_EQ(decide(message(), none, o).action, A::kReject);
+  EXPECT_EQ(field(decide(message(), none, o), "arc"), "(absent)");
+  // Off by default: no trusted sealers, ARC changes nothing.
+  Options off = options();
+  EXPECT_EQ(decide(message(), ev, off).action, A::kReject);
+  // A DMARC pass stays a pass with no override.
+  Evaluated pass = ev;
+  pass.evaluation = evaluation("pass", Policy::kReject, Policy::kNone);
+  EXPECT_EQ(decide(message(), pass, o).override_type, "");
+  // never-reject-domains comes first (its reason is trusted_forwarder).
+  Message host = message();
+  host.client_host = "lists.example";
+  EXPECT_EQ(decide(host, ev, o).override_type, "trusted_forwarder");
+}
+
 TEST(DmarcDecide, AuthenticationResults) {
   Options o = options();
   Evaluated ev = evaluated(fail(Policy::kQuarantine));

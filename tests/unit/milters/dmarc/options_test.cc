@@ -62,6 +62,11 @@ TEST(DmarcOptions, BadValuesAreRefusedNamingTheOption) {
     EXPECT_EQ(parse(o, {c.option, "bogus"}, &err), common::daemon::kExitConfig) << c.option;
     EXPECT_NE(err.find(c.expected), std::string::npos) << err;
   }
+  Options o;
+  std::string err;
+  EXPECT_EQ(parse(o, {"--trusted-arc-sealers", "lists.example, bad..example"}, &err),
+            common::daemon::kExitConfig);
+  EXPECT_NE(err.find("trusted-arc-sealers: not a domain: bad..example"), std::string::npos) << err;
 }
 
 TEST(DmarcOptions, ParseFunctions) {

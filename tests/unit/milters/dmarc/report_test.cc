@@ -42,6 +42,17 @@ TEST(DmarcAggregateRow, RoundTrip) {
   EXPECT_EQ(back.header_from, "a?b?c?d?");
   EXPECT_THROW(decode_row("garbage"), std::invalid_argument);
   EXPECT_THROW(decode_row("2\ta\tb"), std::invalid_argument);
+
+  // A row without an override comment stays version 1 (hosts not yet upgraded read it); one
+  // with a comment is version 2 with one more field, and round-trips.
+  EXPECT_EQ(encode_row(r).substr(0, 2), "1\t");
+  Row arc = r;
+  arc.override_type = "local_policy";
+  arc.override_comment = "arc=pass as[2].d=lists.example as[2].s=s2 as[1].d=example.com";
+  EXPECT_EQ(encode_row(arc).substr(0, 2), "2\t");
+  EXPECT_EQ(decode_row(encode_row(arc)), arc);
+  std::string v1_with_extra = encode_row(r) + "\textra";
+  EXPECT_THROW(decode_row(v1_with_extra), std::invalid_argument);
 }
 
 TEST(DmarcReport, XmlAndNames) {
@@ -63,6 +74,17 @@ TEST(DmarcReport, XmlAndNames) {
   EXPECT_NE(xml.find("<result>neutral</result>"), std::string::npos);
   EXPECT_NE(xml.find("<end>1700086399</end>"), std::string::npos);
   EXPECT_NE(xml.find("<pct>50</pct>"), std::string::npos);
+  EXPECT_EQ(xml.find("<comment>"), std::string::npos);  // no override, no reason
+
+  // A trusted ARC chain: reason local_policy with the chain as comment (RFC 8617 §7.2.2).
+  d.rows[0].first.override_type = "local_policy";
+  d.rows[0].first.override_comment = "arc=pass as[1].d=lists.example as[1].s=s1";
+  std::string arc_xml = report_xml(info, d);
+  EXPECT_NE(arc_xml.find("<reason>\n          <type>local_policy</type>\n          "
+                         "<comment>arc=pass as[1].d=lists.example as[1].s=s1</comment>\n"
+                         "        </reason>"),
+            std::string::npos)
+      << arc_xml;
   EXPECT_EQ(report_filename(info, d.period),
             "receiver.example!example.com!1700000000!1700086399!1700000000.xml.gz");
   EXPECT_EQ(gunzip(gzip(xml)), xml);
