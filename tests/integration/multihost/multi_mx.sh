@@ -10,7 +10,11 @@
 #      time until a new triplet is greylisted again (decisions shared again) and requests left
 #      unanswered by the load generator (must be 0);
 #   4. the old master comes back, Sentinel turns it into a replica, and all three hosts still
-#      decide through the new master.
+#      decide through the new master;
+#   5. each host also runs mxguard-dmarc (same Sentinel URL, a DNS server in the store
+#      namespace); mail is fed to each with miltertest before step 1, and after the report
+#      period (1 minute) has ended, ONE mxguard-dmarc-report run on A writes ONE aggregate report
+#      for the domain whose rows count the mail seen by all three hosts, across the failover.
 # Needs root and network namespaces (ip netns); prints SKIPPED and exits 77 otherwise (ctest
 # counts that as skipped). Everything runs in namespaces it creates, named with this pid; it
 # stops exactly the pids it started and deletes its namespaces and links on any exit.
@@ -19,6 +23,9 @@ set -euo pipefail
 
 build=$(cd "${1:?usage: multi_mx.sh BUILD_DIR}" && pwd)
 policyd=$build/policyd/mxguard-policyd
+dmarc=$build/milters/dmarc/mxguard-dmarc
+dmarc_report=$build/milters/dmarc/mxguard-dmarc-report
+dns_server=$(cd "$(dirname "$0")/../../fixtures" && pwd)/dns_server.py
 grey=$build/policyd/mxguard-grey
 load=$build/tests/bench/mxguard-policy-load
 id=$(( $$ % 100000 ))
@@ -48,7 +55,8 @@ skip() {
 
 [ "$(id -u)" = 0 ] || skip "needs root for network namespaces"
 command -v ip >/dev/null || skip "no ip (iproute2)"
-for b in "$policyd" "$grey" "$load" /usr/bin/redis-server /usr/bin/redis-cli; do
+for b in "$policyd" "$grey" "$load" "$dmarc" "$dmarc_report" /usr/bin/redis-server \
+  /usr/bin/redis-cli /usr/bin/miltertest; do
   [ -x "$b" ] || skip "missing $b"
 done
 if ! ip netns add "mxg$id-probe" 2>/dev/null; then
@@ -174,6 +182,69 @@ metric() {  # metric HOST NAME -> summed value of every series of NAME
 }
 deferred() { case $1 in DEFER_IF_PERMIT*) return 0 ;; *) return 1 ;; esac; }
 
+# --- mxguard-dmarc on every host; a DNS server for its zones in the store namespace ---
+cat >"$tmp/zone" <<'ZONE'
+$ORIGIN test.
+$TTL 60
+@ IN SOA ns1 hostmaster 1 3600 600 86400 60
+_dmarc.author IN TXT "v=DMARC1; p=none; rua=mailto:dmarc-agg@author.test"
+ZONE
+start "$store" "$tmp/dns.log" /usr/bin/python3 "$dns_server" --zone "$tmp/zone" \
+  --port-file "$tmp/dns.port" --address 198.18.0.1 --port 53
+cat >"$tmp/dmarc.conf" <<CONF
+redis-url = $url
+redis-timeout = 300ms
+dns-servers = 198.18.0.1@53
+authserv-id = mx.test
+trusted-networks = 127.0.0.1/32
+spf-self-check = no
+report-interval = 1m
+report-delay = 1s
+report-org-name = mxguard multi-MX test
+report-email = dmarc-noreply@mx.test
+log-target = stderr
+CONF
+for h in "${hosts[@]}"; do
+  start "mxg$id-$h" "$tmp/dmarc-$h.log" "$dmarc" -c "$tmp/dmarc.conf" --foreground \
+    --listen inet:127.0.0.1:8893 --metrics-listen inet:127.0.0.1:9101
+done
+for _ in $(seq 100); do [ -s "$tmp/dns.port" ] && break; sleep 0.1; done
+for h in "${hosts[@]}"; do
+  for _ in $(seq 100); do
+    in_ns "mxg$id-$h" bash -c 'exec 3<>/dev/tcp/127.0.0.1/8893' 2>/dev/null && break
+    sleep 0.1
+  done
+done
+mail_to_dmarc() {  # mail_to_dmarc HOST CLIENT-IP: one message From: x@author.test, unsigned
+  cat >"$tmp/mt-$1-$2.lua" <<LUA
+conn = mt.connect("inet:8893@127.0.0.1", 20, 0.1)
+if conn == nil then error("connect") end
+if mt.conninfo(conn, "relay.sender.test", "$2") ~= nil then error("conninfo") end
+if mt.helo(conn, "relay.sender.test") ~= nil then error("helo") end
+if mt.mailfrom(conn, "<bounce@sender.test>") ~= nil then error("mailfrom") end
+mt.header(conn, "From", "ceo@author.test")
+mt.header(conn, "Subject", "multi-MX DMARC")
+mt.eoh(conn)
+mt.eom(conn)
+if mt.getreply(conn) ~= SMFIR_ACCEPT and mt.getreply(conn) ~= SMFIR_CONTINUE then
+  error("not accepted")
+end
+mt.disconnect(conn)
+LUA
+  in_ns "mxg$id-$1" miltertest -s "$tmp/mt-$1-$2.lua" >>"$tmp/miltertest.log" 2>&1
+}
+log "0. mail through mxguard-dmarc on each host (counted into the shared aggregate data)"
+dmarc_period=$(( $(date +%s) / 60 * 60 ))
+mt_ok=1
+mail_to_dmarc a 198.51.100.71 || mt_ok=0
+mail_to_dmarc a 198.51.100.71 || mt_ok=0
+mail_to_dmarc b 198.51.100.72 || mt_ok=0
+mail_to_dmarc c 198.51.100.73 || mt_ok=0
+check "mxguard-dmarc on A, B and C accepted the p=none mail" test "$mt_ok" = 1
+for h in "${hosts[@]}"; do
+  check "$h logged its DMARC decision" grep -q "dmarc=fail .*from=author.test" "$tmp/dmarc-$h.log"
+done
+
 # --- 1. shared greylisting state ---
 log "1. a triplet deferred on A passes on B after the delay"
 first=$(ask a 198.51.100.10 alice@sender.example bob@rcpt.example)
@@ -244,6 +315,37 @@ for h in "${hosts[@]}"; do
   r=$(ask "$h" "198.51.100.$((RANDOM % 200 + 20))" "late$RANDOM@sender.example" "z@rcpt.example")
   check "$h greylists through the new master ($r)" deferred "$r"
 done
+
+# --- 5. one aggregate report covers the mail seen by all three hosts ---
+log "5. mxguard-dmarc-report on A, after the report period: one report, rows from A, B and C"
+now=$(date +%s)
+period_end=$((dmarc_period + 60))
+[ "$now" -ge $((period_end + 2)) ] || sleep $((period_end + 2 - now))
+mkdir -p "$tmp/reports"
+report_rc=0
+in_ns "mxg$id-a" "$dmarc_report" -c "$tmp/dmarc.conf" --dry-run "$tmp/reports" \
+  >"$tmp/dmarc-report.log" 2>&1 || report_rc=$?
+check "mxguard-dmarc-report on A succeeded" test "$report_rc" = 0
+reports=("$tmp"/reports/*author.test*.xml.gz)
+check "exactly one report for author.test (${#reports[@]})" test "${#reports[@]}" = 1 -a -f "${reports[0]}"
+if [ -f "${reports[0]}" ]; then
+  zcat "${reports[0]}" >"$tmp/report.xml"
+  row_count() {  # row_count IP -> the <count> of that source's row
+    /usr/bin/python3 - "$tmp/report.xml" "$1" <<'PY'
+import sys, xml.etree.ElementTree as ET
+root = ET.parse(sys.argv[1]).getroot()
+print(sum(int(r.findtext("row/count")) for r in root.iter("record")
+          if r.findtext("row/source_ip") == sys.argv[2]))
+PY
+  }
+  printf 'aggregate report %s: rows 198.51.100.71=%s 198.51.100.72=%s 198.51.100.73=%s\n' \
+    "$(basename "${reports[0]}")" "$(row_count 198.51.100.71)" "$(row_count 198.51.100.72)" \
+    "$(row_count 198.51.100.73)"
+  check "the report counts A's two messages" test "$(row_count 198.51.100.71)" = 2
+  check "the report counts B's message" test "$(row_count 198.51.100.72)" = 1
+  check "the report counts C's message" test "$(row_count 198.51.100.73)" = 1
+  check "the report is for p=none author.test" grep -q "<domain>author.test</domain>" "$tmp/report.xml"
+fi
 
 if [ "$failures" != 0 ]; then
   echo "multi_mx: $failures check(s) failed"
