@@ -6,8 +6,11 @@
 namespace mxguard::common::health {
 namespace {
 
+// One connection, and quiet: the daemon's own pool logs and counts what happens to the server;
+// a second voice would log every outage twice and count every breaker trip and failover twice.
 redis::ClientOptions one_connection(redis::ClientOptions o) {
   o.pool_size = 1;
+  o.report_state = false;
   return o;
 }
 

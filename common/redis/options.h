@@ -21,6 +21,10 @@ struct ClientOptions {
   // probe in the background instead of every caller waiting command_timeout (the breaker).
   std::size_t breaker_threshold = 3;
   std::string prefix = "mxg:";  // namespace of every key we write (DESIGN.md §6)
+  // Whether this client logs and counts what it sees of the server (down/up, breaker trips,
+  // connects, failovers). Not an option: false only for a second client that watches the same
+  // server as the daemon's own pool (the /healthz check), so nothing is said or counted twice.
+  bool report_state = true;
 };
 
 }  // namespace mxguard::common::redis

@@ -72,8 +72,10 @@ Pool::Pool(const ClientOptions& options)
   if (url_.transport == Url::Transport::kSentinel) {
     sentinel_ = std::make_unique<Sentinel>(url_, options_);
   }
-  set_up_gauge(url_, true);
-  breaker_trips().inc(0);
+  if (options_.report_state) {
+    set_up_gauge(url_, true);
+    breaker_trips().inc(0);
+  }
 }
 
 Pool::~Pool() {
@@ -126,12 +128,12 @@ Pool::Lease Pool::borrow() {
       lock.unlock();
       try {
         auto connection = open_connection();
-        count_connect("ok");
+        if (options_.report_state) count_connect("ok");
         lock.lock();
         connect_succeeded();
         return Lease(this, std::move(connection));
       } catch (const std::exception& e) {
-        count_connect("error");
+        if (options_.report_state) count_connect("error");
         lock.lock();
         --open_;
         go_down(e.what(), false);
@@ -168,7 +170,7 @@ void Pool::give_back(std::unique_ptr<Connection> connection) {
     } else if (++consecutive_timeouts_ >= options_.breaker_threshold && up_) {
       // One slow command is not an outage; several in a row with no success between are a
       // stalled server, where every caller would otherwise wait its full timeout.
-      breaker_trips().inc();
+      if (options_.report_state) breaker_trips().inc();
       go_down(std::to_string(consecutive_timeouts_) + " consecutive command timeouts of " +
                   std::to_string(options_.command_timeout.count()) + "ms",
               true);
@@ -188,11 +190,13 @@ void Pool::go_down(const std::string& reason, bool breaker) {
   next_attempt_ = Clock::now() + backoff_;
   open_ -= idle_.size();
   idle_.clear();
-  set_up_gauge(url_, false);
-  log::warning("redis " + url_.redacted() + (breaker ? " is not answering: " : " is down: ") +
-               reason + "; failing fast and probing in the background with backoff from " +
-               std::to_string(options_.reconnect_backoff_min.count()) + "ms to " +
-               std::to_string(options_.reconnect_backoff_max.count()) + "ms");
+  if (options_.report_state) {
+    set_up_gauge(url_, false);
+    log::warning("redis " + url_.redacted() + (breaker ? " is not answering: " : " is down: ") +
+                 reason + "; failing fast and probing in the background with backoff from " +
+                 std::to_string(options_.reconnect_backoff_min.count()) + "ms to " +
+                 std::to_string(options_.reconnect_backoff_max.count()) + "ms");
+  }
   if (prober_ && prober_pid_ == ::getpid()) {
     probe_wake_.notify_all();
   } else {
@@ -203,7 +207,7 @@ void Pool::go_down(const std::string& reason, bool breaker) {
 }
 
 void Pool::connect_succeeded() {
-  if (!up_) {
+  if (!up_ && options_.report_state) {
     log::info("redis " + url_.redacted() + " is up again after " + std::to_string(failed_probes_) +
               " failed probes");
     set_up_gauge(url_, true);
@@ -230,9 +234,9 @@ void Pool::probe_loop() {
       connection = open_connection();
       // A stalled server accepts connects (the kernel does) but answers nothing.
       connection->command({"PING"});
-      count_connect("ok");
+      if (options_.report_state) count_connect("ok");
     } catch (const std::exception& e) {
-      count_connect("error");
+      if (options_.report_state) count_connect("error");
       connection.reset();
       error = e.what();
     }

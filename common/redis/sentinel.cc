@@ -28,11 +28,13 @@ Sentinel::Sentinel(const Url& url, const ClientOptions& options) : url_(url), op
   if (url_.transport != Url::Transport::kSentinel || url_.sentinels.empty()) {
     throw std::invalid_argument("Sentinel needs a sentinel:// url");
   }
-  metrics::Registry::global()
-      .counter("mxguard_redis_failovers_total",
-               "Redis master address changes the sentinels reported",
-               {{"master", url_.master_name}})
-      .inc(0);
+  if (options_.report_state) {
+    metrics::Registry::global()
+        .counter("mxguard_redis_failovers_total",
+                 "Redis master address changes the sentinels reported",
+                 {{"master", url_.master_name}})
+        .inc(0);
+  }
 }
 
 Sentinel::Address Sentinel::ask_sentinels() {
@@ -101,7 +103,9 @@ void Sentinel::seen_master(const Address& address) {
   if (text == master_) {
     return;
   }
-  if (master_.empty()) {
+  if (!options_.report_state) {
+    if (!master_.empty()) ++failovers_;
+  } else if (master_.empty()) {
     log::info("redis sentinel: master '" + url_.master_name + "' is at " + text);
   } else {
     ++failovers_;
@@ -115,7 +119,7 @@ void Sentinel::seen_master(const Address& address) {
                  " to " + text + " (failover)");
   }
   master_ = text;
-  master_gauge(url_.master_name, master_).set(1);
+  if (options_.report_state) master_gauge(url_.master_name, master_).set(1);
 }
 
 std::string Sentinel::master() const {

@@ -329,9 +329,13 @@ std::shared_ptr<const Config> make_config(const Options& o) {
   c->authserv_id = o.authserv_id.empty() ? common::util::host_name() : o.authserv_id;
   c->hop_secret = common::authres::configured_hop_secret(o.hop_secret_file);
   if (!c->hop_secret) {
+    // True for a daemon of its own; in mxguard-milter the dkim filter of the same chain hands
+    // its results over in process, which needs no secret (said so, or the line misleads).
     common::log::warning("no hop secret (" + o.hop_secret_file +
-                         "): no Authentication-Results header can be trusted, so DKIM results of "
-                         "mxguard-dkim are not used (dkim=none for DMARC)");
+                         "): Authentication-Results headers cannot be trusted, so the DKIM and "
+                         "ARC results of an mxguard-dkim daemon are not used (dkim=none for "
+                         "DMARC); a dkim filter in the same mxguard-milter still hands its "
+                         "results over");
   }
   auto colon = o.quarantine_header.find(':');
   c->quarantine_header_name = o.quarantine_header.substr(0, colon);

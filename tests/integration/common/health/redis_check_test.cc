@@ -8,6 +8,8 @@
 #include <chrono>
 #include <thread>
 
+#include "common/metrics/metrics.h"
+#include "common/redis/errors.h"
 #include "tests/fixtures/process.h"
 #include "tests/fixtures/redis_server.h"
 
@@ -41,6 +43,28 @@ TEST(RedisCheckTest, ADeadServerFailsFastAndIsNamed) {
   EXPECT_EQ(first.reason, "connect to " + url + ": Connection refused");
   EXPECT_FALSE(second.ok);
   EXPECT_EQ(second.reason.rfind(url + " is down (", 0), 0u) << second.reason;
+}
+
+// The daemon's own pool reports the server's state; the check's pool says nothing of its own:
+// no mxguard_redis_up series, connect count or breaker count from it (log lines follow the
+// same flag in pool.cc). The errors it meets are still counted (mxguard_redis_errors_total).
+// (The tests before it in this binary use only the quiet check pools.)
+TEST(RedisCheckTest, TheCheckIsQuietAboutTheServersState) {
+  std::string url = "redis://127.0.0.1:" + std::to_string(testing::free_tcp_port()) + "/0";
+  RedisCheck check(options_for(url), 0ms);
+  EXPECT_FALSE(check().ok);
+  EXPECT_FALSE(check().ok);
+  std::string after = metrics::Registry::global().render();
+  EXPECT_EQ(after.find(url), std::string::npos) << after;
+  EXPECT_EQ(after.find("mxguard_redis_connects_total"), std::string::npos) << after;
+  EXPECT_EQ(after.find("mxguard_redis_breaker_trips_total"), std::string::npos) << after;
+
+  // The same server through a reporting pool shows up.
+  redis::Pool pool(options_for(url));
+  EXPECT_THROW(pool.command({"PING"}), redis::IoError);
+  std::string reported = metrics::Registry::global().render();
+  EXPECT_NE(reported.find("mxguard_redis_up{url=\"" + url + "\"} 0"), std::string::npos)
+      << reported;
 }
 
 TEST(RedisCheckTest, AnswersFromTheLastPingWithinTheFreshInterval) {
