@@ -21,7 +21,6 @@ namespace {
 
 using std::chrono::milliseconds;
 using Clock = std::chrono::steady_clock;
-using testing::RedisSentinel;
 using testing::RedisServer;
 
 ClientOptions options_for(const std::string& url) {
@@ -42,13 +41,7 @@ Reply ask(int port, const std::vector<std::string>& argv) {
   return connection.command(argv);
 }
 
-std::string role_of(int port) {
-  try {
-    return ask(port, {"ROLE"}).as_array().at(0).as_string();
-  } catch (const std::exception&) {
-    return "";
-  }
-}
+std::string role_of(int port) { return testing::RedisSentinelSet::role_of(port); }
 
 // Waits until condition() holds; false after the timeout.
 template <typename Condition>
@@ -65,50 +58,20 @@ bool eventually(Condition condition, std::chrono::seconds timeout) {
 
 class SentinelTest : public ::testing::Test {
  protected:
-  SentinelTest()
-      : master_(),
-        replica_(RedisServer::Options{.extra_config = "replicaof 127.0.0.1 " +
-                                                      std::to_string(master_.port()) + "\n"}) {
-    for (auto& sentinel : sentinels_) {
-      sentinel = std::make_unique<RedisSentinel>("mxg", master_.port(), 2);
-    }
-    // A failover needs a replica in sync that every sentinel knows about.
-    bool ready = eventually(
-        [&] {
-          try {
-            if (ask(replica_.port(), {"INFO", "replication"})
-                    .as_string()
-                    .find("master_link_status:up") == std::string::npos) {
-              return false;
-            }
-            for (auto& sentinel : sentinels_) {
-              if (ask(sentinel->port(), {"SENTINEL", "replicas", "mxg"}).as_array().empty()) {
-                return false;
-              }
-            }
-            return true;
-          } catch (const std::exception&) {
-            return false;
-          }
-        },
-        std::chrono::seconds(20));
-    EXPECT_TRUE(ready) << sentinels_[0]->log();
-  }
-
   std::string url(const std::string& sentinels_part) const {
     return "sentinel://" + sentinels_part + "/mxg/0";
   }
-  std::string all_sentinels() const {
-    return sentinels_[0]->endpoint() + "," + sentinels_[1]->endpoint() + "," +
-           sentinels_[2]->endpoint();
+  std::string all_sentinels() {
+    return set_.sentinel(0).endpoint() + "," + set_.sentinel(1).endpoint() + "," +
+           set_.sentinel(2).endpoint();
   }
   std::string address(const RedisServer& server) const {
     return "127.0.0.1:" + std::to_string(server.port());
   }
 
-  RedisServer master_;
-  RedisServer replica_;
-  std::unique_ptr<RedisSentinel> sentinels_[3];
+  testing::RedisSentinelSet set_{"mxg"};  // waits until a failover can happen
+  RedisServer& master_ = set_.master();
+  RedisServer& replica_ = set_.replica();
 };
 
 TEST_F(SentinelTest, ConnectsToTheMasterTheSentinelsName) {
@@ -120,7 +83,7 @@ TEST_F(SentinelTest, ConnectsToTheMasterTheSentinelsName) {
 }
 
 TEST_F(SentinelTest, DeadSentinelsAreSkipped) {
-  sentinels_[0]->stop();
+  set_.sentinel(0).stop();
   // A port where nothing listens first, then a stopped sentinel, then a live one.
   Pool pool(options_for(url("127.0.0.1:1," + all_sentinels())));
   EXPECT_EQ(pool.command({"PING"}).as_string(), "PONG");
@@ -128,7 +91,7 @@ TEST_F(SentinelTest, DeadSentinelsAreSkipped) {
 }
 
 TEST_F(SentinelTest, UnknownMasterNameIsAnError) {
-  Pool pool(options_for("sentinel://" + sentinels_[1]->endpoint() + "/nosuch"));
+  Pool pool(options_for("sentinel://" + set_.sentinel(1).endpoint() + "/nosuch"));
   try {
     pool.command({"PING"});
     ADD_FAILURE() << "expected an error";
@@ -170,7 +133,7 @@ TEST_F(SentinelTest, FollowsAFailoverAndSurvivesTheOldMastersReturn) {
       },
       std::chrono::seconds(30));
   auto took = std::chrono::duration_cast<milliseconds>(Clock::now() - killed);
-  ASSERT_TRUE(recovered) << sentinels_[0]->log();
+  ASSERT_TRUE(recovered) << set_.logs();
   EXPECT_GT(failed, 0);
   EXPECT_EQ(pool.master(), address(replica_));
   EXPECT_EQ(pool.failovers(), 1u);
@@ -184,7 +147,7 @@ TEST_F(SentinelTest, FollowsAFailoverAndSurvivesTheOldMastersReturn) {
   master_.start();
   EXPECT_TRUE(
       eventually([&] { return role_of(master_.port()) == "slave"; }, std::chrono::seconds(30)))
-      << sentinels_[0]->log();
+      << set_.logs();
   for (int i = 0; i < 20; ++i) {
     pool.command({"INCR", "after"});
   }
