@@ -12,15 +12,13 @@
 #include <set>
 #include <sstream>
 
+#include "common/util/strings.h"
+
 namespace mxguard::common::config {
 namespace po = boost::program_options;
 namespace {
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
-  return s;
-}
+using util::trim;
 
 template <class T>
 void parse_integer(std::string_view text, T& out) {

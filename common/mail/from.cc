@@ -12,6 +12,8 @@ namespace {
 
 bool is_wsp(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
 
+// RFC 5322 folding white space (space, tab, CR, LF), deliberately not util::trim: a VT or FF
+// in an address is not white space to strip but a byte that makes the address bad.
 std::string_view trim(std::string_view s) {
   while (!s.empty() && is_wsp(s.front())) s.remove_prefix(1);
   while (!s.empty() && is_wsp(s.back())) s.remove_suffix(1);

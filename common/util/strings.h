@@ -13,6 +13,9 @@ namespace mxguard::common::util {
 std::string lower(std::string_view s);
 // Without leading and trailing white space (space, tab, CR, LF, VT, FF).
 std::string_view trim(std::string_view s);
+// Without leading and trailing blanks: space and tab only (HTTP's OWS, RFC 9110 §5.6.3), for
+// values where any other control character is part of the value and must not vanish.
+std::string_view trim_blanks(std::string_view s);
 // Case-insensitive (ASCII) equality.
 bool iequals(std::string_view a, std::string_view b);
 // Splits on every occurrence of `sep`; "a;;b" gives "a", "", "b"; "" gives one empty piece.

@@ -35,11 +35,7 @@ using PkeyPtr = std::unique_ptr<EVP_PKEY, PkeyFree>;
 
 using mxguard::common::util::lower;
 
-std::string trim(std::string_view s) {
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
-  return std::string(s);
-}
+std::string trim(std::string_view s) { return std::string(common::util::trim(s)); }
 
 // Keys are read at start-up as root and again on reload as the daemon user: a key only root
 // can read would make every reload fail. So at load, as root, the configured user must be

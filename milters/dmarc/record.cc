@@ -14,11 +14,7 @@ namespace mxguard::milter::dmarc {
 using common::mail::valid_domain;
 namespace {
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
-  return s;
-}
+using common::util::trim;
 
 using mxguard::common::util::iequals;
 

@@ -14,6 +14,7 @@
 #include "common/log/log.h"
 #include "common/metrics/metrics.h"
 #include "common/util/asio.h"
+#include "common/util/strings.h"
 
 namespace mxguard::policyd::authpolicy {
 namespace {
@@ -36,12 +37,8 @@ common::metrics::Counter& refused() {
   return c;
 }
 
-std::string trim(std::string_view s) {
-  auto b = s.find_first_not_of(" \t");
-  if (b == std::string_view::npos) return "";
-  auto e = s.find_last_not_of(" \t");
-  return std::string(s.substr(b, e - b + 1));
-}
+// HTTP's optional white space only (space, tab): any other byte is part of a secret.
+std::string trim(std::string_view s) { return std::string(common::util::trim_blanks(s)); }
 
 std::string_view sv(beast::string_view s) { return {s.data(), s.size()}; }
 
