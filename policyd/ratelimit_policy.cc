@@ -94,92 +94,130 @@ bool RateLimiter::first_alert(const std::string& key, std::int64_t window_end) {
   return true;
 }
 
-RateDecision RateLimiter::check(const common::policy::Request& req, bool trusted) {
-  RateDecision d;
+RateLimiter::Prepared RateLimiter::prepare(const common::policy::Request& req, bool trusted) const {
+  Prepared p;
+  RateDecision& d = p.decision;
   std::string state(req.protocol_state());
   bool rcpt = state == "RCPT";
   bool eom = state == "END-OF-MESSAGE";
-  if (!rcpt && !eom) return d;
+  if (!rcpt && !eom) return p;
   std::string sasl = lower(req.get("sasl_username"));
   std::string who;
-  const std::vector<Limit>* limits = nullptr;
   if (!sasl.empty()) {
     who = "sasl:" + sasl;
-    limits = rcpt ? &sasl_recipients_ : &sasl_messages_;
+    p.limits = rcpt ? &sasl_recipients_ : &sasl_messages_;
   } else if (trusted) {
     std::string sender = lower(req.sender());
     auto at = sender.rfind('@');
-    if (at == std::string::npos || at + 1 == sender.size()) return d;  // null sender: bounces
+    if (at == std::string::npos || at + 1 == sender.size()) return p;  // null sender: bounces
     who = "sender:" + sender.substr(at + 1);
-    limits = rcpt ? &sender_recipients_ : &sender_messages_;
+    p.limits = rcpt ? &sender_recipients_ : &sender_messages_;
   } else {
-    return d;
+    return p;
   }
   d.subject = who;
-  if (limits->empty()) {
+  if (p.limits->empty()) {
     d.kind = RateDecision::Kind::kPass;
     d.action = "DUNNO";
     d.reason = "no limit";
-    return d;
+    return p;
   }
-  std::string what = rcpt ? "recipients" : "messages";
+  p.needs_redis = true;
+  p.what = rcpt ? "recipients" : "messages";
   // END-OF-MESSAGE says what the message was: logged with the decision (the reason field).
-  std::string message_info;
   if (eom) {
-    message_info = " (recipient_count=" + std::string(req.get("recipient_count")) +
-                   " size=" + std::string(req.get("size")) + ")";
+    p.message_info = " (recipient_count=" + std::string(req.get("recipient_count")) +
+                     " size=" + std::string(req.get("size")) + ")";
   }
-  common::ratelimit::Subject subject{
-      "pd:" + common::ratelimit::key_part(who) + (rcpt ? ":r" : ":m"), *limits, {}};
+  p.subject = common::ratelimit::Subject{
+      "pd:" + common::ratelimit::key_part(who) + (rcpt ? ":r" : ":m"), *p.limits, {}};
+  p.queue_id = req.queue_id().empty() ? "NOQUEUE" : std::string(req.queue_id());
+  return p;
+}
+
+RateDecision RateLimiter::decide(const Prepared& p, const common::ratelimit::Result& r) {
+  RateDecision d = p.decision;
+  if (r.counted) {
+    d.kind = RateDecision::Kind::kPass;
+    d.action = "DUNNO";
+    d.reason = p.what + " within limits" + p.message_info;
+    return d;
+  }
+  const auto& st = r.subjects[0];
+  std::size_t i = st.reached.value_or(0);
+  const Limit& l = (*p.limits)[i];
+  std::string limit_text =
+      std::to_string(l.max) + " " + p.what + " per " + Limit{1, l.window}.to_string().substr(2);
+  // Left to right over the template only: a user name or domain containing "%u" or "%l" is
+  // inserted as it is, never expanded again.
+  const std::string& who = d.subject;
+  std::string user = who.substr(who.find(':') + 1);
+  std::string text;
+  const std::string& tmpl = options_.text;
+  for (std::size_t k = 0; k < tmpl.size(); ++k) {
+    char next = k + 1 < tmpl.size() ? tmpl[k + 1] : '\0';
+    if (tmpl[k] == '%' && (next == 'u' || next == 'l' || next == '%')) {
+      text += next == 'u' ? user : next == 'l' ? limit_text : "%";
+      ++k;
+      continue;
+    }
+    text += tmpl[k];
+  }
+  d.kind = RateDecision::Kind::kOver;
+  d.action = options_.action + (text.empty() ? "" : " " + text);
+  d.reason = p.what + " over " + l.to_string() + p.message_info;
+  exceeded(p.what).inc();
+  auto now = limiter_.clock()();
+  auto window_end = now - now % l.window.count() + l.window.count();
+  if (first_alert(p.subject.key + "/" + l.to_string(), window_end)) {
+    common::log::warning(p.queue_id + ": ratelimit: " + who + " exceeded " + limit_text +
+                         "; further mail is deferred until the window has room (logged once "
+                         "per window)");
+  }
+  return d;
+}
+
+RateDecision RateLimiter::store_error(const Prepared& p, const std::string& what) const {
+  store_errors().inc();
+  RateDecision d = p.decision;
+  d.kind = RateDecision::Kind::kError;
+  d.action = options_.on_store_error == "defer"
+                 ? "DEFER_IF_PERMIT 4.3.0 Service temporarily unavailable"
+                 : "DUNNO";
+  d.reason = "store error: " + what;
+  return d;
+}
+
+RateDecision RateLimiter::check(const common::policy::Request& req, bool trusted) {
+  Prepared p = prepare(req, trusted);
+  if (!p.needs_redis) return p.decision;
   try {
-    auto r = limiter_.hit({subject}, common::ratelimit::Mode::kConsume);
-    if (r.counted) {
-      d.kind = RateDecision::Kind::kPass;
-      d.action = "DUNNO";
-      d.reason = what + " within limits" + message_info;
-      return d;
-    }
-    const auto& st = r.subjects[0];
-    std::size_t i = st.reached.value_or(0);
-    const Limit& l = (*limits)[i];
-    std::string limit_text =
-        std::to_string(l.max) + " " + what + " per " + Limit{1, l.window}.to_string().substr(2);
-    // Left to right over the template only: a user name or domain containing "%u" or "%l" is
-    // inserted as it is, never expanded again.
-    std::string user = who.substr(who.find(':') + 1);
-    std::string text;
-    const std::string& tmpl = options_.text;
-    for (std::size_t k = 0; k < tmpl.size(); ++k) {
-      char next = k + 1 < tmpl.size() ? tmpl[k + 1] : '\0';
-      if (tmpl[k] == '%' && (next == 'u' || next == 'l' || next == '%')) {
-        text += next == 'u' ? user : next == 'l' ? limit_text : "%";
-        ++k;
-        continue;
-      }
-      text += tmpl[k];
-    }
-    d.kind = RateDecision::Kind::kOver;
-    d.action = options_.action + (text.empty() ? "" : " " + text);
-    d.reason = what + " over " + l.to_string() + message_info;
-    exceeded(what).inc();
-    auto now = limiter_.clock()();
-    auto window_end = now - now % l.window.count() + l.window.count();
-    if (first_alert(subject.key + "/" + l.to_string(), window_end)) {
-      common::log::warning(std::string(req.queue_id().empty() ? "NOQUEUE" : req.queue_id()) +
-                           ": ratelimit: " + who + " exceeded " + limit_text +
-                           "; further mail is deferred until the window has room (logged once "
-                           "per window)");
-    }
-    return d;
+    return decide(p, limiter_.hit({p.subject}, common::ratelimit::Mode::kConsume));
   } catch (const common::redis::Error& ex) {
-    store_errors().inc();
-    d.kind = RateDecision::Kind::kError;
-    d.action = options_.on_store_error == "defer"
-                   ? "DEFER_IF_PERMIT 4.3.0 Service temporarily unavailable"
-                   : "DUNNO";
-    d.reason = std::string("store error: ") + ex.what();
-    return d;
+    return store_error(p, ex.what());
   }
+}
+
+std::optional<RateDecision> RateLimiter::check_async(const common::policy::Request& req,
+                                                     bool trusted, common::redis::Batcher& batcher,
+                                                     std::function<void(RateDecision)> done) {
+  Prepared p = prepare(req, trusted);
+  if (!p.needs_redis) return p.decision;
+  std::vector<common::ratelimit::Subject> subjects{p.subject};
+  limiter_.hit_async(batcher, std::move(subjects), common::ratelimit::Mode::kConsume, 1,
+                     [this, p = std::move(p), done = std::move(done)](
+                         std::optional<common::ratelimit::Result> r, std::exception_ptr error) {
+                       if (r) return done(decide(p, *r));
+                       if (!error) return done(store_error(p, "no reply"));
+                       try {
+                         std::rethrow_exception(error);
+                       } catch (const std::exception& ex) {
+                         // A reply that is not the script's is as unusable as none: the same
+                         // outcome.
+                         done(store_error(p, ex.what()));
+                       }
+                     });
+  return std::nullopt;
 }
 
 }  // namespace mxguard::policyd

@@ -11,12 +11,14 @@
 #include <cstdint>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "common/policy/codec.h"
 #include "common/ratelimit/ratelimit.h"
+#include "common/redis/batcher.h"
 #include "common/redis/pool.h"
 
 namespace mxguard::common::config {
@@ -54,9 +56,29 @@ class RateLimiter {
   // For a SASL-authenticated request, or an unauthenticated one from a trusted network
   // (`trusted`); kNotApplicable for anything else (inbound mail, other protocol states).
   RateDecision check(const common::policy::Request& req, bool trusted);
+  // The same without waiting for Redis: a decision that needs no Redis (not applicable, no
+  // limit) is returned, and `done` is never called; otherwise nullopt, and `done` runs exactly
+  // once with the decision, on a batcher thread (inside this call only when the batcher
+  // refuses the call at once). This RateLimiter must outlive `done` (policyd's Run holds it).
+  std::optional<RateDecision> check_async(const common::policy::Request& req, bool trusted,
+                                          common::redis::Batcher& batcher,
+                                          std::function<void(RateDecision)> done);
   const RateLimitOptions& options() const { return options_; }
 
  private:
+  // What a request needs: a decision already (`needs_redis` false), or one subject to consume.
+  struct Prepared {
+    RateDecision decision;
+    bool needs_redis = false;
+    common::ratelimit::Subject subject;
+    const std::vector<common::ratelimit::Limit>* limits = nullptr;
+    std::string what;          // recipients | messages
+    std::string message_info;  // END-OF-MESSAGE: " (recipient_count=… size=…)"
+    std::string queue_id;
+  };
+  Prepared prepare(const common::policy::Request& req, bool trusted) const;
+  RateDecision decide(const Prepared& p, const common::ratelimit::Result& r);
+  RateDecision store_error(const Prepared& p, const std::string& what) const;
   bool first_alert(const std::string& key, std::int64_t window_end);
 
   RateLimitOptions options_;

@@ -347,6 +347,27 @@ Result Limiter::hit(const std::vector<Subject>& subjects, Mode mode, std::uint64
   return parse_result(redis_.eval(ratelimit_script(), keys, args), subjects);
 }
 
+void Limiter::hit_async(redis::Batcher& batcher, std::vector<Subject> subjects, Mode mode,
+                        std::uint64_t cost, HitCallback done) {
+  if (subjects.empty() || mode == Mode::kPeek) {
+    throw std::invalid_argument("hit_async: needs subjects and a counting mode");
+  }
+  std::vector<std::string> keys, args;
+  script_call(Hit{subjects, mode, cost}, clock_(), keys, args);
+  batcher.eval(ratelimit_script(), keys, args,
+               [subjects = std::move(subjects), done = std::move(done)](redis::Batcher::Result r) {
+                 if (!r.reply) return done(std::nullopt, r.error);
+                 std::optional<Result> result;
+                 std::exception_ptr error;
+                 try {
+                   result = parse_result(*r.reply, subjects);
+                 } catch (const std::exception&) {
+                   error = std::current_exception();
+                 }
+                 done(std::move(result), error);
+               });
+}
+
 std::vector<Result> Limiter::hit_batch(const std::vector<Hit>& hits) {
   std::vector<Result> out(hits.size());
   std::vector<std::vector<std::string>> commands;

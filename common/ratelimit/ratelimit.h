@@ -11,12 +11,14 @@
 
 #include <chrono>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "common/redis/batcher.h"
 #include "common/redis/pool.h"
 #include "common/redis/script.h"
 
@@ -101,6 +103,15 @@ class Limiter {
   // Several script calls (no kPeek) in one pipelined round trip, on one connection; results in
   // the same order. Throws redis::Error for the whole batch.
   std::vector<Result> hit_batch(const std::vector<Hit>& hits);
+  // hit() without waiting: the script call goes out through `batcher` (pipelined with other
+  // callers'), and `done` runs exactly once with the result or with the error (a redis::Error,
+  // or std::runtime_error for a reply that is not the script's): on a batcher thread, or inside
+  // this call when the batcher refuses the call at once (queue full, shutting down: IoError). No
+  // kPeek and no empty `subjects` (std::invalid_argument, thrown here: programming errors, not
+  // outcomes).
+  using HitCallback = std::function<void(std::optional<Result>, std::exception_ptr)>;
+  void hit_async(redis::Batcher& batcher, std::vector<Subject> subjects, Mode mode,
+                 std::uint64_t cost, HitCallback done);
   // Forgets a subject's counters and block.
   void reset(std::string_view subject_key);
   // Forgets a subject's counters but keeps a block in force (one script call).

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <thread>
 
 #include "common/redis/errors.h"
 #include "tests/fixtures/redis_server.h"
@@ -213,6 +214,54 @@ TEST_F(RateLimitTest, RedisDownIsAnIoError) {
   auto l = limiter();
   redis_.stop();
   EXPECT_THROW(l.hit({subject("t:down", {{5, 60s}})}, Mode::kCount), redis::IoError);
+}
+
+// hit_async through a Batcher: 40 concurrent consumes of a limit of 25 from 8 threads, answered
+// on the batcher's threads: exactly 25 are counted (the script is atomic however calls are
+// pipelined), every callback runs once, and the counts agree with a synchronous peek. With
+// Redis gone the callback gets the IoError.
+TEST_F(RateLimitTest, AsynchronousHitsThroughTheBatcherCountExactlyOnce) {
+  auto l = limiter();
+  redis::Batcher batcher(*pool_);
+  std::atomic<int> counted{0}, answered{0}, errors{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 5; ++i) {
+        l.hit_async(batcher, {subject("t:async", {{25, 60s}})}, Mode::kConsume, 1,
+                    [&](std::optional<Result> r, std::exception_ptr e) {
+                      if (r && r->counted) ++counted;
+                      if (e) ++errors;
+                      ++answered;
+                    });
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (int i = 0; i < 200 && answered < 40; ++i) std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(answered.load(), 40);
+  EXPECT_EQ(errors.load(), 0);
+  EXPECT_EQ(counted.load(), 25);
+  EXPECT_DOUBLE_EQ(l.hit({subject("t:async", {{25, 60s}})}, Mode::kPeek).subjects[0].counts[0], 25);
+  EXPECT_THROW(l.hit_async(batcher, {}, Mode::kCount, 1, {}), std::invalid_argument);
+  EXPECT_THROW(l.hit_async(batcher, {subject("t:x", {{1, 60s}})}, Mode::kPeek, 1, {}),
+               std::invalid_argument);
+
+  redis_.stop();
+  std::atomic<bool> io_error{false}, done{false};
+  l.hit_async(batcher, {subject("t:down", {{5, 60s}})}, Mode::kCount, 1,
+              [&](std::optional<Result> r, std::exception_ptr e) {
+                try {
+                  if (e) std::rethrow_exception(e);
+                } catch (const redis::IoError&) {
+                  io_error = !r.has_value();
+                } catch (...) {
+                }
+                done = true;
+              });
+  for (int i = 0; i < 300 && !done; ++i) std::this_thread::sleep_for(10ms);
+  EXPECT_TRUE(done.load());
+  EXPECT_TRUE(io_error.load());
 }
 
 // Two real processes (fork, each with its own pool) count one subject: no event is lost and
