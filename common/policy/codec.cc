@@ -11,12 +11,38 @@ bool valid_name_char(char c) {
 
 }  // namespace
 
-std::string_view Request::get(std::string_view name) const {
-  auto it = attrs_.find(name);
-  return it == attrs_.end() ? std::string_view() : std::string_view(it->second);
+const Request::Entry* Request::find(std::string_view name) const {
+  for (const Entry& e : entries_) {
+    if (name_of(e) == name) return &e;
+  }
+  return nullptr;
 }
 
-bool Request::has(std::string_view name) const { return attrs_.find(name) != attrs_.end(); }
+std::string_view Request::get(std::string_view name) const {
+  const Entry* e = find(name);
+  return e ? value_of(*e) : std::string_view();
+}
+
+bool Request::has(std::string_view name) const { return find(name) != nullptr; }
+
+void Request::set(std::string_view name, std::string_view value) {
+  // A replaced value's old text stays in the buffer: only tests set an attribute twice, and
+  // the parser's limits bound what a request can hold.
+  if (entries_.empty()) text_.reserve(1024);
+  auto at = static_cast<std::uint32_t>(text_.size());
+  text_.append(name);
+  text_.append(value);
+  Entry fresh{at, static_cast<std::uint32_t>(name.size()),
+              static_cast<std::uint32_t>(at + name.size()),
+              static_cast<std::uint32_t>(value.size())};
+  for (Entry& e : entries_) {
+    if (name_of(e) == name) {
+      e = fresh;
+      return;
+    }
+  }
+  entries_.push_back(fresh);
+}
 
 Parser::Status Parser::feed(std::string_view data, std::size_t& consumed) {
   consumed = 0;
@@ -73,16 +99,17 @@ Parser::Status Parser::finish_line() {
       return Status::kError;
     }
   }
-  std::string name = line_.substr(0, eq);
+  std::string_view line(line_);
+  std::string_view name = line.substr(0, eq);
   if (request_.has(name)) {
-    error_ = "duplicate attribute " + name;
+    error_ = "duplicate attribute " + std::string(name);
     return Status::kError;
   }
   if (request_.size() >= limits_.max_attributes) {
     error_ = "more than " + std::to_string(limits_.max_attributes) + " attributes";
     return Status::kError;
   }
-  request_.set(std::move(name), line_.substr(eq + 1));
+  request_.set(name, line.substr(eq + 1));
   line_.clear();
   return Status::kNeedMore;
 }
