@@ -155,15 +155,17 @@ class Validator {
     return true;
   }
 
-  // The key for d=/s= and an algorithm, fetched once per message and pair.
-  PkeyPtr key(const std::string& domain, const std::string& selector, Algorithm a,
-              std::string* why) {
+  // The key for d=/s= and an algorithm, fetched and decoded once per message; owned here.
+  EVP_PKEY* key(const std::string& domain, const std::string& selector, Algorithm a,
+                std::string* why) {
     auto name = selector + "._domainkey." + domain;
+    std::string decoded_name = name + "/" + std::string(algorithm_name(a));
+    if (auto d = decoded_.find(decoded_name); d != decoded_.end()) return d->second.get();
     auto it = answers_.find(name);
     if (it == answers_.end()) {
       if (answers_.size() >= m_.limits().max_key_lookups) {
         *why = "more than " + std::to_string(m_.limits().max_key_lookups) + " keys to look up";
-        return PkeyPtr();
+        return nullptr;
       }
       KeyAnswer answer;
       try {
@@ -175,7 +177,9 @@ class Validator {
       it = answers_.emplace(name, std::move(answer)).first;
     }
     if (it->second.status == KeyAnswer::Status::kTempError) temp_error_ = true;
-    return public_key_for(it->second, a, m_.limits().minimum_rsa_bits, why);
+    PkeyPtr k = public_key_for(it->second, a, m_.limits().minimum_rsa_bits, why);
+    if (!k) return nullptr;
+    return decoded_.emplace(decoded_name, std::move(k)).first->second.get();
   }
 
   bool verify_ams(int i, std::string* why) {
@@ -210,9 +214,9 @@ class Validator {
         canon_header(ams.header_canon, s.ams_field->name, strip_b_value(s.ams_field->value));
     self.resize(self.size() - 2);  // the signature header is hashed without its CRLF
     h.update(self);
-    PkeyPtr k = key(ams.domain, ams.selector, ams.algorithm, why);
+    EVP_PKEY* k = key(ams.domain, ams.selector, ams.algorithm, why);
     if (!k) return false;
-    if (!verify_digest(k.get(), ams.algorithm, h.digest(), ams.signature)) {
+    if (!verify_digest(k, ams.algorithm, h.digest(), ams.signature)) {
       *why = "signature did not verify";
       return false;
     }
@@ -233,9 +237,9 @@ class Validator {
         canon_header(Canon::kRelaxed, s.seal_field->name, strip_b_value(s.seal_field->value));
     self.resize(self.size() - 2);
     h.update(self);
-    PkeyPtr k = key(s.seal->domain, s.seal->selector, s.seal->algorithm, why);
+    EVP_PKEY* k = key(s.seal->domain, s.seal->selector, s.seal->algorithm, why);
     if (!k) return false;
-    if (!verify_digest(k.get(), s.seal->algorithm, h.digest(), s.seal->signature)) {
+    if (!verify_digest(k, s.seal->algorithm, h.digest(), s.seal->signature)) {
       *why = "signature did not verify";
       return false;
     }
@@ -247,6 +251,7 @@ class Validator {
   std::array<Slot, kMaxInstances + 1> slots_{};
   int n_ = 0;
   std::map<std::string, KeyAnswer> answers_;
+  std::map<std::string, PkeyPtr> decoded_;
   bool temp_error_ = false;
 };
 
@@ -289,7 +294,8 @@ std::optional<std::string> Message::body_hash(Canon c) const {
 }
 
 ChainResult validate_chain(const Message& message, const KeyFetcher& keys) {
-  return Validator(message, keys).run();
+  // On the heap: 51 slots are ~20 KiB, too much for a libmilter thread's stack to take lightly.
+  return std::make_unique<Validator>(message, keys)->run();
 }
 
 std::string sealers_comment(const ChainResult& r) {
