@@ -80,8 +80,12 @@ SealOutcome seal(const Message& message, const ChainResult& chain, const SealReq
     if (ln == "arc-seal") continue;  // never signed by an AMS
     auto it = counts.find(ln);
     if (it == counts.end() || it->second == 0) continue;
-    from |= ln == "from";
-    for (int k = 0; k < it->second; ++k) names.push_back(ln);
+    // At most kMaxSignedHeaders names in all, the limit validators (ours) hold h= to; a
+    // message with hundreds of copies of a field gets its bottom-most ones signed.
+    for (int k = 0; k < it->second && names.size() < kMaxSignedHeaders; ++k) {
+      names.push_back(ln);
+      from |= ln == "from";
+    }
     it->second = 0;  // a name listed twice is signed once per instance, not twice
   }
   if (!from) {

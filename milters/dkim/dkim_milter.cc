@@ -491,7 +491,7 @@ std::shared_ptr<const Config> make_config(const Options& o) {
   c->arc_verify = o.arc_verify;
   c->arc_seal = o.arc_seal_mode();
   if (!o.arc_seal_key.empty()) {
-    c->arc_seal_key = parse_arc_seal_key(o.arc_seal_key);
+    c->arc_seal_key = parse_arc_seal_key(o.arc_seal_key, o.daemon.user);
     c->arc_seal_pkey =
         std::make_shared<arc::PkeyPtr>(arc::private_key_from_pem(c->arc_seal_key->key->pem));
     if (!*c->arc_seal_pkey) throw KeyError("arc-seal-key: the key does not parse");

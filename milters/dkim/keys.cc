@@ -231,11 +231,12 @@ std::string from_address(std::string_view value) {
   return m.local + "@" + m.domain;
 }
 
-SigningKey parse_arc_seal_key(const std::string& spec) {
+SigningKey parse_arc_seal_key(const std::string& spec, const std::string& user) {
   std::string d, s, path;
   if (!split3(spec, d, s, path)) {
     throw KeyError("'" + spec + "' is not domain:selector:/path/to/key");
   }
+  require_readable_by(path, user);  // reloads run as --user
   return {lower(d), s, path, std::make_shared<const PrivateKey>(load_private_key(path))};
 }
 

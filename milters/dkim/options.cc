@@ -116,7 +116,7 @@ void Options::validate() const {
   common::config::require_parses("arc-seal", arc_seal, parse_arc_seal_mode);
   if (!arc_seal_key.empty()) {
     try {
-      parse_arc_seal_key(arc_seal_key);
+      parse_arc_seal_key(arc_seal_key, daemon.user);
     } catch (const KeyError& ex) {
       throw OptionError("arc-seal-key", ex.what());
     }

@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <string_view>
@@ -137,7 +138,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     arc::Message again;
     feed(again, sealed, body, false);
     arc::ChainResult check = arc::validate_chain(again, fetch);
-    if (check.result != arc::Cv::kPass && !again.overflow()) abort();
+    if (check.result != arc::Cv::kPass && !again.overflow()) {
+      fprintf(stderr, "our own seal does not validate: %s\n", check.reason.c_str());
+      abort();
+    }
   }
   if (o.set && o.set->seal.find("cv=pass") != std::string::npos && r.result != arc::Cv::kPass) {
     abort();

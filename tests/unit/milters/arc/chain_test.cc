@@ -415,6 +415,18 @@ TEST_F(ArcChainTest, FiftySetsAreTheMost) {
   EXPECT_EQ(skipped, "already 50 ARC sets");
 }
 
+// Found by fuzz_arc: a message with hundreds of copies of a signed field got an AMS whose h=
+// our own validator refuses (more than kMaxSignedHeaders names). The sealer signs at most that.
+TEST_F(ArcChainTest, SealOfAMessageWithManyCopiesOfAFieldValidates) {
+  std::string text;
+  for (int i = 0; i < 300; ++i) text += "To: list" + std::to_string(i) + "@lists.example.org\r\n";
+  text += kMessage;
+  std::string sealed = our_seal(text, *ed_, "ed", "lists.example.org");
+  ASSERT_FALSE(sealed.empty());
+  ChainResult r = verify_text(sealed);
+  EXPECT_EQ(r.result, Cv::kPass) << r.reason;
+}
+
 TEST_F(ArcChainTest, HeaderLimitsFailInsteadOfGrowing) {
   py_seal("m0.eml", "l1.eml", "rsa.pem", "s1", "orig.example");
   Eml e = split_message(read("l1.eml"));
