@@ -168,11 +168,19 @@ class Validator {
         return nullptr;
       }
       KeyAnswer answer;
-      try {
-        answer = keys_(domain, selector);
-      } catch (const std::exception& ex) {
+      if (lookup_time_ >= m_.limits().key_lookup_budget) {
         answer.status = KeyAnswer::Status::kTempError;
-        answer.detail = ex.what();
+        answer.detail = "key lookup time budget spent";
+      } else {
+        auto start = std::chrono::steady_clock::now();
+        try {
+          answer = keys_(domain, selector);
+        } catch (const std::exception& ex) {
+          answer.status = KeyAnswer::Status::kTempError;
+          answer.detail = ex.what();
+        }
+        lookup_time_ += std::chrono::duration_cast<std::chrono::milliseconds>(
+            std::chrono::steady_clock::now() - start);
       }
       it = answers_.emplace(name, std::move(answer)).first;
     }
@@ -252,6 +260,7 @@ class Validator {
   int n_ = 0;
   std::map<std::string, KeyAnswer> answers_;
   std::map<std::string, PkeyPtr> decoded_;
+  std::chrono::milliseconds lookup_time_{0};
   bool temp_error_ = false;
 };
 

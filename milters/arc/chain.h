@@ -7,6 +7,7 @@
 // call a chain pass unless every AS and the newest AMS verified.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <functional>
 #include <map>
@@ -28,6 +29,10 @@ struct Limits {
   std::size_t max_header_bytes = 1024 * 1024;  // their total size
   std::size_t max_arc_bytes = 256 * 1024;      // all ARC header fields together
   unsigned max_key_lookups = 16;               // distinct d=/s= pairs fetched per message
+  // Time all key lookups of one message may take together (each is bounded by the resolver's
+  // timeout, but 16 slow zones in a row would hold a milter thread for minutes). Past it no
+  // lookup starts: that key counts as a temporary failure.
+  std::chrono::milliseconds key_lookup_budget{10000};
   unsigned minimum_rsa_bits = 1024;
 };
 

@@ -9,6 +9,7 @@
 #include <openssl/evp.h>
 
 #include <map>
+#include <thread>
 
 #include "common/authres/authres.h"
 #include "milters/arc/sealer.h"
@@ -425,6 +426,24 @@ TEST_F(ArcChainTest, SealOfAMessageWithManyCopiesOfAFieldValidates) {
   ASSERT_FALSE(sealed.empty());
   ChainResult r = verify_text(sealed);
   EXPECT_EQ(r.result, Cv::kPass) << r.reason;
+}
+
+TEST_F(ArcChainTest, KeyLookupsStopWhenTheirTimeBudgetIsSpent) {
+  py_seal("m0.eml", "b1.eml", "rsa.pem", "s1", "orig.example");
+  py_seal("b1.eml", "b2.eml", "rsa.pem", "sel", "lists.example.org");
+  Message m(Limits{.key_lookup_budget = std::chrono::milliseconds(50)});
+  feed(m, split_message(read("b2.eml")), false);
+  int calls = 0;
+  KeyFetcher slow = [&](const std::string& d, const std::string& s) {
+    ++calls;
+    std::this_thread::sleep_for(std::chrono::milliseconds(60));
+    return keys()(d, s);
+  };
+  ChainResult r = validate_chain(m, slow);
+  EXPECT_EQ(calls, 1);  // the second key is never asked for
+  EXPECT_EQ(r.result, Cv::kFail);
+  EXPECT_TRUE(r.key_temp_error);
+  EXPECT_NE(r.reason.find("budget"), std::string::npos) << r.reason;
 }
 
 TEST_F(ArcChainTest, HeaderLimitsFailInsteadOfGrowing) {
