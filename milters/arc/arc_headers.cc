@@ -66,7 +66,7 @@ bool common_tags(const TagList& tags, T& out, Parsed<T>& p) {
   }
   auto alg = parse_algorithm(*a);
   if (!alg) {
-    p.error = "unsupported algorithm " + a->substr(0, 32);
+    p.error = "unsupported algorithm";  // the value is the sender's: not echoed into our A-R
     return false;
   }
   out.algorithm = *alg;

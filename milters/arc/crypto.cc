@@ -44,7 +44,7 @@ PkeyPtr public_key_for(const KeyAnswer& answer, Algorithm algorithm, unsigned mi
   }
   bool ed = algorithm == Algorithm::kEd25519Sha256;
   if (!common::util::iequals(answer.key_type, ed ? "ed25519" : "rsa")) {
-    return fail("key type " + answer.key_type.substr(0, 16) + " does not fit the algorithm");
+    return fail("key type does not fit the algorithm");
   }
   if (!answer.hashes.empty()) {
     bool sha256 = false;
