@@ -140,6 +140,7 @@ class DkimArcTest : public ::testing::Test {
     o.internal_hosts = {"127.0.0.1"};
     o.arc_seal = "forwarded";
     o.arc_seal_key = "mxguard.test:arc:" + (*dir_ / "rsa.pem").string();
+    options_ = new Options(o);
     service_ = new DkimService(o);
     service_->open();
     thread_ = new std::thread([] { service_->serve(); });
@@ -149,6 +150,7 @@ class DkimArcTest : public ::testing::Test {
     thread_->join();
     delete thread_;
     delete service_;
+    delete options_;
     delete dns_;
     delete dir_;
   }
@@ -197,6 +199,7 @@ if mt.mailfrom(conn, "<alice@orig.test>") ~= nil then error("mailfrom failed") e
   static testing::DnsServer* dns_;
   static int port_;
   static DkimService* service_;
+  static Options* options_;
   static std::thread* thread_;
 };
 
@@ -204,6 +207,7 @@ TempDir* DkimArcTest::dir_ = nullptr;
 testing::DnsServer* DkimArcTest::dns_ = nullptr;
 int DkimArcTest::port_ = 0;
 DkimService* DkimArcTest::service_ = nullptr;
+Options* DkimArcTest::options_ = nullptr;
 std::thread* DkimArcTest::thread_ = nullptr;
 
 TEST_F(DkimArcTest, PassingChainIsReportedWithSealers) {
@@ -296,6 +300,20 @@ TEST_F(DkimArcTest, FreshInternalMailIsNotSealedWhenForwardedOnly) {
   auto r = send("127.0.0.1", split_message(kMessage));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_EQ(r.output.find("ARC-Seal<<"), std::string::npos) << r.output;
+}
+
+// libmilter allows one milter per process: arc-verify = no through a reload (SIGUSR1's path).
+TEST_F(DkimArcTest, ArcVerifyNoLeavesTheHeaderAsBefore) {
+  Options off = *options_;
+  off.arc_verify = false;
+  service_->reload(off);
+  testing::write_file(*dir_ / "v0.eml", kMessage);
+  py_seal("v0.eml", "v1.eml", "s1", "orig.test");
+  auto r = send("198.51.100.7", split_message(read("v1.eml")));
+  service_->reload(*options_);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::string ar = common::authres::strip_seal(between(r.output, "Authentication-Results<<", ">>"));
+  EXPECT_EQ(ar, " mx.mxguard.test;\n\tdkim=none") << r.output;
 }
 
 }  // namespace
