@@ -14,6 +14,9 @@
 #include "common/metrics/metrics.h"
 #include "common/util/host.h"
 #include "common/util/strings.h"
+#include "milters/arc/chain.h"
+#include "milters/arc/sealer.h"
+#include "milters/dkim/arc_keys.h"
 #include "milters/dkim/decision.h"
 #include "milters/dkim/key_lookup.h"
 #include "milters/dkim/signer.h"
@@ -53,6 +56,15 @@ common::metrics::Counter& forged_rejected() {
   return counter("mxguard_dkim_forged_authres_rejected_total",
                  "Messages rejected for more forged Authentication-Results than we delete");
 }
+common::metrics::Counter& arc_results(std::string_view result) {
+  return counter("mxguard_dkim_arc_total", "ARC chains verified, by result (pass, fail, none)",
+                 {{"result", std::string(result)}});
+}
+common::metrics::Counter& arc_sealed(const char* outcome) {
+  return counter("mxguard_dkim_arc_sealed_total",
+                 "Messages considered for an ARC seal, by outcome (sealed, skipped, error)",
+                 {{"outcome", outcome}});
+}
 common::metrics::Counter& dns_errors() {
   return counter("mxguard_dkim_dns_errors_total", "Key lookups that failed temporarily");
 }
@@ -73,6 +85,9 @@ class DkimSession : public common::milter::Session {
     authenticated_ = auth && !auth->empty();
     // No client address: a non-SMTP submission (sendmail(1) → non_smtpd_milters).
     sign_ = client_.empty() || authenticated_ || config_->internal.contains(client_);
+    if (sign_ ? config_->arc_seal != ArcSealMode::kNone : config_->arc_verify) {
+      arc_ = std::make_unique<arc::Message>();
+    }
     return Status::kContinue;
   }
 
@@ -80,6 +95,7 @@ class DkimSession : public common::milter::Session {
     if (!config_) return Status::kContinue;  // no MAIL FROM seen: nothing to do
     if (iequals(name, "Authentication-Results")) {
       ++authres_count_;
+      authres_seen_ = true;
       if (common::authres::claims_authserv_id(value, config_->authserv_id)) {
         // Judged at the end of the message, when the queue id its seal must fit is known.
         // Past the deletion cap the message is rejected anyway: keep the index, not the
@@ -96,12 +112,23 @@ class DkimSession : public common::milter::Session {
     }
     if (iequals(name, "DKIM-Signature")) ++signature_count_;
     headers_.push_back(header_field(name, value));
+    if (arc_) arc_->header(name, value);
     return Status::kContinue;
   }
 
   Status on_eoh(Context& c) override {
     if (!config_) return Status::kContinue;
     id_ = c.queue_id().empty() ? "NOQUEUE" : c.queue_id();
+    if (arc_) {
+      bool seal = false;
+      if (sign_) {
+        // --arc-seal=forwarded: the message was received elsewhere and is passed on.
+        seal = config_->arc_seal == ArcSealMode::kAll ||
+               (config_->arc_seal == ArcSealMode::kForwarded && (arc_->has_arc() || authres_seen_));
+        if (!seal) arc_.reset();
+      }
+      if (arc_) arc_->end_of_headers(seal);
+    }
     if (sign_) {
       start_signing();
     } else {
@@ -118,6 +145,7 @@ class DkimSession : public common::milter::Session {
   }
 
   Status on_body(Context&, std::string_view chunk) override {
+    if (arc_) arc_->body(chunk);
     if (signer_) {
       try {
         signer_->body(chunk);
@@ -177,9 +205,12 @@ class DkimSession : public common::milter::Session {
     config_.reset();
     signer_.reset();
     verifier_.reset();
+    arc_.reset();
+    authres_seen_ = false;
     headers_.clear();
     forged_.clear();
     from_.clear();
+    seal_key_.reset();
     signing_error_.clear();
     not_signed_.clear();
     authres_count_ = from_count_ = signature_count_ = 0;
@@ -202,6 +233,7 @@ class DkimSession : public common::milter::Session {
       not_signed_ = "no-key";
       return;
     }
+    seal_key_ = keys.front();
     try {
       signer_ = std::make_unique<Signer>(*config_->lib, std::move(keys), id_,
                                          SignOptions{config_->options.sign_body_length});
@@ -230,14 +262,103 @@ class DkimSession : public common::milter::Session {
     return Status::kTempfail;
   }
 
+  // The ARC chain's result (RFC 8617 §5.2) when ARC is on for this message.
+  std::optional<arc::ChainResult> validate_arc() {
+    if (!arc_) return std::nullopt;
+    arc_->end_of_body();
+    KeyLookup lookup = [this](const std::string& name) { return service_.lookup_key(name); };
+    return arc::validate_chain(*arc_, arc_key_fetcher(lookup));
+  }
+
+  // "pass/0" (with oldest-pass), "fail", "none"; "off" when ARC verification is off.
+  static std::string arc_log(const std::optional<arc::ChainResult>& chain) {
+    if (!chain) return "off";
+    std::string out(arc::cv_name(chain->result));
+    if (chain->result == arc::Cv::kPass) out += "/" + std::to_string(chain->oldest_pass);
+    return out;
+  }
+
+  // Adds an ARC set (--arc-seal) to a message we sign; returns the log field: "i=N" for a
+  // set added, "skipped:REASON", or "" when sealing does not apply to this message.
+  std::string seal_arc(Context& c, const std::optional<SigningKey>& dkim_key) {
+    if (!arc_) return "";
+    std::optional<arc::ChainResult> chain = validate_arc();
+    const SigningKey* key =
+        config_->arc_seal_key ? &*config_->arc_seal_key : (dkim_key ? &*dkim_key : nullptr);
+    if (!key) {
+      arc_sealed("skipped").inc();
+      return "skipped:no-key";
+    }
+    arc::PkeyPtr own;
+    EVP_PKEY* pkey = nullptr;
+    if (config_->arc_seal_key) {
+      pkey = config_->arc_seal_pkey->get();
+    } else {
+      own = arc::private_key_from_pem(key->key->pem);
+      pkey = own.get();
+    }
+    common::authres::Builder results(config_->authserv_id);
+    // This hop's results: our A-R headers that were written here (sealed, not forged), the
+    // earlier filters' in a chain, and the ARC result.
+    std::string_view secret;
+    if (config_->hop_secret) secret = *config_->hop_secret;
+    for (const auto& [index, value] : ours_) {
+      // Judged again rather than read from forged_, which a chain clears once deleted.
+      if (common::authres::check_seal(value, secret, c.queue_id()) ==
+          common::authres::SealCheck::kNone) {
+        continue;
+      }
+      if (auto h = common::authres::parse(common::authres::strip_seal(value))) {
+        for (auto& r : h->results) results.add(std::move(r));
+      }
+    }
+    if (shared_) {
+      for (const auto& r : shared_->authres) results.add(r);
+    }
+    results.add(arc::to_authres(*chain, client_));
+    std::string text = results.value(false);
+    arc::SealRequest req;
+    req.domain = key->domain;
+    req.selector = key->selector;
+    req.key = pkey;
+    req.authserv_id = config_->authserv_id;
+    req.results = text.substr(text.find(';') + 1);
+    while (!req.results.empty() && req.results.front() == ' ') req.results.erase(0, 1);
+    req.headers = config_->options.arc_seal_headers;
+    req.timestamp = static_cast<std::int64_t>(::time(nullptr));
+    req.fold = "\n\t";  // libmilter's line breaks; the MTA writes CRLF
+    arc::SealOutcome o;
+    try {
+      o = arc::seal(*arc_, *chain, req);
+    } catch (const std::runtime_error& ex) {
+      arc_sealed("error").inc();
+      return std::string("error:") + ex.what();
+    }
+    if (!o.set) {
+      arc_sealed("skipped").inc();
+      std::string why = o.skipped;
+      std::replace(why.begin(), why.end(), ' ', '-');
+      return "skipped:" + why;
+    }
+    // Index 0 each time: AAR, then AMS above it, then AS on top.
+    c.insert_header(0, "ARC-Authentication-Results", o.set->auth_results);
+    c.insert_header(0, "ARC-Message-Signature", o.set->message_signature);
+    c.insert_header(0, "ARC-Seal", o.set->seal);
+    arc_sealed("sealed").inc();
+    return "i=" + std::to_string(o.set->instance) +
+           "/cv=" + std::string(arc::cv_name(chain->result));
+  }
+
   Status finish_signing(Context& c, const std::string& qid, const std::string& forged) {
     if (!not_signed_.empty()) {
       unsigned_total(not_signed_.c_str()).inc();
+      std::string arc_seal = seal_arc(c, std::nullopt);
       common::log::decision(qid, {{"mode", "sign"},
                                   {"action", "none"},
                                   {"reason", not_signed_},
                                   {"client", client_.empty() ? "local" : client_},
-                                  {"forged_ar_removed", forged}});
+                                  {"forged_ar_removed", forged},
+                                  {"arc_seal", arc_seal.empty() ? "-" : arc_seal}});
       return Status::kAccept;
     }
     std::vector<std::string> sigs;
@@ -267,12 +388,14 @@ class DkimSession : public common::milter::Session {
     }
     for (const auto& s : sigs) c.insert_header(0, "DKIM-Signature", " " + s);
     signed_total().inc();
+    std::string arc_seal = seal_arc(c, seal_key_);
     common::log::decision(qid, {{"mode", "sign"},
                                 {"action", "signed"},
                                 {"keys", keys},
                                 {"client", client_.empty() ? "local" : client_},
                                 {"auth", authenticated_ ? "yes" : "no"},
-                                {"forged_ar_removed", forged}});
+                                {"forged_ar_removed", forged},
+                                {"arc_seal", arc_seal.empty() ? "-" : arc_seal}});
     return Status::kAccept;
   }
 
@@ -288,14 +411,22 @@ class DkimSession : public common::milter::Session {
                                                .on_bad_signature = config_->on_bad_signature});
     for (const auto& r : results) verify_results(r.result).inc();
     if (d.dns_error) dns_errors().inc();
+    std::optional<arc::ChainResult> chain = validate_arc();
+    std::optional<common::authres::Result> arc_result;
+    if (chain) {
+      arc_result = arc::to_authres(*chain, client_);
+      arc_results(arc::cv_name(chain->result)).inc();
+    }
     if (shared_) {
       // In a chain: typed results for the filters after us; the chain writes the header.
       if (shared_->authserv_id.empty()) shared_->authserv_id = config_->authserv_id;
       if (results.empty()) shared_->authres.push_back({"dkim", "", "none", "", "", {}});
       for (const auto& r : results) shared_->authres.push_back(r.to_authres());
+      if (arc_result) shared_->authres.push_back(*arc_result);
       shared_->dkim_verified = true;
     } else {
-      std::string ar = " " + authentication_results(config_->authserv_id, results);
+      std::string ar = " " + authentication_results(config_->authserv_id, results,
+                                                    arc_result ? &*arc_result : nullptr);
       // Sealed for this message, so mxguard-dmarc can tell it from one the sender wrote.
       if (config_->hop_secret) ar = common::authres::add_seal(ar, *config_->hop_secret, qid);
       c.insert_header(0, "Authentication-Results", ar);
@@ -306,7 +437,8 @@ class DkimSession : public common::milter::Session {
                                 {"ignored", std::to_string(ignored)},
                                 {"action", failure_action_name(d.action)},
                                 {"client", client_},
-                                {"forged_ar_removed", forged}});
+                                {"forged_ar_removed", forged},
+                                {"arc", arc_log(chain)}});
     return st;
   }
 
@@ -325,6 +457,9 @@ class DkimSession : public common::milter::Session {
   std::string from_;
   std::unique_ptr<Signer> signer_;
   std::unique_ptr<Verifier> verifier_;
+  std::unique_ptr<arc::Message> arc_;   // ARC verification or sealing is on for this message
+  bool authres_seen_ = false;           // an Authentication-Results header came with it
+  std::optional<SigningKey> seal_key_;  // the first DKIM key: the default ARC sealing key
   std::string signing_error_;
   std::string not_signed_;
 };
@@ -353,6 +488,14 @@ std::shared_ptr<const Config> make_config(const Options& o) {
   c->on_bad_signature = o.bad_signature_action();
   c->on_key_not_found = o.key_not_found_action();
   c->on_signing_error = o.signing_error_action();
+  c->arc_verify = o.arc_verify;
+  c->arc_seal = o.arc_seal_mode();
+  if (!o.arc_seal_key.empty()) {
+    c->arc_seal_key = parse_arc_seal_key(o.arc_seal_key, o.daemon.user);
+    c->arc_seal_pkey =
+        std::make_shared<arc::PkeyPtr>(arc::private_key_from_pem(c->arc_seal_key->key->pem));
+    if (!*c->arc_seal_pkey) throw KeyError("arc-seal-key: the key does not parse");
+  }
   return c;
 }
 

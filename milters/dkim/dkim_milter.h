@@ -14,6 +14,7 @@
 #include "common/dns/resolver.h"
 #include "common/milter/milter.h"
 #include "common/net/ip.h"
+#include "milters/arc/crypto.h"
 #include "milters/dkim/keys.h"
 #include "milters/dkim/library.h"
 #include "milters/dkim/options.h"
@@ -33,6 +34,10 @@ struct Config {
   FailureAction on_bad_signature = FailureAction::kAccept;
   FailureAction on_key_not_found = FailureAction::kAccept;
   FailureAction on_signing_error = FailureAction::kTempfail;
+  bool arc_verify = true;
+  ArcSealMode arc_seal = ArcSealMode::kNone;
+  std::optional<SigningKey> arc_seal_key;       // --arc-seal-key; empty: the DKIM signing key
+  std::shared_ptr<arc::PkeyPtr> arc_seal_pkey;  // its parse (shared: Config is copied whole)
 };
 
 // Builds and checks a Config (loads keys): throws on any problem.

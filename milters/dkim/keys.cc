@@ -227,6 +227,15 @@ std::string from_address(std::string_view value) {
   return m.local + "@" + m.domain;
 }
 
+SigningKey parse_arc_seal_key(const std::string& spec, const std::string& user) {
+  std::string d, s, path;
+  if (!split3(spec, d, s, path)) {
+    throw KeyError("'" + spec + "' is not domain:selector:/path/to/key");
+  }
+  require_readable_by(path, user);  // reloads run as --user
+  return {lower(d), s, path, std::make_shared<const PrivateKey>(load_private_key(path))};
+}
+
 KeyStore::KeyStore(const Options& o) : user_(o.daemon.user) {
   std::map<std::string, std::shared_ptr<const PrivateKey>> cache;  // one load per file
   auto load = [&](const std::string& path, const std::string& origin) {

@@ -88,6 +88,10 @@ class KeyStore {
   std::string user_;  // --user: must be able to read every key file (reloads run as it)
 };
 
+// --arc-seal-key "domain:selector:/path/to/key": the key loaded and checked, readable by
+// `user` (--user; empty: this process) as KeyStore requires of its keys. Throws KeyError.
+SigningKey parse_arc_seal_key(const std::string& spec, const std::string& user);
+
 // "*" matches any run of characters (refile: semantics), case-insensitively.
 bool wildcard_match(std::string_view pattern, std::string_view text);
 

@@ -3,6 +3,7 @@
 
 #include "common/config/checks.h"
 #include "common/net/ip.h"
+#include "common/util/strings.h"
 #include "milters/dkim/keys.h"
 
 namespace mxguard::milter::dkim {
@@ -27,6 +28,25 @@ std::string_view failure_action_name(FailureAction a) {
       return "quarantine";
   }
   return "tempfail";
+}
+
+ArcSealMode parse_arc_seal_mode(std::string_view text) {
+  if (text == "none") return ArcSealMode::kNone;
+  if (text == "forwarded") return ArcSealMode::kForwarded;
+  if (text == "all") return ArcSealMode::kAll;
+  throw std::invalid_argument("expected none, forwarded or all");
+}
+
+std::string_view arc_seal_mode_name(ArcSealMode m) {
+  switch (m) {
+    case ArcSealMode::kNone:
+      return "none";
+    case ArcSealMode::kForwarded:
+      return "forwarded";
+    case ArcSealMode::kAll:
+      return "all";
+  }
+  return "none";
 }
 
 void Options::bind(common::config::Binder& b) {
@@ -54,6 +74,16 @@ void Options::bind(common::config::Binder& b) {
         "DKIM-Signature headers verified per message; later ones are ignored");
   b.add("minimum-key-bits", minimum_key_bits, "RSA keys shorter than this fail verification");
   b.add("allow-sha1", allow_sha1, "accept rsa-sha1 signatures (RFC 8301 forbids them)");
+  b.add("arc-verify", arc_verify,
+        "verify ARC chains (RFC 8617) of mail we verify: arc=pass|fail|none in our "
+        "Authentication-Results");
+  b.add("arc-seal", arc_seal,
+        "add an ARC set to mail we sign: none, forwarded (it arrived with ARC or "
+        "Authentication-Results header fields) or all");
+  b.add("arc-seal-key", arc_seal_key,
+        "domain:selector:/path/to/key for ARC seals (empty: the message's DKIM signing key)");
+  b.add("arc-seal-headers", arc_seal_headers,
+        "header fields the ARC-Message-Signature covers (those present)");
   b.add("on-dns-error", on_dns_error,
         "key lookup timeout/SERVFAIL: accept|tempfail|reject|quarantine");
   b.add("on-bad-signature", on_bad_signature,
@@ -82,6 +112,24 @@ void Options::validate() const {
         std::pair{"on-key-not-found", &on_key_not_found},
         std::pair{"on-signing-error", &on_signing_error}}) {
     common::config::require_parses(name, *value, parse_failure_action);
+  }
+  common::config::require_parses("arc-seal", arc_seal, parse_arc_seal_mode);
+  if (!arc_seal_key.empty()) {
+    try {
+      parse_arc_seal_key(arc_seal_key, daemon.user);
+    } catch (const KeyError& ex) {
+      throw OptionError("arc-seal-key", ex.what());
+    }
+  }
+  {
+    bool from = false;
+    for (const auto& h : arc_seal_headers) {
+      if (common::util::iequals(h, "arc-seal")) {
+        throw OptionError("arc-seal-headers", "ARC-Seal must not be signed (RFC 8617 4.1.2)");
+      }
+      from |= common::util::iequals(h, "from");
+    }
+    if (!from) throw OptionError("arc-seal-headers", "must include from");
   }
   common::config::require_one_of("on-internal-error", on_internal_error,
                                  {"accept", "tempfail", "reject"});

@@ -18,6 +18,14 @@ enum class FailureAction { kAccept, kTempfail, kReject, kQuarantine };
 FailureAction parse_failure_action(std::string_view text);  // throws std::invalid_argument
 std::string_view failure_action_name(FailureAction a);
 
+// Which messages mxguard-dkim adds an ARC set to (RFC 8617 sealing; only mail it signs).
+//   kNone: never. kForwarded: a message that arrived with an ARC header field or an
+//   Authentication-Results header field (any authserv-id): mail that was received elsewhere
+//   and is passed on (a list, an alias, a forwarding rule). kAll: every message it signs.
+enum class ArcSealMode { kNone, kForwarded, kAll };
+ArcSealMode parse_arc_seal_mode(std::string_view text);  // throws std::invalid_argument
+std::string_view arc_seal_mode_name(ArcSealMode m);
+
 struct Options {
   // A unix socket by default: on a TCP port any local user could connect and claim
   // {auth_authen}, which turns signing on. The directory is the one the package makes, which
@@ -63,6 +71,19 @@ struct Options {
   unsigned minimum_key_bits = 1024;
   bool allow_sha1 = false;
 
+  // ARC (RFC 8617, milters/arc/). Verification adds arc=… to our Authentication-Results.
+  bool arc_verify = true;
+  std::string arc_seal = "none";  // none|forwarded|all (ArcSealMode)
+  // "domain:selector:/path/to/key" for every seal; empty: the DKIM key(s) that sign the
+  // message (the first one), so the seal is the From domain's.
+  std::string arc_seal_key;
+  // AMS h=; only names present in the message are signed (every instance of them).
+  std::vector<std::string> arc_seal_headers{
+      "from",           "to",           "cc",           "subject",
+      "date",           "message-id",   "reply-to",     "in-reply-to",
+      "references",     "mime-version", "content-type", "content-transfer-encoding",
+      "dkim-signature", "list-id"};
+
   std::string on_dns_error = "accept";         // key lookup timed out / SERVFAIL (temperror)
   std::string on_bad_signature = "accept";     // dkim=fail / permerror
   std::string on_key_not_found = "accept";     // no key record for the selector
@@ -78,6 +99,7 @@ struct Options {
   FailureAction bad_signature_action() const { return parse_failure_action(on_bad_signature); }
   FailureAction key_not_found_action() const { return parse_failure_action(on_key_not_found); }
   FailureAction signing_error_action() const { return parse_failure_action(on_signing_error); }
+  ArcSealMode arc_seal_mode() const { return parse_arc_seal_mode(arc_seal); }
 };
 
 inline constexpr const char* kDefaultConfigFile = "/etc/mxguard/dkim.conf";

@@ -249,7 +249,8 @@ common::authres::Result SignatureResult::to_authres() const {
 }
 
 std::string authentication_results(const std::string& authserv_id,
-                                   const std::vector<SignatureResult>& results) {
+                                   const std::vector<SignatureResult>& results,
+                                   const common::authres::Result* arc) {
   common::authres::Builder b(authserv_id);
   if (results.empty()) {
     common::authres::Result none;
@@ -258,6 +259,7 @@ std::string authentication_results(const std::string& authserv_id,
     b.add(none);
   }
   for (const auto& r : results) b.add(r.to_authres());
+  if (arc) b.add(*arc);
   return b.value(true);
 }
 

@@ -76,7 +76,9 @@ class Verifier {
 };
 
 // The A-R header value for these results ("authserv-id; dkim=… …" or "authserv-id; dkim=none").
+// `arc`, when given, follows the DKIM results (arc=… from milters/arc).
 std::string authentication_results(const std::string& authserv_id,
-                                   const std::vector<SignatureResult>& results);
+                                   const std::vector<SignatureResult>& results,
+                                   const common::authres::Result* arc = nullptr);
 
 }  // namespace mxguard::milter::dkim

@@ -254,7 +254,9 @@ TEST_F(DkimMilterTest, UnsignedExternalMailGetsDkimNone) {
   auto v = testing::run_miltertest(script("192.0.2.7", "", kHeaders, "x\\r\\n"), socket());
   ASSERT_EQ(v.exit_code, 0) << v.output;
   std::string ar = between(v.output, "AR0<<", ">>");
-  EXPECT_EQ(common::authres::strip_seal(ar), " mx.mxguard.test;\n\tdkim=none") << v.output;
+  EXPECT_EQ(common::authres::strip_seal(ar),
+            " mx.mxguard.test;\n\tdkim=none;\n\tarc=none smtp.remote-ip=192.0.2.7")
+      << v.output;
   EXPECT_EQ(common::authres::check_seal(ar, kSecret, "4Xk2Qz1abc"),
             common::authres::SealCheck::kMessage)
       << ar;

@@ -279,6 +279,8 @@ TEST_F(HostChainTest, ClamdUnreachableWithOnErrorAcceptStillGetsDkimAndDmarcResu
   std::string ar = between(out, "AR0<<", ">>");
   EXPECT_TRUE(ar.starts_with(" mx.mxguard.test;")) << out;
   EXPECT_THAT(ar, HasSubstr("dkim=pass header.d=partner.test"));
+  // The dkim filter's ARC result travels through MessageResults like its DKIM results.
+  EXPECT_THAT(ar, HasSubstr("arc=none smtp.remote-ip="));
   EXPECT_THAT(ar, HasSubstr("spf=pass smtp.mailfrom=news@partner.test"));
   EXPECT_THAT(ar, HasSubstr("dmarc=pass (p=reject dis=none) header.from=partner.test"));
   EXPECT_THAT(out, Not(HasSubstr("AR1<<"))) << "one Authentication-Results header";
