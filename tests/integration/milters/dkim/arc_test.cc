@@ -4,7 +4,9 @@
 // mxguard-dmarc parses), a tampered one arc=fail, none arc=none, a key lookup timeout arc=fail;
 // forwarded mail from an internal client gets an ARC set that python3-dkim's arc_verify
 // accepts, fresh mail none (arc-seal = forwarded), and a chain we could not check because of
-// DNS none either.
+// DNS none either. Across daemons: the real mxguard-dmarc binary, given our sealed A-R header,
+// lets a DMARC fail through when the chain's newest sealer is in trusted-arc-sealers, and
+// rejects it otherwise.
 #include <gtest/gtest.h>
 
 #include <thread>
@@ -125,6 +127,7 @@ class DkimArcTest : public ::testing::Test {
         "arc._domainkey.mxguard IN TXT" +
         txt(record) +
         "\n"
+        "_dmarc.orig IN TXT \"v=DMARC1; p=reject\"\n"
         "!timeout slow._domainkey.orig.test.\n");
     port_ = testing::free_tcp_port();
     Options o;
@@ -314,6 +317,79 @@ TEST_F(DkimArcTest, ArcVerifyNoLeavesTheHeaderAsBefore) {
   ASSERT_EQ(r.exit_code, 0) << r.output;
   std::string ar = common::authres::strip_seal(between(r.output, "Authentication-Results<<", ">>"));
   EXPECT_EQ(ar, " mx.mxguard.test;\n\tdkim=none") << r.output;
+}
+
+// Issue 19's DMARC side, the way two daemons meet in production: mxguard-dkim's sealed A-R
+// header (arc=pass with the sealers) reaches the real mxguard-dmarc binary for the same queue
+// id. The author's p=reject fails (no DKIM signature, no SPF record): rejected without
+// trusted-arc-sealers, accepted with lists.test listed (the newest seal's signer), with
+// dis=none and the override in the decision line; orig.test alone (the oldest sealer) is not
+// enough.
+TEST_F(DkimArcTest, MxguardDmarcLetsATrustedSealersIntactChainOverrideAFail) {
+  testing::write_file(*dir_ / "o0.eml", kMessage);
+  py_seal("o0.eml", "o1.eml", "s1", "orig.test");
+  py_seal("o1.eml", "o2.eml", "sel", "lists.test");
+  Eml m = split_message(read("o2.eml"));
+  auto r = send("198.51.100.7", m);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::string ar = between(r.output, "Authentication-Results<<", ">>");
+  ASSERT_NE(ar.find("arc=pass (as[2].d=lists.test"), std::string::npos) << r.output;
+
+  const std::string binary = std::string(MXGUARD_BINARY_DIR) + "/milters/dmarc/mxguard-dmarc";
+  struct Case {
+    std::string trusted;
+    bool accepted;
+  };
+  for (const Case& c : {Case{"", false}, Case{"lists.test", true}, Case{"orig.test", false}}) {
+    SCOPED_TRACE("trusted-arc-sealers = " + c.trusted);
+    int port = testing::free_tcp_port();
+    std::string conf = (*dir_ / ("dmarc-" + std::to_string(port) + ".conf")).string();
+    testing::write_file(conf, "listen = inet:127.0.0.1:" + std::to_string(port) +
+                                  "\ndns-servers = " + dns_->server_spec() +
+                                  "\nauthserv-id = mx.mxguard.test\nhop-secret-file = " +
+                                  (*dir_ / "hop-secret").string() +
+                                  "\naggregate-reports = no\ntrusted-networks = 127.0.0.1/32\n" +
+                                  "trusted-arc-sealers = " + c.trusted + "\n");
+    testing::Process dmarc({binary, "--foreground", "--log-target", "stderr", "-c", conf},
+                           *dir_ / ("dmarc-" + std::to_string(port) + ".log"));
+    ASSERT_TRUE(testing::wait_for_tcp("127.0.0.1", port, std::chrono::seconds(10))) << dmarc.log();
+    std::string s = R"(
+conn = mt.connect("${SOCKET}", 20, 0.1)
+if conn == nil then error("connect failed") end
+if mt.conninfo(conn, "client.example", "198.51.100.7") ~= nil then error("conninfo") end
+if mt.helo(conn, "client.example") ~= nil then error("helo") end
+mt.macro(conn, SMFIC_MAIL, "i", "4XarcQ1abc")
+if mt.mailfrom(conn, "<alice@orig.test>") ~= nil then error("mailfrom failed") end
+)";
+    s += "if mt.header(conn, \"Authentication-Results\", \"" + lua(ar) +
+         "\") ~= nil then error(\"header\") end\n";
+    for (const auto& [n, v] : m.headers) {
+      s += "if mt.header(conn, \"" + n + "\", \"" + lua(v) +
+           "\") ~= nil then error(\"header\") end\n";
+    }
+    s += "mt.eoh(conn)\nmt.eom(conn)\nlocal r = mt.getreply(conn)\n"
+         "if r == SMFIR_ACCEPT or r == SMFIR_CONTINUE then mt.echo(\"ACCEPTED\") end\n"
+         "if r == SMFIR_REPLYCODE then mt.echo(\"REPLYCODE\") end\n"
+         "local v = mt.getheader(conn, \"Authentication-Results\", 0)\n"
+         "if v ~= nil then mt.echo(\"AR<<\" .. v .. \">>\") end\nmt.disconnect(conn)\n";
+    auto d = testing::run_miltertest(s, "inet:" + std::to_string(port) + "@127.0.0.1");
+    ASSERT_EQ(d.exit_code, 0) << d.output << dmarc.log();
+    std::string log = dmarc.log();
+    EXPECT_NE(log.find("forged_ar_removed=0"), std::string::npos) << log;  // our seal held
+    if (c.accepted) {
+      EXPECT_NE(d.output.find("ACCEPTED"), std::string::npos) << d.output;
+      // Our results go into the trusted A-R header (a change, which miltertest does not echo).
+      EXPECT_NE(log.find("p=reject dis=none"), std::string::npos) << log;
+      EXPECT_NE(log.find("4XarcQ1abc: dmarc=fail action=\"none (trusted-arc-sealer)\""),
+                std::string::npos)
+          << log;
+      EXPECT_NE(log.find("override=local_policy arc=pass/lists.test"), std::string::npos) << log;
+    } else {
+      EXPECT_NE(d.output.find("REPLYCODE"), std::string::npos) << d.output << log;
+      EXPECT_NE(log.find("action=reject"), std::string::npos) << log;
+      EXPECT_NE(log.find("arc=pass/lists.test"), std::string::npos) << log;
+    }
+  }
 }
 
 }  // namespace
