@@ -273,8 +273,10 @@ class DkimSession : public common::milter::Session {
   // "pass/0" (with oldest-pass), "fail", "none"; "off" when ARC verification is off.
   static std::string arc_log(const std::optional<arc::ChainResult>& chain) {
     if (!chain) return "off";
+    // RESULT/NEWEST-SEALER, as mxguard-dmarc logs it: the hop that handed the message to us is
+    // what an admin (and --trusted-arc-sealers) asks about; oldest-pass is in the A-R header.
     std::string out(arc::cv_name(chain->result));
-    if (chain->result == arc::Cv::kPass) out += "/" + std::to_string(chain->oldest_pass);
+    if (!chain->sealers.empty()) out += "/" + chain->sealers.front().domain;
     return out;
   }
 
