@@ -255,17 +255,16 @@ void PolicyService::finish(const std::shared_ptr<Run>& run, const std::string& a
     // Selective greylisting: reason= says why greylisting was applied or skipped; what the
     // greylist check itself found (new, early-retry, triplet passed, …) follows as detail=.
     bool applied = run->greylist_outcome == "applied";
-    common::log::OwnedFields fields{
-        {"check", check},
-        {"result", result},
-        {"action", action},
-        {"client", client_field(req)},
-        {"sender", "<" + std::string(req.sender()) + ">"},
-        {"recipient", "<" + std::string(req.recipient()) + ">"},
-        {"helo", std::string(req.get("helo_name"))},
-        {"spf", run->spf_summary.empty() ? "-" : run->spf_summary},
-        {"greylist", run->greylist_outcome},
-        {"reason", run->selection}};
+    common::log::OwnedFields fields{{"check", check},
+                                    {"result", result},
+                                    {"action", action},
+                                    {"client", client_field(req)},
+                                    {"sender", "<" + std::string(req.sender()) + ">"},
+                                    {"recipient", "<" + std::string(req.recipient()) + ">"},
+                                    {"helo", std::string(req.get("helo_name"))},
+                                    {"spf", run->spf_summary.empty() ? "-" : run->spf_summary},
+                                    {"greylist", run->greylist_outcome},
+                                    {"reason", run->selection}};
     if (applied) fields.emplace_back("detail", reason);
     fields.emplace_back("age", age >= 0 ? std::to_string(age) : "-");
     common::log::decision(req.queue_id(), fields);
@@ -440,8 +439,9 @@ void PolicyService::select_and_greylist(const std::shared_ptr<Run>& run, const L
   if (!s.greylist) {
     return after_greylist(run, Decision{Decision::Kind::kSkipped, "DUNNO", s.label(), -1});
   }
-  run->checks->greylist->check_async(run->req, run->client, run->spf_domain, batcher(),
-                                     [this, run](Decision d) { after_greylist(run, std::move(d)); });
+  run->checks->greylist->check_async(
+      run->req, run->client, run->spf_domain, batcher(),
+      [this, run](Decision d) { after_greylist(run, std::move(d)); });
 }
 
 void PolicyService::after_greylist(const std::shared_ptr<Run>& run, Decision d) {
