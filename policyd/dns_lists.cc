@@ -25,7 +25,6 @@ std::invalid_argument bad(std::string_view text, const std::string& why) {
 void check_zone(std::string_view site, std::string_view zone) {
   if (zone.empty()) throw bad(site, "no zone before '='");
   if (zone.size() > kMaxZone) throw bad(site, "zone longer than 189 characters");
-  if (zone.find('.') == std::string_view::npos) throw bad(site, "a zone has at least two labels");
   for (auto label : common::util::split(zone, '.')) {
     if (label.empty() || label.size() > 63) throw bad(site, "empty or over-long label in the zone");
     for (char c : label) {
@@ -33,6 +32,7 @@ void check_zone(std::string_view site, std::string_view zone) {
       if (!ok) throw bad(site, "zone has a character other than letters, digits, '-' and '_'");
     }
   }
+  if (zone.find('.') == std::string_view::npos) throw bad(site, "a zone has at least two labels");
 }
 
 unsigned parse_number(std::string_view site, std::string_view s) {
