@@ -249,5 +249,49 @@ TEST_F(SelectiveGreylistTest, ModeAllWithoutAllowListsLogsAsBefore) {
   EXPECT_EQ(dns_.queries_for(list_name("198.51.100.10", "bl.test") + "."), 0);
 }
 
+// The real binary: a bad site or mode is a configuration error naming file:line (exit 78), an
+// SPF condition without the spf check names the option, and --dump-config prints the sites.
+TEST(SelectiveGreylistConfigTest, CheckConfigNamesFileAndLine) {
+  const std::string binary = std::string(MXGUARD_BINARY_DIR) + "/policyd/mxguard-policyd";
+  testing::TempDir dir;
+  auto conf = (dir.path() / "policyd.conf").string();
+  const std::string base =
+      "greylist-whitelist-clients = /dev/null\ngreylist-whitelist-recipients = /dev/null\n"
+      "checks = spf, greylist\n";
+  auto check = [&](const std::string& extra, std::string* out) {
+    testing::write_file(conf, base + extra);
+    return testing::run_command({binary, "-c", conf, "--check-config"}, out);
+  };
+  std::string out;
+  EXPECT_EQ(check("greylist-mode = suspicious\ngreylist-dnsbl-sites = zen.example=127.0.0.[2..x]\n",
+                  &out),
+            78);
+  EXPECT_NE(out.find(conf + ":5: greylist-dnsbl-sites: DNS list site 'zen.example=127.0.0.[2..x]'"),
+            std::string::npos)
+      << out;
+  EXPECT_EQ(check("greylist-mode = sometimes\n", &out), 78);
+  EXPECT_NE(out.find(conf + ":4"), std::string::npos) << out;
+  EXPECT_NE(out.find("greylist-mode"), std::string::npos) << out;
+  testing::write_file(conf,
+                      "greylist-whitelist-clients = /dev/null\ngreylist-whitelist-recipients = "
+                      "/dev/null\ngreylist-mode = suspicious\n");
+  EXPECT_EQ(testing::run_command({binary, "-c", conf, "--check-config"}, &out), 78);
+  EXPECT_NE(out.find("spf-fail needs checks = spf, greylist"), std::string::npos) << out;
+  EXPECT_EQ(check("greylist-mode = suspicious\n"
+                  "greylist-dnsbl-sites = zen.example=127.0.0.[2..11], bl.example\n"
+                  "greylist-dnswl-sites = list.dnswl.example=127.0.[0..255].[1..3]\n",
+                  &out),
+            0)
+      << out;
+  EXPECT_EQ(testing::run_command({binary, "-c", conf, "--dump-config"}, &out), 0);
+  EXPECT_NE(out.find("greylist-dnsbl-sites = zen.example=127.0.0.[2..11], bl.example\n"),
+            std::string::npos)
+      << out;
+  EXPECT_NE(out.find("greylist-suspicious-when = dnsbl, spf-fail, spf-softfail, spf-none, "
+                     "helo-not-fqdn\n"),
+            std::string::npos)
+      << out;
+}
+
 }  // namespace
 }  // namespace mxguard::policyd
