@@ -2,6 +2,7 @@
 #include "policyd/dns_lists.h"
 
 #include <charconv>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
@@ -88,12 +89,21 @@ std::vector<std::string_view> split_octets(std::string_view site, std::string_vi
   return out;
 }
 
+// Cached per label set: bumped once per list and request (the registry's own lookup takes a
+// lock and renders the labels each time).
 common::metrics::Counter& lookups(const std::string& list, const std::string& zone,
                                   const std::string& result) {
-  return common::metrics::Registry::global().counter(
-      "mxguard_policyd_dns_list_lookups_total",
-      "DNSBL/DNSWL lookups for selective greylisting by list kind, zone and result",
-      {{"list", list}, {"zone", zone}, {"result", result}});
+  static std::mutex mutex;
+  static std::map<std::string, common::metrics::Counter*> cache;
+  std::lock_guard lock(mutex);
+  auto& slot = cache[list + '\0' + zone + '\0' + result];
+  if (slot == nullptr) {
+    slot = &common::metrics::Registry::global().counter(
+        "mxguard_policyd_dns_list_lookups_total",
+        "DNSBL/DNSWL lookups for selective greylisting by list kind, zone and result",
+        {{"list", list}, {"zone", zone}, {"result", result}});
+  }
+  return *slot;
 }
 
 common::metrics::Counter& errors(const std::string& list, const std::string& zone,

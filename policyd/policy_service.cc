@@ -46,11 +46,19 @@ metrics::Counter& internal_errors(const std::string& where) {
       {{"where", where}});
 }
 
+// Cached per (outcome, reason), as decisions() is: bumped on every request in suspicious mode.
 metrics::Counter& selections(const std::string& outcome, const std::string& reason) {
-  return metrics::Registry::global().counter(
-      "mxguard_policyd_greylist_selection_total",
-      "Selective greylisting: requests greylisted (applied) or not (skipped), by reason",
-      {{"outcome", outcome}, {"reason", reason}});
+  static std::mutex mutex;
+  static std::map<std::pair<std::string, std::string>, metrics::Counter*> cache;
+  std::lock_guard lock(mutex);
+  auto& slot = cache[{outcome, reason}];
+  if (slot == nullptr) {
+    slot = &metrics::Registry::global().counter(
+        "mxguard_policyd_greylist_selection_total",
+        "Selective greylisting: requests greylisted (applied) or not (skipped), by reason",
+        {{"outcome", outcome}, {"reason", reason}});
+  }
+  return *slot;
 }
 
 metrics::Histogram& latency() {
