@@ -158,6 +158,12 @@ std::shared_ptr<const Checks> PolicyService::build(const Options& o) {
   c->spf_skip = common::net::NetworkList(skip);
   c->greylist = std::make_unique<Greylister>(o.greylist, *redis_, clock_);
   c->selection = parse_selection(o.selection);
+  if (!c->selection.dnsbl.empty() && !c->selection.wants_dnsbl()) {
+    // Valid (a configuration prepared before switching modes), but easy to mistake for active.
+    common::log::warning(
+        "greylist-dnsbl-sites is not consulted: it needs greylist-mode = suspicious with dnsbl "
+        "in greylist-suspicious-when");
+  }
   if (std::find(o.checks.begin(), o.checks.end(), "ratelimit") != o.checks.end()) {
     c->ratelimit = std::make_unique<RateLimiter>(o.ratelimit, *redis_,
                                                  [clock = clock_] { return clock() * 1000; });
