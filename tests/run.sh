@@ -121,12 +121,13 @@ if [ "${MXGUARD_SKIP_SANITIZERS:-0}" != 1 ]; then
     integration_milters_dmarc_report_test integration_policyd_greylist_test
     integration_policyd_spf_test integration_policyd_ratelimit_test
     integration_policyd_authpolicy_policy_test integration_milters_dnscheck_dnscheck_test
-    integration_milters_dkim_rotate_test)
+    integration_milters_dkim_rotate_test integration_policyd_selective_greylist_test)
   # The programs some of these tests start (mxguard-av, mxguard-milter and mxguard-keygen for
-  # its keys, mxguard-dmarc-report, mxguard-dnscheck, and mxguard-dkim for the key rotation)
+  # its keys, mxguard-dmarc-report, mxguard-dnscheck, mxguard-dkim for the key rotation, and
+  # mxguard-policyd for the selective-greylisting --check-config test)
   # are built with the same sanitizers; only the test binaries are run.
   asan_daemons=(mxguard-av mxguard-milter mxguard-keygen mxguard-dmarc-report mxguard-dnscheck
-    mxguard-dkim)
+    mxguard-dkim mxguard-policyd)
   san_start=$(date +%s)
   CC=clang-14 CXX=clang++-14 cmake -S . -B "$fuzz_build" -G Ninja -DMXGUARD_FUZZ=ON \
     -DMXGUARD_TESTS=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
