@@ -143,12 +143,14 @@ if [ "${MXGUARD_SKIP_SANITIZERS:-0}" != 1 ]; then
     unit_common_metrics_health_test integration_common_dns_resolver_test
     integration_common_milter_milter_test
     integration_common_milter_tcp_milter_test integration_common_redis_pool_test
-    integration_common_redis_batcher_test unit_policyd_authpolicy_server_test)
+    integration_common_redis_batcher_test unit_policyd_authpolicy_server_test
+    integration_policyd_selective_greylist_test)
   san_start=$(date +%s)
   # clang: gcc 12 refuses Boost.Asio's atomic_thread_fence under TSan (-Werror=tsan).
   CC=clang-14 CXX=clang++-14 cmake -S . -B "$tsan_build" -G Ninja \
     -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMXGUARD_SANITIZE=thread >/dev/null
-  cmake --build "$tsan_build" -j"$jobs" --target "${tsan_tests[@]}" || san_rc=1
+  # mxguard-policyd: the selective-greylisting test's --check-config case runs the binary.
+  cmake --build "$tsan_build" -j"$jobs" --target "${tsan_tests[@]}" mxguard-policyd || san_rc=1
   export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:suppressions=$root/tests/tsan-suppressions.txt
   run_sanitized "$tsan_build" "$root/build/tsan.log" "${tsan_tests[@]}"
   echo "sanitize: TSan, ${#tsan_tests[@]} test binaries, $(( $(date +%s) - san_start ))s"
