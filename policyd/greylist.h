@@ -97,7 +97,8 @@ struct GreylistKeys {
 GreylistKeys make_keys(const Triplet& t, const std::string& prefix, bool privacy);
 
 struct Decision {
-  enum class Kind { kPass, kGreylist, kWhitelisted, kError };
+  // kSkipped: selective greylisting decided not to greylist (greylist_selector.h).
+  enum class Kind { kPass, kGreylist, kWhitelisted, kError, kSkipped };
   Kind kind = Kind::kPass;
   std::string action;  // the reply to Postfix (without "action=")
   std::string reason;  // for the log line

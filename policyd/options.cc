@@ -21,6 +21,7 @@ void Options::bind(common::config::Binder& b) {
   b.add("idle-timeout", idle_timeout, "close a policy connection idle this long");
   common::dns::bind_options(b, dns);
   greylist.bind(b);
+  selection.bind(b);
   spf.bind(b);
   ratelimit.bind(b);
 }
@@ -36,12 +37,11 @@ void Options::validate() const {
       throw OptionError("checks", "unknown check '" + c + "' (known: spf, greylist, ratelimit)");
     }
   }
-  if (greylist.spf_pass_by_domain) {
-    auto spf_at = std::find(checks.begin(), checks.end(), "spf");
-    auto gl_at = std::find(checks.begin(), checks.end(), "greylist");
-    if (spf_at == checks.end() || spf_at > gl_at) {
-      throw OptionError("greylist-spf-pass-by-domain", "needs checks = spf, greylist");
-    }
+  auto spf_at = std::find(checks.begin(), checks.end(), "spf");
+  auto gl_at = std::find(checks.begin(), checks.end(), "greylist");
+  bool spf_before_greylist = spf_at != checks.end() && spf_at < gl_at;
+  if (greylist.spf_pass_by_domain && !spf_before_greylist) {
+    throw OptionError("greylist-spf-pass-by-domain", "needs checks = spf, greylist");
   }
   if (threads < 1 || threads > 256) throw OptionError("threads", "1 to 256");
   if (redis_writers < 1 || redis_writers > 16) throw OptionError("redis-writers", "1 to 16");
@@ -53,6 +53,7 @@ void Options::validate() const {
   if (idle_timeout.value.count() < 1000) throw OptionError("idle-timeout", "at least 1s");
   common::dns::validate_options(dns);
   greylist.validate();
+  selection.validate(spf_before_greylist);
   spf.validate();
   ratelimit.validate();
 }

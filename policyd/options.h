@@ -10,6 +10,7 @@
 #include "common/dns/options.h"
 #include "common/redis/options.h"
 #include "policyd/greylist.h"
+#include "policyd/greylist_selector.h"
 #include "policyd/ratelimit_policy.h"
 #include "policyd/spf_policy.h"
 
@@ -27,6 +28,7 @@ struct Options {
   common::config::Duration idle_timeout{std::chrono::seconds(300)};
   common::dns::ResolverOptions dns;
   GreylistOptions greylist;
+  SelectionOptions selection;  // selective greylisting (greylist-mode and its lists)
   SpfOptions spf;
   RateLimitOptions ratelimit;
 

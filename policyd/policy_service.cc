@@ -46,6 +46,21 @@ metrics::Counter& internal_errors(const std::string& where) {
       {{"where", where}});
 }
 
+// Cached per (outcome, reason), as decisions() is: bumped on every request in suspicious mode.
+metrics::Counter& selections(const std::string& outcome, const std::string& reason) {
+  static std::mutex mutex;
+  static std::map<std::pair<std::string, std::string>, metrics::Counter*> cache;
+  std::lock_guard lock(mutex);
+  auto& slot = cache[{outcome, reason}];
+  if (slot == nullptr) {
+    slot = &metrics::Registry::global().counter(
+        "mxguard_policyd_greylist_selection_total",
+        "Selective greylisting: requests greylisted (applied) or not (skipped), by reason",
+        {{"outcome", outcome}, {"reason", reason}});
+  }
+  return *slot;
+}
+
 metrics::Histogram& latency() {
   static auto& h = metrics::Registry::global().histogram("mxguard_policyd_request_seconds",
                                                          "Time to answer one policy request",
@@ -68,6 +83,8 @@ std::string kind_name(Decision::Kind k) {
       return "whitelist";
     case Decision::Kind::kError:
       return "error";
+    case Decision::Kind::kSkipped:
+      return "skipped";
   }
   return "error";
 }
@@ -92,6 +109,11 @@ struct PolicyService::Run {
   std::string spf_domain;   // MAIL FROM domain that passed SPF
   bool first_rcpt = true;   // first request of this message
   std::string check_label;  // the log's check= when no configured check decided
+  std::optional<common::spf::Result> spf_result;  // for selective greylisting
+  // Selective greylisting, for the log: "applied" or "skipped", and why ("dnsbl:zen.example").
+  // Empty when the policy is inactive (the log line is then as it always was).
+  std::string greylist_outcome;
+  std::string selection;
 };
 
 PolicyService::PolicyService(const Options& o, Clock clock)
@@ -135,6 +157,13 @@ std::shared_ptr<const Checks> PolicyService::build(const Options& o) {
   skip.insert(skip.end(), o.spf.whitelist.begin(), o.spf.whitelist.end());
   c->spf_skip = common::net::NetworkList(skip);
   c->greylist = std::make_unique<Greylister>(o.greylist, *redis_, clock_);
+  c->selection = parse_selection(o.selection);
+  if (!c->selection.dnsbl.empty() && !c->selection.wants_dnsbl()) {
+    // Valid (a configuration prepared before switching modes), but easy to mistake for active.
+    common::log::warning(
+        "greylist-dnsbl-sites is not consulted: it needs greylist-mode = suspicious with dnsbl "
+        "in greylist-suspicious-when");
+  }
   if (std::find(o.checks.begin(), o.checks.end(), "ratelimit") != o.checks.end()) {
     c->ratelimit = std::make_unique<RateLimiter>(o.ratelimit, *redis_,
                                                  [clock = clock_] { return clock() * 1000; });
@@ -186,6 +215,7 @@ void PolicyService::reload(const Options& fresh) {
   next.trusted_networks = fresh.trusted_networks;
   next.checks = fresh.checks;
   next.greylist = fresh.greylist;
+  next.selection = fresh.selection;
   next.spf = fresh.spf;
   next.ratelimit = fresh.ratelimit;
   auto checks = build(next);  // throws on a bad whitelist: the old checks stay in force
@@ -235,6 +265,26 @@ void PolicyService::finish(const std::shared_ptr<Run>& run, const std::string& a
   decisions(check, result).inc();
   latency().observe(
       std::chrono::duration<double>(std::chrono::steady_clock::now() - run->started).count());
+  if (!run->greylist_outcome.empty()) {
+    // Selective greylisting: reason= says why greylisting was applied or skipped; what the
+    // greylist check itself found (new, early-retry, triplet passed, …) follows as detail=.
+    bool applied = run->greylist_outcome == "applied";
+    common::log::OwnedFields fields{{"check", check},
+                                    {"result", result},
+                                    {"action", action},
+                                    {"client", client_field(req)},
+                                    {"sender", "<" + std::string(req.sender()) + ">"},
+                                    {"recipient", "<" + std::string(req.recipient()) + ">"},
+                                    {"helo", std::string(req.get("helo_name"))},
+                                    {"spf", run->spf_summary.empty() ? "-" : run->spf_summary},
+                                    {"greylist", run->greylist_outcome},
+                                    {"reason", run->selection}};
+    if (applied) fields.emplace_back("detail", reason);
+    fields.emplace_back("age", age >= 0 ? std::to_string(age) : "-");
+    common::log::decision(req.queue_id(), fields);
+    run->reply(action);
+    return;
+  }
   common::log::decision(req.queue_id(), {{"check", check},
                                          {"result", result},
                                          {"action", action},
@@ -328,6 +378,7 @@ void PolicyService::next_check(std::shared_ptr<Run> run) {
           run->first_rcpt = false;
           run->spf_summary = it->second.spf.summary;
           run->spf_domain = it->second.spf.passed_domain;
+          run->spf_result = it->second.spf.result;
           if (!it->second.spf.action.empty()) {
             std::string action = it->second.spf.action;
             // Same verdict for every recipient of a rejected message.
@@ -342,6 +393,7 @@ void PolicyService::next_check(std::shared_ptr<Run> run) {
       return run_spf(run);  // continues in next_check() once the checks are done
     }
     if (name == "greylist") {
+      if (run->checks->selection.active()) return start_greylist(run);
       // The Redis call is pipelined with other requests' (common/redis/batcher.h); no server
       // thread waits for it. after_greylist() continues, on the batcher's thread.
       return run->checks->greylist->check_async(
@@ -353,6 +405,57 @@ void PolicyService::next_check(std::shared_ptr<Run> run) {
   std::string h = instance.empty() ? "" : pop_header(instance);
   if (!names.empty()) run->next = names.size() - 1;
   finish(run, h.empty() ? "DUNNO" : "PREPEND " + h, "pass", "all checks passed", -1);
+}
+
+void PolicyService::start_greylist(const std::shared_ptr<Run>& run) {
+  const SelectionPolicy& p = run->checks->selection;
+  static const std::vector<DnsListSite> kNone;
+  const auto& dnsbl = p.wants_dnsbl() ? p.dnsbl : kNone;
+  const auto& dnswl = p.wants_dnswl() ? p.dnswl : kNone;
+  if (dnsbl.empty() && dnswl.empty()) return select_and_greylist(run, ListHits{});
+  evaluator();  // creates the resolver and the workers on first use
+  if (stopping_) return after_greylist(run, Decision{Decision::Kind::kSkipped, "DUNNO", "", -1});
+  // Always continues on a worker (never on the resolver's thread, never inside this call).
+  lookup_lists(*resolver_, workers(), run->client, dnsbl, dnswl, std::string(run->req.queue_id()),
+               [this, run](ListHits hits) {
+                 if (stopping_) {
+                   internal_errors("shutdown").inc();
+                   common::log::warning(
+                       std::string(run->req.queue_id().empty() ? "NOQUEUE" : run->req.queue_id()) +
+                       ": DNS list check abandoned at shutdown, action=DUNNO");
+                   run->reply("DUNNO");
+                   return;
+                 }
+                 try {
+                   select_and_greylist(run, hits);
+                 } catch (const std::exception& ex) {
+                   internal_errors("greylist").inc();
+                   common::log::error(
+                       std::string(run->req.queue_id().empty() ? "NOQUEUE" : run->req.queue_id()) +
+                       ": greylist selection failed: " + ex.what());
+                   run->reply(run->checks->options.greylist.on_store_error == "defer"
+                                  ? "DEFER_IF_PERMIT 4.3.0 Service temporarily unavailable"
+                                  : "DUNNO");
+                 }
+               });
+}
+
+void PolicyService::select_and_greylist(const std::shared_ptr<Run>& run, const ListHits& hits) {
+  SelectionInputs in;
+  in.spf = spf_input(run->spf_result);
+  if (in.spf == SpfInput::kPass) in.spf_pass_domain = run->spf_domain;
+  in.helo = std::string(run->req.get("helo_name"));
+  in.lists = hits;
+  Selection s = select_greylisting(run->checks->selection, in);
+  run->greylist_outcome = s.greylist ? "applied" : "skipped";
+  run->selection = s.label();
+  selections(run->greylist_outcome, std::string(s.reason_name())).inc();
+  if (!s.greylist) {
+    return after_greylist(run, Decision{Decision::Kind::kSkipped, "DUNNO", s.label(), -1});
+  }
+  run->checks->greylist->check_async(
+      run->req, run->client, run->spf_domain, batcher(),
+      [this, run](Decision d) { after_greylist(run, std::move(d)); });
 }
 
 void PolicyService::after_greylist(const std::shared_ptr<Run>& run, Decision d) {
@@ -450,6 +553,7 @@ void PolicyService::run_spf(std::shared_ptr<Run> run) {
         }
         run->spf_summary = v.summary;
         run->spf_domain = v.passed_domain;
+        run->spf_result = v.result;
         std::string instance(run->req.instance());
         if (!instance.empty()) {
           std::lock_guard lock(messages_mutex_);

@@ -22,6 +22,7 @@
 #include "common/spf/spf.h"
 #include "common/util/asio.h"
 #include "policyd/greylist.h"
+#include "policyd/greylist_selector.h"
 #include "policyd/options.h"
 #include "policyd/ratelimit_policy.h"
 #include "policyd/spf_policy.h"
@@ -34,6 +35,7 @@ struct Checks {
   common::net::NetworkList trusted;
   common::net::NetworkList spf_skip;
   std::unique_ptr<Greylister> greylist;
+  SelectionPolicy selection;  // whom to greylist (greylist-mode, DNS lists, trusted domains)
   std::unique_ptr<RateLimiter> ratelimit;  // when `ratelimit` is in --checks
   std::string receiver;                    // authserv-id / Received-SPF receiver
   std::optional<std::string> hop_secret;   // seals our A-R header (common/authres/seal.h)
@@ -71,6 +73,10 @@ class PolicyService : public common::daemon::Service<Options> {
   boost::asio::thread_pool& workers();
   void next_check(std::shared_ptr<Run> run);
   void run_spf(std::shared_ptr<Run> run);
+  // Selective greylisting: looks the client up in the DNS lists the policy needs, then
+  // select_and_greylist() decides (a pure function) and greylists or skips.
+  void start_greylist(const std::shared_ptr<Run>& run);
+  void select_and_greylist(const std::shared_ptr<Run>& run, const ListHits& hits);
   void after_greylist(const std::shared_ptr<Run>& run, Decision d);
   common::redis::Batcher& batcher();
   void finish(const std::shared_ptr<Run>& run, const std::string& action, const std::string& result,

@@ -195,6 +195,7 @@ SpfVerdict decide(const SpfOptions& o, const SpfResults& r, const std::string& r
     mf = &*r.helo;
     identity = "helo";
   }
+  if (mf) v.result = mf->result;
   if (mf && identity == "mailfrom" && rejects(o.mail_from_reject, mf->result, false)) {
     v.action = reject_action(*mf, "mailfrom");
     return v;

@@ -61,6 +61,9 @@ struct SpfVerdict {
   std::string summary;               // for the log: "helo=pass mailfrom=fail"
   // The MAIL FROM identity passed: the domain (for pool-tolerant greylisting), else empty.
   std::string passed_domain;
+  // The result that stands for MAIL FROM (the HELO result for the null sender, RFC 7208
+  // §2.4); nullopt when neither was checked or a spf-domain-whitelist domain passed.
+  std::optional<common::spf::Result> result;
 };
 
 SpfVerdict decide(const SpfOptions& o, const SpfResults& r, const std::string& receiver);

@@ -121,12 +121,13 @@ if [ "${MXGUARD_SKIP_SANITIZERS:-0}" != 1 ]; then
     integration_milters_dmarc_report_test integration_policyd_greylist_test
     integration_policyd_spf_test integration_policyd_ratelimit_test
     integration_policyd_authpolicy_policy_test integration_milters_dnscheck_dnscheck_test
-    integration_milters_dkim_rotate_test)
+    integration_milters_dkim_rotate_test integration_policyd_selective_greylist_test)
   # The programs some of these tests start (mxguard-av, mxguard-milter and mxguard-keygen for
-  # its keys, mxguard-dmarc-report, mxguard-dnscheck, and mxguard-dkim for the key rotation)
+  # its keys, mxguard-dmarc-report, mxguard-dnscheck, mxguard-dkim for the key rotation, and
+  # mxguard-policyd for the selective-greylisting --check-config test)
   # are built with the same sanitizers; only the test binaries are run.
   asan_daemons=(mxguard-av mxguard-milter mxguard-keygen mxguard-dmarc-report mxguard-dnscheck
-    mxguard-dkim)
+    mxguard-dkim mxguard-policyd)
   san_start=$(date +%s)
   CC=clang-14 CXX=clang++-14 cmake -S . -B "$fuzz_build" -G Ninja -DMXGUARD_FUZZ=ON \
     -DMXGUARD_TESTS=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
@@ -142,12 +143,14 @@ if [ "${MXGUARD_SKIP_SANITIZERS:-0}" != 1 ]; then
     unit_common_metrics_health_test integration_common_dns_resolver_test
     integration_common_milter_milter_test
     integration_common_milter_tcp_milter_test integration_common_redis_pool_test
-    integration_common_redis_batcher_test unit_policyd_authpolicy_server_test)
+    integration_common_redis_batcher_test unit_policyd_authpolicy_server_test
+    integration_policyd_selective_greylist_test)
   san_start=$(date +%s)
   # clang: gcc 12 refuses Boost.Asio's atomic_thread_fence under TSan (-Werror=tsan).
   CC=clang-14 CXX=clang++-14 cmake -S . -B "$tsan_build" -G Ninja \
     -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMXGUARD_SANITIZE=thread >/dev/null
-  cmake --build "$tsan_build" -j"$jobs" --target "${tsan_tests[@]}" || san_rc=1
+  # mxguard-policyd: the selective-greylisting test's --check-config case runs the binary.
+  cmake --build "$tsan_build" -j"$jobs" --target "${tsan_tests[@]}" mxguard-policyd || san_rc=1
   export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:suppressions=$root/tests/tsan-suppressions.txt
   run_sanitized "$tsan_build" "$root/build/tsan.log" "${tsan_tests[@]}"
   echo "sanitize: TSan, ${#tsan_tests[@]} test binaries, $(( $(date +%s) - san_start ))s"

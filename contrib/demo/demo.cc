@@ -12,6 +12,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 #include <optional>
 #include <stdexcept>
@@ -104,6 +105,11 @@ int run(bool keep, bool combined) {
   so.smtp_port = 2525;
   so.keep = keep;
   so.combined = combined;
+  // For the selective-greylisting scenario: a sender whose SPF authorises 127.0.0.3, and a
+  // DNSBL (bl.test) on which 127.0.0.3 is listed.
+  so.extra_zone =
+      "listed IN TXT \"v=spf1 ip4:127.0.0.3 -all\"\n"
+      "3.0.0.127.bl IN A 127.0.0.2\n";
   t::Stack stack(so);
   t::PostfixInstance& pf = stack.postfix();
   const bool av = stack.clamd() != nullptr;
@@ -213,6 +219,60 @@ int run(bool keep, bool combined) {
     }
     record("clean message from the partner", "accepted, X-Virus-Status: clean", got, ok);
   }
+
+  // 8./9. Selective greylisting, a separate scenario: everything above ran with
+  // greylist-mode = all (postgrey's behaviour, the default). mxguard-policyd is reloaded with
+  // greylist-mode = suspicious and a DNSBL: an SPF-pass sender that no list names is not
+  // greylisted, a listed host is, even with its own SPF pass.
+  std::cout << "reloading mxguard-policyd with greylist-mode = suspicious and a DNSBL…\n";
+  {
+    std::ofstream conf(stack.config_path("policyd"), std::ios::app);
+    conf << "greylist-mode = suspicious\ngreylist-dnsbl-sites = bl.test=127.0.0.[2..11]\n";
+  }
+  auto reloads = [&] {
+    std::string log = stack.log("policyd");
+    std::size_t n = 0;
+    for (auto p = log.find("reload: done"); p != std::string::npos;
+         p = log.find("reload: done", p + 1))
+      ++n;
+    return n;
+  };
+  std::size_t before = reloads();
+  stack.reload("policyd");
+  for (int i = 0; i < 100 && reloads() == before; ++i) sleep_unless_interrupted(100ms);
+  auto policyd_log_has = [&](const std::string& needle) {
+    return stack.log("policyd").find(needle) != std::string::npos;
+  };
+  t::SwaksOptions selective = in;
+  selective.to = {"dave@mxguard.test"};  // a new triplet: greylisted in mode all
+  selective.data = stack.sign_as_partner(
+      crlf_message({"From: Partner News <news@partner.test>", "To: dave@mxguard.test",
+                    "Subject: demo: selective, spf pass", "Date: Sun, 22 Nov 2026 10:05:00 +0000",
+                    "Message-ID: <demo-2@partner.test>"},
+                   "A new recipient: in suspicious mode an SPF pass that no DNSBL lists is not "
+                   "greylisted.\r\n"));
+  r = pf.send(selective);
+  got = describe(r);
+  ok = r.exit_code == 0 && r.rcpt_code != 450;
+  if (auto d = delivered_with(pf, "demo: selective, spf pass")) {
+    ok = ok && !d->first_header("X-Greylist").has_value();
+  } else {
+    ok = false;
+  }
+  ok = ok && policyd_log_has("greylist=skipped reason=not-suspicious");
+  got += ok ? ", greylist=skipped reason=not-suspicious" : "";
+  record("suspicious mode: partner, new recipient", "accepted at once, SPF pass", got, ok);
+  t::SwaksOptions listed;
+  listed.local_interface = "127.0.0.3";
+  listed.from = "sales@listed.test";
+  listed.to = {"carol@mxguard.test"};
+  listed.headers = {"From: Sales <sales@listed.test>", "Subject: demo: selective, dnsbl"};
+  listed.body = "Sent from a host on the DNSBL, with an SPF pass.";
+  r = pf.send(listed);
+  got = describe(r);
+  ok = r.rcpt_code == 450 && policyd_log_has("greylist=applied reason=dnsbl:bl.test");
+  got += ok ? ", greylist=applied reason=dnsbl:bl.test" : "";
+  record("suspicious mode: 127.0.0.3 on bl.test", "deferred at RCPT (450), DNSBL", got, ok);
 
   std::printf("\n%-40s %-36s %s\n", "scenario", "expected", "got");
   bool all_ok = true;

@@ -18,7 +18,17 @@
 #                      Unset: "$BUILD_DIR/policyd/mxguard-policyd --listen=@LISTEN@
 #                      --redis-url=@REDIS_URL@ --greylist-delay=@DELAY@ --foreground --log-target=stderr --greylist-whitelist-clients=/dev/null --greylist-whitelist-recipients=/dev/null" if that binary exists,
 #                      else this part is skipped. It must stay in the foreground.
-#   SKIP_POSTGREY=1, SKIP_REDIS=1   leave out parts.
+#   SKIP_POSTGREY=1, SKIP_REDIS=1, SKIP_SUSPICIOUS=1   leave out parts.
+#   SUSPICIOUS_WARMUP [9000]  warm-up requests of the greylist-mode=suspicious run: enough
+#                      that every client address of the run was looked up once before
+#                      measuring (new triplets cycle through 4095 addresses), so the DNS
+#                      cache is warm.
+# The suspicious run is mxguard-policyd with greylist-mode=suspicious and one DNSBL served by
+# python3-dnslib's zoneresolver on loopback: new-triplet clients (172.16/12) are listed
+# (127.0.0.2) and greylisted, known clients (10/8) are answered 127.0.0.1, outside the filter,
+# i.e. not listed, and skip greylisting. (Not NXDOMAIN: zoneresolver sends NXDOMAIN without an
+# SOA, which no resolver caches, and this run is about warm caches.) SPF is not part of the
+# workload (no run here checks SPF), so the conditions are dnsbl and helo-not-fqdn.
 #   REDIS_BENCH_N [100000]  requests per redis-benchmark test.
 set -euo pipefail
 
@@ -35,6 +45,8 @@ DELAY=${DELAY:-5}
 REDIS_BENCH_N=${REDIS_BENCH_N:-100000}
 SKIP_POSTGREY=${SKIP_POSTGREY:-0}
 SKIP_REDIS=${SKIP_REDIS:-0}
+SKIP_SUSPICIOUS=${SKIP_SUSPICIOUS:-0}
+SUSPICIOUS_WARMUP=${SUSPICIOUS_WARMUP:-9000}
 
 log() { printf '== %s\n' "$*" >&2; }
 die() { printf 'postgrey_compare: %s\n' "$*" >&2; exit 1; }
@@ -81,7 +93,8 @@ wait_port() {
   die "$name did not listen on 127.0.0.1:$port within 15 s"
 }
 
-rows=()  # Markdown table rows
+rows=()   # Markdown table rows
+notes=()  # lines printed under the table
 # Runs the load generator against $1 (socket), pids in $3...; label $2. Adds a table row.
 run_load() {
   local target=$1 label=$2 rss_note=$3
@@ -171,6 +184,56 @@ if [[ $SKIP_REDIS != 1 ]]; then
     started+=("$md_pid")
     wait_port "$md_port" "$md_pid" mxguard-policyd "$tmp/policyd.log"
     run_load "inet:127.0.0.1:$md_port" mxguard-policyd " (policyd + redis)" "$md_pid" "$redis_pid"
+
+    # (b2) the same daemon with greylist-mode=suspicious and a DNSBL, warm DNS cache ----------
+    if [[ $SKIP_SUSPICIOUS != 1 ]]; then
+      dns_port=$(free_port)
+      cat >"$tmp/bl.zone" <<'ZONE'
+$ORIGIN bench.test.
+$TTL 3600
+@ IN SOA ns1 hostmaster 1 3600 600 86400 3600
+*.172.bl IN A 127.0.0.2
+*.10.bl IN A 127.0.0.1
+ZONE
+      dns_cmd=(/usr/bin/python3 -u -m dnslib.zoneresolver --zone "$tmp/bl.zone" --glob
+               --address 127.0.0.1 --port "$dns_port")
+      record "${dns_cmd[@]}"
+      log "dns: ${dns_cmd[*]}"
+      "${dns_cmd[@]}" >"$tmp/dns.log" 2>&1 &
+      dns_pid=$!
+      started+=("$dns_pid")
+      for _ in $(seq 1 50); do grep -q "Starting Zone Resolver" "$tmp/dns.log" && break; sleep 0.1; done
+      sus_port=$(free_port)
+      sus_cmd=${template//@LISTEN@/inet:127.0.0.1:$sus_port}
+      sus_cmd=${sus_cmd//@HOSTPORT@/127.0.0.1:$sus_port}
+      sus_cmd=${sus_cmd//@REDIS_URL@/redis://127.0.0.1:$redis_port}
+      sus_cmd=${sus_cmd//@REDIS_PORT@/$redis_port}
+      sus_cmd=${sus_cmd//@DELAY@/$DELAY}
+      sus_cmd=${sus_cmd//@TMP@/$tmp}
+      # Its own key prefix: the run before left its triplets in this Redis.
+      sus_cmd+=" --redis-prefix=mxgsel: --greylist-mode=suspicious"
+      sus_cmd+=" --greylist-suspicious-when=dnsbl,helo-not-fqdn"
+      sus_cmd+=" '--greylist-dnsbl-sites=bl.bench.test=127.0.0.[2..11]'"
+      sus_cmd+=" --dns-servers=127.0.0.1@$dns_port"
+      commands+=("$sus_cmd")
+      log "mxguard-policyd suspicious: $sus_cmd"
+      bash -c "exec $sus_cmd" >"$tmp/policyd-suspicious.log" 2>&1 &
+      sus_pid=$!
+      started+=("$sus_pid")
+      wait_port "$sus_port" "$sus_pid" "mxguard-policyd (suspicious)" "$tmp/policyd-suspicious.log"
+      saved_warmup=$WARMUP
+      WARMUP=$SUSPICIOUS_WARMUP
+      run_load "inet:127.0.0.1:$sus_port" "mxguard-policyd suspicious" " (policyd + redis)" \
+        "$sus_pid" "$redis_pid"
+      WARMUP=$saved_warmup
+      dns_queries=$(grep -c "Request:" "$tmp/dns.log" || true)
+      # The workload has POOL known client addresses and at most 4095 new ones; no more
+      # queries than that means every lookup after the first per address came from the cache.
+      notes+=("mxguard-policyd suspicious: the DNSBL server answered $dns_queries queries in" \
+              "all (prime, $SUSPICIOUS_WARMUP warm-up and measured requests) for at most" \
+              "$((POOL + 4095)) distinct client addresses; list errors logged:" \
+              "$(grep -c "counted as not listed" "$tmp/policyd-suspicious.log" || true).")
+    fi
   fi
 
   # (c) redis-benchmark: the ceiling for one round trip to Redis per request ----------------------
@@ -215,6 +278,7 @@ excluded); for mxguard-policyd it includes Redis. RSS is VmRSS at the end (peak 
 |---|---|---|---|---|---|---|---|---|
 EOF
 printf '%s\n' "${rows[@]}"
+if ((${#notes[@]})); then printf '\n%s' "${notes[*]}"; printf '\n'; fi
 printf '\nCommands:\n\n```\n'
 printf '%s\n' "${commands[@]}"
 printf '```\n'
