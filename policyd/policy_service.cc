@@ -321,14 +321,20 @@ void PolicyService::handle_async(common::policy::Request request, common::policy
   }
   // Outbound rate limits: messages at END-OF-MESSAGE, recipients at RCPT, for SASL users and
   // trusted relays, which every other check skips.
+  // A decision that needs Redis comes back on a batcher thread (pipelined with other requests'
+  // calls, as greylisting's), so no server thread waits on Redis for it either.
   auto rate_limited = [&](bool trusted) {
-    RateDecision d = run->checks->ratelimit->check(req, trusted);
-    if (d.kind == RateDecision::Kind::kNotApplicable) return false;
-    run->check_label = "ratelimit";
-    const char* result = d.kind == RateDecision::Kind::kOver    ? "over"
-                         : d.kind == RateDecision::Kind::kError ? "error"
-                                                                : "pass";
-    finish(run, d.action, result, d.subject + ": " + d.reason, -1);
+    auto answer = [this, run](const RateDecision& d) {
+      run->check_label = "ratelimit";
+      const char* result = d.kind == RateDecision::Kind::kOver    ? "over"
+                           : d.kind == RateDecision::Kind::kError ? "error"
+                                                                  : "pass";
+      finish(run, d.action, result, d.subject + ": " + d.reason, -1);
+    };
+    auto now = run->checks->ratelimit->check_async(req, trusted, batcher(), answer);
+    if (!now) return true;  // answered later, by `answer`
+    if (now->kind == RateDecision::Kind::kNotApplicable) return false;
+    answer(*now);
     return true;
   };
   if (state == "END-OF-MESSAGE" && run->checks->ratelimit) {
