@@ -117,7 +117,7 @@ struct PolicyService::Run {
 };
 
 PolicyService::PolicyService(const Options& o, Clock clock)
-    : options_(o), clock_(std::move(clock)) {
+    : options_(o), clock_(std::move(clock)), redis_check_(o.redis) {
   redis_ = std::make_unique<common::redis::Pool>(options_.redis);
   checks_ = build(options_);
   common::policy::ServerOptions so;
@@ -199,6 +199,16 @@ common::spf::Evaluator& PolicyService::evaluator() {
 boost::asio::thread_pool& PolicyService::workers() {
   evaluator();
   return *workers_;
+}
+
+void PolicyService::add_health_checks(common::metrics::Health& health) {
+  health.add("redis", [this] {
+    const auto& names = current()->options.checks;  // follows --checks across reloads
+    bool redis = std::any_of(names.begin(), names.end(), [](const std::string& c) {
+      return c == "greylist" || c == "ratelimit";
+    });
+    return redis ? redis_check_() : common::metrics::Health::Result::good();
+  });
 }
 
 void PolicyService::open() { server_->open(); }

@@ -16,6 +16,8 @@
 
 #include "common/daemon/daemon.h"
 #include "common/dns/resolver.h"
+#include "common/health/redis_check.h"
+#include "common/metrics/health.h"
 #include "common/net/ip.h"
 #include "common/policy/server.h"
 #include "common/redis/pool.h"
@@ -58,6 +60,10 @@ class PolicyService : public common::daemon::Service<Options> {
   void serve() override;
   void stop() override;
   void reload(const Options& fresh) override;
+  // /healthz: "redis" while a check that needs Redis (greylist, ratelimit) is configured; SPF
+  // alone needs none, and the DNS resolver is no check (a DNS failure is an SPF temperror by
+  // design, and every MX shares the resolver's fate).
+  void add_health_checks(common::metrics::Health& health) override;
 
   // The whole decision for one request; `reply` is called exactly once, from any thread.
   void handle_async(common::policy::Request req, common::policy::Reply reply);
@@ -90,6 +96,9 @@ class PolicyService : public common::daemon::Service<Options> {
   Options options_;
   Clock clock_;
   std::unique_ptr<common::redis::Pool> redis_;
+  // /healthz's PING, on a quiet connection of its own (common/health/redis_check.h): a busy
+  // pool never makes the check wait, an idle one still notices a dead Redis.
+  common::health::RedisCheck redis_check_;
   mutable std::mutex mutex_;
   std::shared_ptr<const Checks> checks_;
   std::unique_ptr<common::policy::Server> server_;
