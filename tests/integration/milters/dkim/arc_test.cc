@@ -20,44 +20,12 @@
 namespace mxguard::milter::dkim {
 namespace {
 
+using testing::between;
+using testing::crlf;
 using testing::TempDir;
 
 const std::string kTool = std::string(MXGUARD_SOURCE_DIR) + "/tests/fixtures/dkim_tool.py";
 constexpr const char* kSecret = "arc-test-hop-secret-0123456789";
-
-std::string between(const std::string& s, const std::string& open, const std::string& close) {
-  auto a = s.find(open);
-  if (a == std::string::npos) return "";
-  a += open.size();
-  auto b = s.find(close, a);
-  return b == std::string::npos ? "" : s.substr(a, b - a);
-}
-
-std::string crlf(const std::string& s) {
-  std::string out;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '\n' && (i == 0 || s[i - 1] != '\r')) out += '\r';
-    out += s[i];
-  }
-  return out;
-}
-
-std::string lua(const std::string& v) {
-  std::string out;
-  for (char c : v) {
-    if (c == '\n')
-      out += "\\n";
-    else if (c == '\r')
-      out += "\\r";
-    else if (c == '\t')
-      out += "\\t";
-    else if (c == '"' || c == '\\')
-      out += std::string("\\") + c;
-    else
-      out += c;
-  }
-  return out;
-}
 
 // A TXT record in zone-file strings of at most 255 bytes.
 std::string txt(const std::string& record) {
@@ -183,10 +151,10 @@ mt.macro(conn, SMFIC_MAIL, "i", "4XarcQ1abc")
 if mt.mailfrom(conn, "<alice@orig.test>") ~= nil then error("mailfrom failed") end
 )";
     for (const auto& [n, v] : m.headers) {
-      s += "if mt.header(conn, \"" + n + "\", \"" + lua(v) +
-           "\") ~= nil then error(\"header\") end\n";
+      s += "if mt.header(conn, \"" + n + "\", " + testing::lua_quote(v) +
+           ") ~= nil then error(\"header\") end\n";
     }
-    s += "mt.eoh(conn)\nmt.bodystring(conn, \"" + lua(m.body) + "\")\nmt.eom(conn)\n";
+    s += "mt.eoh(conn)\nmt.bodystring(conn, " + testing::lua_quote(m.body) + ")\nmt.eom(conn)\n";
     s += "local r = mt.getreply(conn)\nif r ~= SMFIR_ACCEPT then error(\"reply \" .. tostring(r)) "
          "end\n";
     for (const char* h : {"ARC-Seal", "ARC-Message-Signature", "ARC-Authentication-Results",
@@ -361,11 +329,11 @@ if mt.helo(conn, "client.example") ~= nil then error("helo") end
 mt.macro(conn, SMFIC_MAIL, "i", "4XarcQ1abc")
 if mt.mailfrom(conn, "<alice@orig.test>") ~= nil then error("mailfrom failed") end
 )";
-    s += "if mt.header(conn, \"Authentication-Results\", \"" + lua(ar) +
-         "\") ~= nil then error(\"header\") end\n";
+    s += "if mt.header(conn, \"Authentication-Results\", " + testing::lua_quote(ar) +
+         ") ~= nil then error(\"header\") end\n";
     for (const auto& [n, v] : m.headers) {
-      s += "if mt.header(conn, \"" + n + "\", \"" + lua(v) +
-           "\") ~= nil then error(\"header\") end\n";
+      s += "if mt.header(conn, \"" + n + "\", " + testing::lua_quote(v) +
+           ") ~= nil then error(\"header\") end\n";
     }
     s += "mt.eoh(conn)\nmt.eom(conn)\nlocal r = mt.getreply(conn)\n"
          "if r == SMFIR_ACCEPT or r == SMFIR_CONTINUE then mt.echo(\"ACCEPTED\") end\n"

@@ -14,24 +14,9 @@
 namespace mxguard::milter::dkim {
 namespace {
 
+using testing::between;
+using testing::crlf;
 using testing::TempDir;
-
-std::string between(const std::string& s, const std::string& open, const std::string& close) {
-  auto a = s.find(open);
-  if (a == std::string::npos) return "";
-  a += open.size();
-  auto b = s.find(close, a);
-  return b == std::string::npos ? "" : s.substr(a, b - a);
-}
-
-std::string crlf(const std::string& s) {
-  std::string out;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '\n' && (i == 0 || s[i - 1] != '\r')) out += '\r';
-    out += s[i];
-  }
-  return out;
-}
 
 constexpr const char* kSecret = "dkim-test-hop-secret-0123456789";
 

@@ -26,41 +26,6 @@ using ::testing::Not;
 const std::string kBin = MXGUARD_BINARY_DIR;
 const std::string kTool = std::string(MXGUARD_SOURCE_DIR) + "/tests/fixtures/dkim_tool.py";
 
-// A Lua string literal for any bytes (CR and LF stay themselves, unlike in a long string).
-std::string lua_quote(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    switch (c) {
-      case '\\':
-        out += "\\\\";
-        break;
-      case '"':
-        out += "\\\"";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        out += c;
-    }
-  }
-  return out + "\"";
-}
-
-std::string between(const std::string& s, const std::string& open, const std::string& close) {
-  auto a = s.find(open);
-  if (a == std::string::npos) return "";
-  a += open.size();
-  auto b = s.find(close, a);
-  return b == std::string::npos ? "" : s.substr(a, b - a);
-}
-
 using Headers = std::vector<std::pair<std::string, std::string>>;
 
 // A message as the MTA hands it to a milter that asked for the leading space: header fields
