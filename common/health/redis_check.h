@@ -3,10 +3,11 @@
 // own, built from the daemon's Redis options (same server, credentials and timeouts), so a busy
 // daemon whose connections are all lent to mail never makes the check wait or fail, and an idle
 // daemon still notices a dead Redis. That pool is quiet (ClientOptions::report_state): the
-// daemon's own pool is the one that logs outages and counts trips and failovers. While Redis is down its pool answers at once and probes
-// in the background (common/redis/pool.h), so the check turns healthy as soon as Redis answers
-// again. Must never ask Redis more than once per `fresh` interval, however often a load
-// balancer asks, and never wait longer than the Redis timeouts allow.
+// daemon's own pool is the one that logs outages and counts trips and failovers. While Redis
+// is down the check's pool answers at once and probes in the background (common/redis/pool.h),
+// so the check turns healthy as soon as Redis answers again. Must never ask Redis more than once
+// per `fresh` interval, however often a load balancer asks, and never wait longer than the Redis
+// timeouts allow.
 #pragma once
 
 #include <chrono>
