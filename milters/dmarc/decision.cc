@@ -78,9 +78,12 @@ ArcVerdict read_arc(const common::authres::Result& r) {
       it->selector = value;
     }
   }
-  std::erase_if(v.sealers, [](const ArcSealer& s) { return s.domain.empty(); });
   std::stable_sort(v.sealers.begin(), v.sealers.end(),
                    [](const ArcSealer& a, const ArcSealer& b) { return a.instance > b.instance; });
+  // Without the newest seal's signer there is nobody to trust: an older sealer must never move
+  // up into its place.
+  if (!v.sealers.empty() && v.sealers.front().domain.empty()) v.sealers.clear();
+  std::erase_if(v.sealers, [](const ArcSealer& s) { return s.domain.empty(); });
   return v;
 }
 

@@ -61,7 +61,8 @@ struct ArcVerdict {
   std::string summary() const;
 };
 // The verdict of one A-R entry with method "arc" (the comment with or without parentheses).
-// Sealer items that do not parse are left out; instances are bounded by RFC 8617's 50.
+// Sealer items that do not parse are left out; instances are bounded by RFC 8617's 50. When
+// the newest instance named has no d=, no sealer is returned (an older one never stands in).
 ArcVerdict read_arc(const common::authres::Result& r);
 
 // What the glue found out by checking SPF and evaluating DMARC.

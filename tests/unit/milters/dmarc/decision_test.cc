@@ -398,6 +398,10 @@ TEST(DmarcArc, ReadsTheResultAndTheSealersNewestFirst) {
   ASSERT_EQ(v.sealers.size(), 1u);
   EXPECT_EQ(v.sealers[0].domain, "c.example");
 
+  // The newest instance without its d=: no sealer at all, not the older one in its place.
+  r.comment = "as[2].s=sel as[1].d=lists.example as[1].s=s1";
+  EXPECT_TRUE(read_arc(r).sealers.empty());
+
   // Anything but pass and none is a fail; no comment, no sealers.
   r.result = "temperror";
   r.comment.clear();
