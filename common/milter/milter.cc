@@ -1,5 +1,4 @@
-// Implementation of the libmilter wrapper (see milter.h). The only file that includes
-// libmilter's headers besides milter_flags.h.
+// The Context and the libmilter engine (see milter.h); our own engine is engine.cc.
 #include "common/milter/milter.h"
 
 #include <arpa/inet.h>
@@ -16,7 +15,8 @@
 #include <stdexcept>
 
 #include "common/log/log.h"
-#include "common/metrics/metrics.h"
+#include "common/milter/dispatch.h"
+#include "common/milter/engine.h"
 #include "common/net/socket_spec.h"
 
 namespace mxguard::common::milter {
@@ -25,42 +25,55 @@ namespace {
 // libmilter calls plain C functions; this is the one process-wide milter they reach.
 Milter* g_milter = nullptr;
 
-struct Holder {
-  std::unique_ptr<Session> session;
-  bool skip_offered = false;
-  unsigned long no_reply = 0;  // the SMFIP_NR_* steps negotiated: their callbacks answer nothing
-  // What an unanswered callback could not say, for the next answered step.
-  std::optional<Status> deferred;
-  std::string deferred_error;
-  const char* deferred_stage = "";
-  bool deferred_connection = false;  // said at connect or HELO: survives MAIL FROM and abort
-  void clear_deferred() {
-    deferred.reset();
-    deferred_error.clear();
-    deferred_connection = false;
+// The Context of a libmilter callback: the smfi_* calls.
+class LibmilterContext : public Context {
+ public:
+  explicit LibmilterContext(SMFICTX* ctx) : ctx_(ctx) {}
+
+ protected:
+  const char* symbol(const std::string& name) const override {
+    return smfi_getsymval(ctx_, const_cast<char*>(name.c_str()));
   }
-  void clear_message_deferred() {
-    if (!deferred_connection) clear_deferred();
+  bool mta_set_reply(const std::string& rcode, const std::string& xcode,
+                     const std::string& text) override {
+    return smfi_setreply(ctx_, const_cast<char*>(rcode.c_str()), const_cast<char*>(xcode.c_str()),
+                         const_cast<char*>(text.c_str())) == MI_SUCCESS;
   }
-  void defer_error(const char* stage, std::string what, bool connection_level) {
-    deferred_error = std::move(what);
-    deferred_stage = stage;
-    deferred_connection = connection_level;
+  bool mta_add_header(const std::string& name, const std::string& value) override {
+    return smfi_addheader(ctx_, const_cast<char*>(name.c_str()),
+                          const_cast<char*>(value.c_str())) == MI_SUCCESS;
   }
+  bool mta_insert_header(int index, const std::string& name, const std::string& value) override {
+    return smfi_insheader(ctx_, index, const_cast<char*>(name.c_str()),
+                          const_cast<char*>(value.c_str())) == MI_SUCCESS;
+  }
+  bool mta_change_header(const std::string& name, int index, const std::string& value) override {
+    return smfi_chgheader(ctx_, const_cast<char*>(name.c_str()), index,
+                          value.empty() ? nullptr : const_cast<char*>(value.c_str())) == MI_SUCCESS;
+  }
+  bool mta_quarantine(const std::string& reason) override {
+    return smfi_quarantine(ctx_, const_cast<char*>(reason.c_str())) == MI_SUCCESS;
+  }
+  void mta_progress() override { smfi_progress(ctx_); }
+
+ private:
+  SMFICTX* ctx_;
 };
 
-Holder* holder(SMFICTX* ctx) { return static_cast<Holder*>(smfi_getpriv(ctx)); }
+Dispatcher* dispatcher(SMFICTX* ctx) { return static_cast<Dispatcher*>(smfi_getpriv(ctx)); }
 
-Holder* ensure_holder(SMFICTX* ctx) {
-  Holder* h = holder(ctx);
-  if (h == nullptr) {
-    h = new Holder();  // owned by the libmilter context until xxfi_close
-    smfi_setpriv(ctx, h);
+// The connection's Dispatcher, made at negotiation (or at connect, for an MTA that skips it);
+// owned by the libmilter context until xxfi_close.
+Dispatcher* ensure_dispatcher(SMFICTX* ctx) {
+  Dispatcher* d = dispatcher(ctx);
+  if (d == nullptr) {
+    d = new Dispatcher(g_milter->options(), g_milter->factory());
+    smfi_setpriv(ctx, d);
   }
-  return h;
+  return d;
 }
 
-sfsistat to_sfsistat(Status s, bool skip_ok) {
+sfsistat to_sfsistat(Status s) {
   switch (s) {
     case Status::kContinue:
       return SMFIS_CONTINUE;
@@ -73,94 +86,27 @@ sfsistat to_sfsistat(Status s, bool skip_ok) {
     case Status::kTempfail:
       return SMFIS_TEMPFAIL;
     case Status::kSkip:
-      return skip_ok ? SMFIS_SKIP : SMFIS_CONTINUE;
+      return SMFIS_SKIP;  // the Dispatcher sends it only where the MTA offered it
   }
   return SMFIS_TEMPFAIL;
 }
 
-metrics::Counter& internal_errors(const char* stage) {
-  return metrics::Registry::global().counter("mxguard_milter_internal_errors_total",
-                                             "Milter callbacks that failed with an internal error",
-                                             {{"stage", stage}});
-}
+sfsistat to_sfsistat(std::optional<Status> s) { return s ? to_sfsistat(*s) : SMFIS_NOREPLY; }
 
-// The exception barrier's outcome: log, count, set the reply, return the configured status.
-sfsistat fail(SMFICTX* ctx, const char* stage, const char* what) {
-  const MilterOptions& o = g_milter->options();
-  Context c(ctx);
-  std::string qid;
-  try {
-    qid = c.queue_id();
-  } catch (...) {
-    // Reading a macro failed as well; the line still goes out with NOQUEUE.
-  }
-  internal_errors(stage).inc();
-  log::error(log::format_decision(
-      qid, {{"stage", stage}, {"action", status_name(o.on_internal_error)}, {"reason", what}}));
-  if (o.on_internal_error == Status::kTempfail) {
-    smfi_setreply(ctx, const_cast<char*>("451"), const_cast<char*>("4.3.0"),
-                  const_cast<char*>(o.error_text.c_str()));
-  } else if (o.on_internal_error == Status::kReject) {
-    smfi_setreply(ctx, const_cast<char*>("550"), const_cast<char*>("5.7.0"),
-                  const_cast<char*>(o.error_text.c_str()));
-  }
-  return to_sfsistat(o.on_internal_error, false);
-}
-
+// A callback reached without a Dispatcher (libmilter out of memory for it): the configured
+// failure outcome, as any internal error.
 template <class F>
-sfsistat guarded(SMFICTX* ctx, const char* stage, F&& fn) {
+sfsistat with_dispatcher(SMFICTX* ctx, F&& fn) {
+  LibmilterContext c(ctx);
+  Dispatcher* d = nullptr;
   try {
-    Holder* h = holder(ctx);
-    if (h == nullptr || !h->session) throw std::logic_error("callback without a session");
-    // An unanswered callback (SMFIP_NR_*) that failed or said more than continue answers here.
-    if (!h->deferred_error.empty()) {
-      std::string what = h->deferred_error;
-      const char* where = h->deferred_stage;
-      h->clear_deferred();
-      return fail(ctx, where, what.c_str());
-    }
-    if (h->deferred) {
-      Status s = *h->deferred;
-      h->clear_deferred();
-      return to_sfsistat(s, h->skip_offered);
-    }
-    Context c(ctx);
-    return to_sfsistat(fn(*h->session, c), h->skip_offered);
+    d = ensure_dispatcher(ctx);
   } catch (const std::exception& ex) {
-    return fail(ctx, stage, ex.what());
-  } catch (...) {
-    return fail(ctx, stage, "unknown exception");
+    log::error(std::string("milter: cannot start a session: ") + ex.what());
+    return to_sfsistat(g_milter->options().on_internal_error);
   }
+  return to_sfsistat(fn(*d, c));
 }
-
-// A callback of a step negotiated as unanswered (SMFIP_NR_*): the MTA expects no reply, so a
-// failure or an answer other than continue is remembered for the next answered step (RCPT,
-// end of message at the latest), where guarded() gives it. Only the first one counts.
-template <class F>
-sfsistat unanswered(Holder* h, SMFICTX* ctx, const char* stage, bool connection_level, F&& fn) {
-  if (h->deferred || !h->deferred_error.empty()) return SMFIS_NOREPLY;
-  try {
-    if (!h->session) throw std::logic_error("callback without a session");
-    Context c(ctx);
-    Status s = fn(*h->session, c);
-    if (s != Status::kContinue && s != Status::kSkip) h->deferred = s;
-  } catch (const std::exception& ex) {
-    h->defer_error(stage, ex.what(), connection_level);
-  } catch (...) {
-    h->defer_error(stage, "unknown exception", connection_level);
-  }
-  if (h->deferred) {
-    h->deferred_stage = stage;
-    h->deferred_connection = connection_level;
-  }
-  return SMFIS_NOREPLY;
-}
-
-// The steps asked to go unanswered (on unix sockets only, see cb_negotiate): every step whose
-// answer can wait until a later one without changing what happens to the mail. RCPT is
-// answered (its reject is per recipient), end of message of course.
-constexpr unsigned long kNoReplySteps =
-    SMFIP_NR_CONN | SMFIP_NR_HELO | SMFIP_NR_MAIL | SMFIP_NR_HDR | SMFIP_NR_EOH | SMFIP_NR_BODY;
 
 std::vector<std::string> to_args(char** argv) {
   std::vector<std::string> out;
@@ -186,127 +132,83 @@ ConnectInfo connect_info(const char* hostname, _SOCK_ADDR* addr) {
   return info;
 }
 
-// Runs a callback answered or unanswered, as negotiated for its step (SMFIP_NR_*).
-template <class F>
-sfsistat step(SMFICTX* ctx, unsigned long nr_flag, const char* stage, bool connection_level,
-              F&& fn) {
-  Holder* h = holder(ctx);
-  if (h != nullptr && (h->no_reply & nr_flag) != 0) {
-    return unanswered(h, ctx, stage, connection_level, std::forward<F>(fn));
-  }
-  return guarded(ctx, stage, std::forward<F>(fn));
-}
-
 extern "C" {
 
 sfsistat cb_negotiate(SMFICTX* ctx, unsigned long f0, unsigned long f1, unsigned long,
                       unsigned long, unsigned long* pf0, unsigned long* pf1, unsigned long* pf2,
                       unsigned long* pf3) {
-  const MilterOptions& o = g_milter->options();
-  if ((o.actions & f0) != o.actions) {
-    log::error("milter: the MTA does not offer the actions this filter needs");
+  // libmilter offers every SMFIP_NR_* step, faking those the MTA lacks with a continue.
+  Negotiation n = negotiate(g_milter->options(), g_milter->listens_on_tcp(), f0, f1);
+  if (!n.ok) return SMFIS_REJECT;
+  try {
+    ensure_dispatcher(ctx)->negotiated(n);
+  } catch (const std::exception& ex) {
+    log::error(std::string("milter: cannot start a session: ") + ex.what());
     return SMFIS_REJECT;
   }
-  try {
-    ensure_holder(ctx)->skip_offered = (f1 & SMFIP_SKIP) != 0;
-  } catch (const std::exception& ex) {
-    return fail(ctx, "negotiate", ex.what());
-  }
-  unsigned long want = o.protocol | SMFIP_SKIP;
-  // Not on TCP: without replies between them, the MTA's header writes are small segments
-  // that Nagle holds back until our delayed ACK (~40 ms a message; measured with miltertest:
-  // 45 instead of 2,300 messages/s). The MTA's socket is not ours to set TCP_NODELAY on.
-  if (o.no_reply && !g_milter->listens_on_tcp()) want |= kNoReplySteps;
-  *pf0 = o.actions;
-  *pf1 = want & f1;
-  ensure_holder(ctx)->no_reply = *pf1 & kNoReplySteps;
+  *pf0 = n.actions;
+  *pf1 = n.protocol;
   *pf2 = 0;
   *pf3 = 0;
   return SMFIS_CONTINUE;
 }
 
 sfsistat cb_connect(SMFICTX* ctx, char* hostname, _SOCK_ADDR* addr) {
-  Holder* h = nullptr;
-  try {
-    h = ensure_holder(ctx);
-    h->session = g_milter->new_session();
-  } catch (const std::exception& ex) {
-    // Unanswered connect: the failure answers at the next answered step, as below.
-    if (h != nullptr && (h->no_reply & SMFIP_NR_CONN) != 0) {
-      h->defer_error("connect", ex.what(), true);
-      return SMFIS_NOREPLY;
-    }
-    return fail(ctx, "connect", ex.what());
-  }
   ConnectInfo info = connect_info(hostname, addr);
-  return step(ctx, SMFIP_NR_CONN, "connect", true,
-              [&](Session& s, Context& c) { return s.on_connect(c, info); });
+  return with_dispatcher(ctx, [&](Dispatcher& d, Context& c) { return d.connect(c, info); });
 }
 
 sfsistat cb_helo(SMFICTX* ctx, char* helo) {
-  return step(ctx, SMFIP_NR_HELO, "helo", true,
-              [&](Session& s, Context& c) { return s.on_helo(c, helo ? helo : ""); });
+  return with_dispatcher(ctx,
+                         [&](Dispatcher& d, Context& c) { return d.helo(c, helo ? helo : ""); });
 }
 
 sfsistat cb_envfrom(SMFICTX* ctx, char** argv) {
-  if (Holder* h = holder(ctx)) h->clear_message_deferred();  // a new message
-  return step(ctx, SMFIP_NR_MAIL, "mail", false,
-              [&](Session& s, Context& c) { return s.on_mail_from(c, to_args(argv)); });
+  return with_dispatcher(ctx, [&](Dispatcher& d, Context& c) { return d.mail(c, to_args(argv)); });
 }
 
 sfsistat cb_envrcpt(SMFICTX* ctx, char** argv) {
-  return guarded(ctx, "rcpt", [&](Session& s, Context& c) { return s.on_rcpt(c, to_args(argv)); });
+  return with_dispatcher(ctx, [&](Dispatcher& d, Context& c) {
+    return std::optional<Status>(d.rcpt(c, to_args(argv)));
+  });
 }
 
 sfsistat cb_header(SMFICTX* ctx, char* name, char* value) {
-  return step(ctx, SMFIP_NR_HDR, "header", false, [&](Session& s, Context& c) {
-    return s.on_header(c, name ? name : "", value ? value : "");
+  return with_dispatcher(ctx, [&](Dispatcher& d, Context& c) {
+    return d.header(c, name ? name : "", value ? value : "");
   });
 }
 
 sfsistat cb_eoh(SMFICTX* ctx) {
-  return step(ctx, SMFIP_NR_EOH, "eoh", false, [&](Session& s, Context& c) { return s.on_eoh(c); });
+  return with_dispatcher(ctx, [&](Dispatcher& d, Context& c) { return d.eoh(c); });
 }
 
 sfsistat cb_body(SMFICTX* ctx, unsigned char* data, size_t len) {
-  // Unanswered body chunks cannot say SKIP: the rest of the body then still comes.
-  return step(ctx, SMFIP_NR_BODY, "body", false, [&](Session& s, Context& c) {
-    return s.on_body(c, std::string_view(reinterpret_cast<const char*>(data), len));
+  return with_dispatcher(ctx, [&](Dispatcher& d, Context& c) {
+    return d.body(c, std::string_view(reinterpret_cast<const char*>(data), len));
   });
 }
 
 sfsistat cb_eom(SMFICTX* ctx) {
-  return guarded(ctx, "eom", [&](Session& s, Context& c) { return s.on_eom(c); });
+  return with_dispatcher(
+      ctx, [&](Dispatcher& d, Context& c) { return std::optional<Status>(d.eom(c)); });
 }
 
 sfsistat cb_abort(SMFICTX* ctx) {
-  Holder* h = holder(ctx);
-  if (h == nullptr || !h->session) return SMFIS_CONTINUE;
-  h->clear_message_deferred();
-  try {
-    Context c(ctx);
-    h->session->on_abort(c);
-  } catch (const std::exception& ex) {
-    internal_errors("abort").inc();
-    log::error(std::string("milter: abort callback failed: ") + ex.what());
+  if (Dispatcher* d = dispatcher(ctx)) {
+    LibmilterContext c(ctx);
+    d->abort(c);
   }
   return SMFIS_CONTINUE;
 }
 
 sfsistat cb_close(SMFICTX* ctx) {
-  Holder* h = holder(ctx);
-  if (h == nullptr) return SMFIS_CONTINUE;
-  if (h->session) {
-    try {
-      Context c(ctx);
-      h->session->on_close(c);
-    } catch (const std::exception& ex) {
-      internal_errors("close").inc();
-      log::error(std::string("milter: close callback failed: ") + ex.what());
-    }
-  }
+  Dispatcher* d = dispatcher(ctx);
+  if (d == nullptr) return SMFIS_CONTINUE;
+  LibmilterContext c(ctx);
+  d->close(c);
   smfi_setpriv(ctx, nullptr);
-  delete h;
+  delete d;
   return SMFIS_CONTINUE;
 }
 
@@ -362,13 +264,18 @@ std::string_view status_name(Status s) {
   return "tempfail";
 }
 
+MilterOptions::Engine parse_engine(std::string_view text) {
+  if (text == "libmilter") return MilterOptions::Engine::kLibmilter;
+  if (text == "mxguard") return MilterOptions::Engine::kMxguard;
+  throw std::invalid_argument("expected libmilter or mxguard");
+}
+
 std::optional<std::string> Context::macro(const std::string& name) const {
-  const char* v = smfi_getsymval(ctx_, const_cast<char*>(name.c_str()));
+  const char* v = symbol(name);
   if (v == nullptr) {
     // Postfix sends single-letter macros bare; accept "{i}" and "i" alike.
-    if (name.size() == 3 && name.front() == '{' && name.back() == '}') {
-      v = smfi_getsymval(ctx_, const_cast<char*>(name.substr(1, 1).c_str()));
-    }
+    if (name.size() == 3 && name.front() == '{' && name.back() == '}')
+      v = symbol(name.substr(1, 1));
   }
   if (v == nullptr) return std::nullopt;
   return std::string(v);
@@ -385,47 +292,37 @@ void Context::set_reply(const std::string& rcode, const std::string& xcode,
     clean.push_back(c);
     if (c == '%') clean.push_back('%');
   }
-  if (smfi_setreply(ctx_, const_cast<char*>(rcode.c_str()), const_cast<char*>(xcode.c_str()),
-                    const_cast<char*>(clean.c_str())) != MI_SUCCESS) {
-    throw std::runtime_error("smfi_setreply failed");
-  }
+  if (!mta_set_reply(rcode, xcode, clean))
+    throw std::runtime_error("setting the SMTP reply failed");
 }
 
 std::string Context::spaced(const std::string& value) const {
   return leading_space_ && !value.empty() ? " " + value : value;
 }
 
-void Context::add_header(const std::string& name, const std::string& value0) {
-  std::string value = spaced(value0);
-  if (smfi_addheader(ctx_, const_cast<char*>(name.c_str()), const_cast<char*>(value.c_str())) !=
-      MI_SUCCESS) {
-    throw std::runtime_error("smfi_addheader " + name + " failed");
+void Context::add_header(const std::string& name, const std::string& value) {
+  if (!mta_add_header(name, spaced(value))) {
+    throw std::runtime_error("adding header " + name + " failed");
   }
 }
 
-void Context::insert_header(int index, const std::string& name, const std::string& value0) {
-  std::string value = spaced(value0);
-  if (smfi_insheader(ctx_, index, const_cast<char*>(name.c_str()),
-                     const_cast<char*>(value.c_str())) != MI_SUCCESS) {
-    throw std::runtime_error("smfi_insheader " + name + " failed");
+void Context::insert_header(int index, const std::string& name, const std::string& value) {
+  if (!mta_insert_header(index, name, spaced(value))) {
+    throw std::runtime_error("inserting header " + name + " failed");
   }
 }
 
-void Context::change_header(const std::string& name, int index, const std::string& value0) {
-  std::string value = spaced(value0);
-  if (smfi_chgheader(ctx_, const_cast<char*>(name.c_str()), index,
-                     value.empty() ? nullptr : const_cast<char*>(value.c_str())) != MI_SUCCESS) {
-    throw std::runtime_error("smfi_chgheader " + name + " failed");
+void Context::change_header(const std::string& name, int index, const std::string& value) {
+  if (!mta_change_header(name, index, spaced(value))) {
+    throw std::runtime_error("changing header " + name + " failed");
   }
 }
 
 void Context::quarantine(const std::string& reason) {
-  if (smfi_quarantine(ctx_, const_cast<char*>(reason.c_str())) != MI_SUCCESS) {
-    throw std::runtime_error("smfi_quarantine failed");
-  }
+  if (!mta_quarantine(reason)) throw std::runtime_error("quarantine failed");
 }
 
-void Context::progress() { smfi_progress(ctx_); }
+void Context::progress() { mta_progress(); }
 
 Milter::Milter(MilterOptions options, Factory factory)
     : options_(std::move(options)), factory_(std::move(factory)) {}
@@ -435,6 +332,12 @@ Milter::~Milter() {
 }
 
 void Milter::open() {
+  if (options_.engine == MilterOptions::Engine::kMxguard) {
+    engine_ = std::make_unique<Engine>(options_, factory_);
+    engine_->open();
+    tcp_ = engine_->listens_on_tcp();
+    return;
+  }
   if (g_milter != nullptr && g_milter != this) {
     throw std::logic_error("only one milter per process (libmilter keeps global state)");
   }
@@ -475,11 +378,13 @@ void Milter::open() {
 }
 
 void Milter::serve() {
+  if (engine_) return engine_->serve();
   if (smfi_main() != MI_SUCCESS) throw std::runtime_error("smfi_main failed");
 }
 
-void Milter::stop() { smfi_stop(); }
-
-std::unique_ptr<Session> Milter::new_session() const { return factory_(); }
+void Milter::stop() {
+  if (engine_) return engine_->stop();
+  smfi_stop();
+}
 
 }  // namespace mxguard::common::milter

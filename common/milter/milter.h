@@ -1,9 +1,10 @@
-// C++ wrapper over libmilter: one Session object per SMTP connection with virtual callbacks,
-// a Context for macros and message modifications, and one exception barrier per callback that
-// turns any std::exception into the configured failure reply plus a log line and a metric.
-// libmilter keeps global state (one smfi_register per process), so there is one Milter per
-// process. Must never let an exception cross into libmilter, and never turn a failure into an
-// accept unless the daemon's configuration says so.
+// The milter side of mxguard: one Session object per SMTP connection with virtual callbacks, a
+// Context for macros and message modifications, and one exception barrier per callback
+// (dispatch.h) that turns any std::exception into the configured failure reply plus a log line
+// and a metric. Two engines speak the protocol to the MTA: libmilter (milter.cc; it keeps global
+// state, so one such Milter per process) and our own (engine.h). Must never let an exception
+// cross into an engine, and never turn a failure into an accept unless the daemon's
+// configuration says so.
 #pragma once
 
 #include <cstdint>
@@ -15,8 +16,6 @@
 #include <vector>
 
 #include "common/authres/authres.h"
-
-struct smfi_str;
 
 namespace mxguard::common::metrics {
 class Health;
@@ -36,10 +35,12 @@ enum class Status { kContinue, kAccept, kReject, kDiscard, kTempfail, kSkip };
 Status parse_failure_status(std::string_view text);
 std::string_view status_name(Status s);
 
-// Access to the MTA during one callback. Only valid inside that callback.
+// Access to the MTA during one callback. Only valid inside that callback. Each engine supplies
+// the primitives (libmilter's smfi_* calls in milter.cc, our own wire protocol in wire.cc); the
+// checks and the error on failure are the same for both.
 class Context {
  public:
-  explicit Context(smfi_str* ctx) : ctx_(ctx) {}
+  virtual ~Context() = default;
 
   // A macro such as "i" (queue id), "{auth_authen}", "{client_addr}", "{daemon_name}".
   std::optional<std::string> macro(const std::string& name) const;
@@ -62,10 +63,21 @@ class Context {
   // filter writes get the space the MTA would otherwise put after the colon.
   void set_leading_space(bool on) { leading_space_ = on; }
 
+ protected:
+  // The engine's primitives; false when the MTA-side rules refuse (libmilter's MI_FAILURE).
+  virtual const char* symbol(const std::string& name) const = 0;
+  virtual bool mta_set_reply(const std::string& rcode, const std::string& xcode,
+                             const std::string& text) = 0;
+  virtual bool mta_add_header(const std::string& name, const std::string& value) = 0;
+  virtual bool mta_insert_header(int index, const std::string& name, const std::string& value) = 0;
+  // An empty value deletes the header.
+  virtual bool mta_change_header(const std::string& name, int index, const std::string& value) = 0;
+  virtual bool mta_quarantine(const std::string& reason) = 0;
+  virtual void mta_progress() = 0;
+
  private:
   std::string spaced(const std::string& value) const;
 
-  smfi_str* ctx_;
   bool leading_space_ = false;
 };
 
@@ -135,7 +147,15 @@ struct MilterOptions {
   // The outcome when a callback throws: tempfail ("451 4.3.0") unless configured otherwise.
   Status on_internal_error = Status::kTempfail;
   std::string error_text = "Temporary internal error, try again later";
+  // Which implementation of the milter protocol serves the socket: libmilter (a thread per
+  // connection, one per process) or our own (engine.h: Asio, a bounded pool of threads).
+  enum class Engine { kLibmilter, kMxguard };
+  Engine engine = Engine::kLibmilter;
+  unsigned engine_threads = 16;  // kMxguard: callbacks that run at once (each may block)
 };
+
+// Parses "libmilter|mxguard"; throws std::invalid_argument.
+MilterOptions::Engine parse_engine(std::string_view text);
 
 // A filter as a module: what one job (DKIM, DMARC, AV) needs of the MTA and a session per
 // connection, with no socket of its own. Each milter's Service is one: its daemon serves it
@@ -160,6 +180,8 @@ class Filter {
   virtual void add_health_checks(metrics::Health& health) { (void)health; }
 };
 
+class Engine;
+
 class Milter {
  public:
   using Factory = std::function<std::unique_ptr<Session>(void)>;
@@ -168,18 +190,21 @@ class Milter {
   Milter(const Milter&) = delete;
   Milter& operator=(const Milter&) = delete;
 
-  void open();   // registers with libmilter and creates the socket (as root); throws
-  void serve();  // smfi_main(); returns after SIGTERM/SIGINT or stop()
-  void stop();   // smfi_stop()
+  // Creates the socket (as root); with libmilter also registers with it. Throws.
+  void open();
+  // Serves until stop() (libmilter: also until SIGTERM/SIGINT, which it catches itself).
+  void serve();
+  void stop();
 
   const MilterOptions& options() const { return options_; }
   bool listens_on_tcp() const { return tcp_; }
-  std::unique_ptr<Session> new_session() const;  // for the libmilter callbacks
+  const Factory& factory() const { return factory_; }
 
  private:
   MilterOptions options_;
   bool tcp_ = false;  // set by open()
   Factory factory_;
+  std::unique_ptr<Engine> engine_;  // Engine::kMxguard
 };
 
 }  // namespace mxguard::common::milter

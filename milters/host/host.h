@@ -1,9 +1,9 @@
 // mxguard-milter: one milter socket serving an ordered chain of filters (dkim, dmarc, av), each
 // configured by its daemon's own file, so Postfix opens one milter connection per SMTP session
 // instead of one per filter (common/milter/chain.h does the per-connection work). Reload
-// (SIGUSR1; libmilter owns SIGHUP) re-reads every filter's file (Options::validate() checks
-// them all first, so a broken file reloads nothing); a changed filter list needs a restart. Must
-// never start serving with a filter whose configuration does not load.
+// (SIGUSR1; SIGHUP too under our own engine, libmilter owns it) re-reads every filter's file
+// (Options::validate() checks them all first, so a broken file reloads nothing); a changed filter
+// list needs a restart. Must never start serving with a filter whose configuration does not load.
 #pragma once
 
 #include <memory>
@@ -24,7 +24,9 @@ class HostService : public common::daemon::Service<Options> {
   void serve() override;
   void stop() override;
   void reload(const Options& fresh) override;
-  std::set<int> signals_owned() const override { return {SIGTERM, SIGINT, SIGHUP}; }
+  // libmilter catches SIGTERM, SIGINT and SIGHUP itself; under our engine the skeleton does
+  // (SIGHUP then reloads, as SIGUSR1 does).
+  std::set<int> signals_owned() const override;
   // Each filter's checks (dmarc: "redis", av: "clamd"), as its own daemon would add them.
   void add_health_checks(common::metrics::Health& health) override;
 

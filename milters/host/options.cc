@@ -23,7 +23,12 @@ void Options::bind(common::config::Binder& b) {
   b.add("on-internal-error", on_internal_error,
         "a failure of the chain itself, outside any filter: accept|tempfail|reject");
   b.add("milter-timeout", milter_timeout,
-        "libmilter's I/O timeout towards the MTA (at least every filter's own)");
+        "the I/O timeout towards the MTA (at least every filter's own)");
+  b.add("milter-engine", milter_engine,
+        "the milter protocol engine: libmilter (a thread per connection) or mxguard (our own, "
+        "on a fixed pool of milter-threads)");
+  b.add("milter-threads", milter_threads,
+        "mxguard engine: callbacks that may run at once (each may wait on DNS or clamd)");
 }
 
 const std::string& Options::config_of(const std::string& filter) const {
@@ -55,6 +60,14 @@ void Options::validate() const {
     common::milter::parse_failure_status(on_internal_error);
   } catch (const std::exception& ex) {
     throw common::config::OptionError("on-internal-error", ex.what());
+  }
+  try {
+    common::milter::parse_engine(milter_engine);
+  } catch (const std::exception& ex) {
+    throw common::config::OptionError("milter-engine", ex.what());
+  }
+  if (milter_threads < 1 || milter_threads > 1024) {
+    throw common::config::OptionError("milter-threads", "must be between 1 and 1024");
   }
   if (milter_timeout.value.count() <= 0) {
     throw common::config::OptionError("milter-timeout", "must be positive");

@@ -22,6 +22,10 @@ struct Options {
   // its own): accept|tempfail|reject.
   std::string on_internal_error = "tempfail";
   common::config::Duration milter_timeout{std::chrono::seconds(300)};
+  // Which implementation of the milter protocol serves the socket (common/milter/engine.h):
+  // libmilter or mxguard; and with mxguard, how many callbacks may run at once.
+  std::string milter_engine = "libmilter";
+  unsigned milter_threads = 16;
 
   void bind(common::config::Binder& b);
   void validate() const;

@@ -273,7 +273,7 @@ TEST_F(HostChainTest, InternalErrorInAvTakesAvsOwnOnInternalErrorNotTheChains) {
   EXPECT_THAT(out, HasSubstr("SMTP=550 5.7.0 Temporary internal error, try again later"));
   EXPECT_THAT(out, Not(HasSubstr("SMTP=451")));  // not the chain's tempfail
   EXPECT_TRUE(log_has("4Xk2Qz1abc: filter=mxguard-av stage=eom action=reject"));
-  EXPECT_THAT(milter_.log(), HasSubstr("smfi_setreply failed"));
+  EXPECT_THAT(milter_.log(), HasSubstr("setting the SMTP reply failed"));
   std::string metrics = http_get_metrics(metrics_port_);
   EXPECT_THAT(metrics, HasSubstr("mxguard_milter_filter_errors_total{filter=\"mxguard-av\","
                                  "stage=\"eom\"} 1"));

@@ -11,6 +11,20 @@
 namespace mxguard::common::milter {
 namespace {
 
+// A Context with no MTA behind it: no macros, and every reply or modification refused.
+class NullContext : public Context {
+ protected:
+  const char* symbol(const std::string&) const override { return nullptr; }
+  bool mta_set_reply(const std::string&, const std::string&, const std::string&) override {
+    return false;
+  }
+  bool mta_add_header(const std::string&, const std::string&) override { return false; }
+  bool mta_insert_header(int, const std::string&, const std::string&) override { return false; }
+  bool mta_change_header(const std::string&, int, const std::string&) override { return false; }
+  bool mta_quarantine(const std::string&) override { return false; }
+  void mta_progress() override {}
+};
+
 // Records the steps its sessions see, and answers `answer` at the step named `at`.
 class FakeFilter : public Filter {
  public:
@@ -68,7 +82,7 @@ TEST(ChainSession, StepsGoOnlyToTheFiltersThatWantThem) {
   FakeFilter a("a", SMFIP_NORCPT | SMFIP_HDR_LEADSPC);
   FakeFilter b("b", SMFIP_NOBODY);
   ChainSession chain({&a, &b});
-  Context c(nullptr);
+  NullContext c;
   EXPECT_EQ(chain.on_connect(c, from("192.0.2.1")), Status::kContinue);
   EXPECT_EQ(chain.on_mail_from(c, {"<s@example.org>"}), Status::kContinue);
   EXPECT_EQ(chain.on_rcpt(c, {"<r@example.net>"}), Status::kContinue);
@@ -85,7 +99,7 @@ TEST(ChainSession, ARejectEndsTheStepForTheFiltersAfterIt) {
   a.at = "rcpt";
   a.answer = Status::kReject;
   ChainSession chain({&a, &b});
-  Context c(nullptr);
+  NullContext c;
   chain.on_connect(c, from("192.0.2.1"));
   chain.on_mail_from(c, {"<s@example.org>"});
   EXPECT_EQ(chain.on_rcpt(c, {"<r@example.net>"}), Status::kReject);
@@ -97,7 +111,7 @@ TEST(ChainSession, AnAcceptEndsOnlyThatFiltersPartOfTheMessage) {
   a.at = "mail";
   a.answer = Status::kAccept;
   ChainSession chain({&a, &b});
-  Context c(nullptr);
+  NullContext c;
   chain.on_connect(c, from("192.0.2.1"));
   EXPECT_EQ(chain.on_mail_from(c, {"<s@example.org>"}), Status::kContinue);
   chain.on_rcpt(c, {"<r@example.net>"});
@@ -113,7 +127,7 @@ TEST(ChainSession, AnAcceptEndsOnlyThatFiltersPartOfTheMessage) {
 TEST(ChainSession, LocalSubmissionsGoOnlyToFiltersThatWantThem) {
   FakeFilter signer("signer", 0, /*non_smtp=*/true), scanner("scanner", 0);
   ChainSession chain({&signer, &scanner});
-  Context c(nullptr);
+  NullContext c;
   chain.on_connect(c, from(""));  // no client address: sendmail(1) through non_smtpd_milters
   chain.on_mail_from(c, {"<root@example.org>"});
   chain.on_rcpt(c, {"<r@example.net>"});
@@ -144,7 +158,7 @@ TEST(ChainSession, AFilterExceptionTakesThatFiltersOwnOutcome) {
   ThrowingFilter thrower(Status::kAccept);
   FakeFilter ok("ok", 0);
   ChainSession chain({&thrower, &ok});
-  Context c(nullptr);
+  NullContext c;
   chain.on_connect(c, from("192.0.2.1"));
   EXPECT_EQ(chain.on_mail_from(c, {"<s@example.org>"}), Status::kContinue);
   chain.on_rcpt(c, {"<r@example.net>"});
