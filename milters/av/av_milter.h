@@ -12,6 +12,7 @@
 
 #include "common/daemon/daemon.h"
 #include "common/metrics/health.h"
+#include "common/milter/engine_options.h"
 #include "common/milter/milter.h"
 #include "common/net/ip.h"
 #include "milters/av/clamd_client.h"
@@ -41,7 +42,8 @@ class AvService : public common::daemon::Service<Options>, public common::milter
   void serve() override;
   void stop() override;
   void reload(const Options& fresh) override;
-  std::set<int> signals_owned() const override { return {SIGTERM, SIGINT, SIGHUP}; }
+  // libmilter catches TERM, INT and HUP itself; under our engine the skeleton does.
+  std::set<int> signals_owned() const override { return engine_.signals_owned(); }
 
   // Filter
   const common::milter::MilterOptions& milter_options() const override { return milter_options_; }
@@ -57,6 +59,7 @@ class AvService : public common::daemon::Service<Options>, public common::milter
   mutable std::mutex mutex_;
   std::shared_ptr<Config> config_;
   bool serving_ = false;
+  common::milter::EngineOptions engine_;  // for signals_owned()
   common::milter::MilterOptions milter_options_;
   std::unique_ptr<common::milter::Milter> milter_;
 };

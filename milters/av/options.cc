@@ -32,6 +32,7 @@ void Options::bind(common::config::Binder& b) {
         "do not scan mail whose recipients are all in this list (same forms)");
   b.add("on-internal-error", on_internal_error, "an internal error: accept|tempfail|reject");
   b.add("milter-timeout", milter_timeout, "I/O timeout towards the MTA");
+  engine.bind(b);
 }
 
 void Options::validate() const {
@@ -79,6 +80,7 @@ void Options::validate() const {
   }
   if (health_interval.value.count() < 100) throw OptionError("health-interval", "at least 100ms");
   if (milter_timeout.value.count() < 1000) throw OptionError("milter-timeout", "at least 1s");
+  engine.validate();
 }
 
 }  // namespace mxguard::milter::av

@@ -8,6 +8,7 @@
 
 #include "common/config/config.h"
 #include "common/daemon/daemon.h"
+#include "common/milter/engine_options.h"
 
 namespace mxguard::milter::av {
 
@@ -39,6 +40,7 @@ struct Options {
 
   std::string on_internal_error = "tempfail";  // an exception in a callback
   common::config::Duration milter_timeout{std::chrono::seconds(300)};
+  common::milter::EngineOptions engine;  // milter-engine, milter-threads
 
   void bind(common::config::Binder& b);
   void validate() const;  // throws config::OptionError naming the option

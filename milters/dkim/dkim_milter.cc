@@ -510,6 +510,8 @@ DkimService::DkimService(const Options& o) : config_(make_config(o)), dns_option
   mo.protocol = SMFIP_HDR_LEADSPC | SMFIP_NOHELO | SMFIP_NORCPT | SMFIP_NOUNKNOWN | SMFIP_NODATA;
   mo.timeout_seconds = static_cast<int>(o.milter_timeout.seconds().count());
   mo.on_internal_error = common::milter::parse_failure_status(o.on_internal_error);
+  o.engine.apply(mo);
+  engine_ = o.engine;
   milter_ = std::make_unique<common::milter::Milter>(mo, [this] { return new_session(); });
 }
 

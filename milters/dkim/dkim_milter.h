@@ -12,6 +12,7 @@
 
 #include "common/daemon/daemon.h"
 #include "common/dns/resolver.h"
+#include "common/milter/engine_options.h"
 #include "common/milter/milter.h"
 #include "common/net/ip.h"
 #include "milters/arc/crypto.h"
@@ -53,7 +54,8 @@ class DkimService : public common::daemon::Service<Options>, public common::milt
   void serve() override;
   void stop() override;
   void reload(const Options& fresh) override;
-  std::set<int> signals_owned() const override { return {SIGTERM, SIGINT, SIGHUP}; }
+  // libmilter catches TERM, INT and HUP itself; under our engine the skeleton does.
+  std::set<int> signals_owned() const override { return engine_.signals_owned(); }
 
   // Filter
   const common::milter::MilterOptions& milter_options() const override { return milter_options_; }
@@ -72,6 +74,7 @@ class DkimService : public common::daemon::Service<Options>, public common::milt
   std::shared_ptr<const Config> config_;
   common::dns::ResolverOptions dns_options_;
   std::unique_ptr<common::dns::Resolver> resolver_;  // created in serve(): it starts a thread
+  common::milter::EngineOptions engine_;             // for signals_owned()
   common::milter::MilterOptions milter_options_;
   std::unique_ptr<common::milter::Milter> milter_;
   KeyLookup test_lookup_;

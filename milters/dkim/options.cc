@@ -94,6 +94,7 @@ void Options::bind(common::config::Binder& b) {
         "a message we should sign but cannot: accept|tempfail|reject|quarantine");
   b.add("on-internal-error", on_internal_error, "an internal error: accept|tempfail|reject");
   b.add("milter-timeout", milter_timeout, "I/O timeout towards the MTA");
+  engine.bind(b);
 }
 
 void Options::validate() const {
@@ -140,6 +141,7 @@ void Options::validate() const {
     throw OptionError("minimum-key-bits", "512 to 4096");
   }
   if (milter_timeout.value.count() < 1000) throw OptionError("milter-timeout", "at least 1s");
+  engine.validate();
   if (signature_ttl.value.count() != 0 && signature_ttl.value.count() < 60000) {
     throw OptionError("signature-ttl", "0 (none) or at least 1m");
   }

@@ -10,6 +10,7 @@
 #include "common/config/config.h"
 #include "common/daemon/daemon.h"
 #include "common/dns/options.h"
+#include "common/milter/engine_options.h"
 
 namespace mxguard::milter::dkim {
 
@@ -90,6 +91,7 @@ struct Options {
   std::string on_signing_error = "tempfail";   // we should sign but cannot
   std::string on_internal_error = "tempfail";  // an exception in a callback
   common::config::Duration milter_timeout{std::chrono::seconds(300)};
+  common::milter::EngineOptions engine;  // milter-engine, milter-threads
 
   void bind(common::config::Binder& b);
   // Checks values and loads every key and table (throws config::OptionError naming the option).

@@ -354,6 +354,8 @@ DmarcService::DmarcService(const Options& o) : config_(make_config(o)), dns_opti
   mo.protocol = SMFIP_NORCPT | SMFIP_NOUNKNOWN | SMFIP_NODATA | SMFIP_NOBODY;
   mo.timeout_seconds = static_cast<int>(o.milter_timeout.seconds().count());
   mo.on_internal_error = common::milter::parse_failure_status(o.on_internal_error);
+  o.engine.apply(mo);
+  engine_ = o.engine;
   milter_ = std::make_unique<common::milter::Milter>(mo, [this] { return new_session(); });
   if (o.aggregate_reports) {
     redis_ = std::make_unique<common::redis::Pool>(o.redis);

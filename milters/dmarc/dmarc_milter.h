@@ -18,6 +18,7 @@
 #include "common/dns/resolver.h"
 #include "common/health/redis_check.h"
 #include "common/metrics/health.h"
+#include "common/milter/engine_options.h"
 #include "common/milter/milter.h"
 #include "common/net/ip.h"
 #include "common/redis/pool.h"
@@ -49,7 +50,8 @@ class DmarcService : public common::daemon::Service<Options>, public common::mil
   void serve() override;
   void stop() override;
   void reload(const Options& fresh) override;
-  std::set<int> signals_owned() const override { return {SIGTERM, SIGINT, SIGHUP}; }
+  // libmilter catches TERM, INT and HUP itself; under our engine the skeleton does.
+  std::set<int> signals_owned() const override { return engine_.signals_owned(); }
 
   // Filter
   const common::milter::MilterOptions& milter_options() const override { return milter_options_; }
@@ -75,6 +77,7 @@ class DmarcService : public common::daemon::Service<Options>, public common::mil
   std::unique_ptr<common::redis::Pool> redis_;
   std::unique_ptr<AggregateStore> aggregates_;
   std::unique_ptr<common::health::RedisCheck> redis_check_;
+  common::milter::EngineOptions engine_;  // for signals_owned()
   common::milter::MilterOptions milter_options_;
   std::unique_ptr<common::milter::Milter> milter_;
   std::function<int()> random_;

@@ -86,6 +86,7 @@ void Options::bind(common::config::Binder& b) {
   b.add("report-sendmail", report_sendmail, "reports: sendmail(1) program that sends them");
   b.add("on-internal-error", on_internal_error, "an internal error: accept|tempfail|reject");
   b.add("milter-timeout", milter_timeout, "I/O timeout towards the MTA");
+  engine.bind(b);
 }
 
 void Options::validate() const {
@@ -137,6 +138,7 @@ void Options::validate() const {
     throw OptionError("spf-timeout", "at least 100ms");
   }
   if (milter_timeout.value.count() < 1000) throw OptionError("milter-timeout", "at least 1s");
+  engine.validate();
   try {
     OrgDomains psl(public_suffix_list);
   } catch (const std::exception& ex) {

@@ -11,6 +11,7 @@
 #include "common/config/config.h"
 #include "common/daemon/daemon.h"
 #include "common/dns/options.h"
+#include "common/milter/engine_options.h"
 #include "common/redis/options.h"
 
 namespace mxguard::milter::dmarc {
@@ -68,6 +69,7 @@ struct Options {
 
   std::string on_internal_error = "tempfail";
   common::config::Duration milter_timeout{std::chrono::seconds(300)};
+  common::milter::EngineOptions engine;  // milter-engine, milter-threads
 
   // The action strings above as enums, parsed once by validate(): every start and reload runs
   // it before the Options are used, and a caller that builds Options in code must run it too.

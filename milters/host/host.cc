@@ -18,8 +18,7 @@ HostService::HostService(const Options& o) : options_(o) {
   base.listen = o.daemon.listen;
   base.timeout_seconds = static_cast<int>(o.milter_timeout.seconds().count());
   base.on_internal_error = common::milter::parse_failure_status(o.on_internal_error);
-  base.engine = common::milter::parse_engine(o.milter_engine);
-  base.engine_threads = o.milter_threads;
+  o.engine.apply(base);
   milter_ = std::make_unique<common::milter::Milter>(
       common::milter::chain_options(base, filters_),
       [this] { return std::make_unique<common::milter::ChainSession>(filters_); });
@@ -29,10 +28,7 @@ HostService::~HostService() = default;
 
 void HostService::open() { milter_->open(); }
 
-std::set<int> HostService::signals_owned() const {
-  if (milter_->options().engine == common::milter::MilterOptions::Engine::kMxguard) return {};
-  return {SIGTERM, SIGINT, SIGHUP};
-}
+std::set<int> HostService::signals_owned() const { return options_.engine.signals_owned(); }
 
 void HostService::add_health_checks(common::metrics::Health& health) {
   for (auto* f : filters_) f->add_health_checks(health);

@@ -24,11 +24,7 @@ void Options::bind(common::config::Binder& b) {
         "a failure of the chain itself, outside any filter: accept|tempfail|reject");
   b.add("milter-timeout", milter_timeout,
         "the I/O timeout towards the MTA (at least every filter's own)");
-  b.add("milter-engine", milter_engine,
-        "the milter protocol engine: libmilter (a thread per connection) or mxguard (our own, "
-        "on a fixed pool of milter-threads)");
-  b.add("milter-threads", milter_threads,
-        "mxguard engine: callbacks that may run at once (each may wait on DNS or clamd)");
+  engine.bind(b);
 }
 
 const std::string& Options::config_of(const std::string& filter) const {
@@ -61,14 +57,7 @@ void Options::validate() const {
   } catch (const std::exception& ex) {
     throw common::config::OptionError("on-internal-error", ex.what());
   }
-  try {
-    common::milter::parse_engine(milter_engine);
-  } catch (const std::exception& ex) {
-    throw common::config::OptionError("milter-engine", ex.what());
-  }
-  if (milter_threads < 1 || milter_threads > 1024) {
-    throw common::config::OptionError("milter-threads", "must be between 1 and 1024");
-  }
+  engine.validate();
   if (milter_timeout.value.count() <= 0) {
     throw common::config::OptionError("milter-timeout", "must be positive");
   }

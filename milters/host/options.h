@@ -9,6 +9,7 @@
 
 #include "common/config/config.h"
 #include "common/daemon/daemon.h"
+#include "common/milter/engine_options.h"
 
 namespace mxguard::milter::host {
 
@@ -22,10 +23,8 @@ struct Options {
   // its own): accept|tempfail|reject.
   std::string on_internal_error = "tempfail";
   common::config::Duration milter_timeout{std::chrono::seconds(300)};
-  // Which implementation of the milter protocol serves the socket (common/milter/engine.h):
-  // libmilter or mxguard; and with mxguard, how many callbacks may run at once.
-  std::string milter_engine = "libmilter";
-  unsigned milter_threads = 16;
+  // Which implementation of the milter protocol serves the socket (common/milter/engine.h).
+  common::milter::EngineOptions engine;
 
   void bind(common::config::Binder& b);
   void validate() const;

@@ -5,7 +5,8 @@
 #   mxguard  mxguard-policyd (checks = spf, greylist) at RCPT + milters mxguard-dkim,
 #            mxguard-dmarc, mxguard-av; one private Redis
 #   mxguard-milter  the same, with the three filters in one mxguard-milter (one milter
-#            connection per SMTP session; issue 17)
+#            connection per SMTP session; issue 17), on libmilter
+#   mxguard-engine  the same mxguard-milter on our own milter engine (milter-engine = mxguard)
 #   classic  postfix-policyd-spf-python (spawn(8), as its README says) + postgrey at RCPT,
 #            milters opendkim, opendmarc, clamav-milter (Debian packages)
 #   rspamd   rspamd (Debian 3.4) proxy worker in milter mode → normal worker: dkim, dmarc, spf,
@@ -35,8 +36,9 @@
 # system service or system config is used. Everything started is stopped by pid on exit.
 #
 # Usage: tests/bench/stack_compare.sh   (BUILD_DIR, MESSAGES [2000], SESSIONS [20], NO_AV,
-#        PROFILES ["postfix mxguard mxguard-milter classic rspamd"], GREY_DELAY [1], WARMUP [100],
+#        PROFILES ["postfix mxguard mxguard-milter mxguard-engine classic rspamd"], GREY_DELAY [1], WARMUP [100],
 #        CHECK=1 shows added headers + sends EICAR, RSPAMD_LOG_LEVEL [warning], KEEP=1 keeps tmp,
+#        MILTER_THREADS [16]: milter-threads of the mxguard-engine profile,
 #        MILTER_SOCKETS [unix]: unix = each milter on a unix socket, as Debian's opendkim,
 #        opendmarc and clamav-milter packages and mxguard-setup configure them; inet = loopback
 #        TCP for every milter (rspamd's proxy listens on TCP in both, its Debian default))
@@ -47,7 +49,7 @@ BUILD_DIR=${BUILD_DIR:-$repo/build}
 MESSAGES=${MESSAGES:-2000}
 SESSIONS=${SESSIONS:-20}
 NO_AV=${NO_AV:-}
-PROFILES=${PROFILES:-postfix mxguard mxguard-milter classic rspamd}
+PROFILES=${PROFILES:-postfix mxguard mxguard-milter mxguard-engine classic rspamd}
 GREY_DELAY=${GREY_DELAY:-1}
 WARMUP=${WARMUP:-100}
 MILTER_SOCKETS=${MILTER_SOCKETS:-unix}
@@ -333,8 +335,8 @@ source_cmd=(/usr/sbin/smtp-source -s "$SESSIONS" -F "$tmp/msg.eml" -f alice@send
 start_postfix_alone() { pf_rcpt='' pf_milters='' pf_extra='' pf_master_extra='' pf_start postfix; }
 
 MXBIN=$BUILD_DIR
-start_mxguard() {  # [combined]: the three filters in one mxguard-milter (issue 17)
-  local combined=${1:-}
+start_mxguard() {  # [combined [ENGINE]]: the three filters in one mxguard-milter (issue 17)
+  local combined=${1:-} engine=${2:-libmilter}
   local dns="dns-servers = 127.0.0.1@53
 dns-timeout = 2s"
   cat >"$tmp/policyd.conf" <<EOF
@@ -387,6 +389,8 @@ filters = $chain
 dkim-config = $tmp/dkim.conf
 dmarc-config = $tmp/dmarc.conf
 av-config = $tmp/av.conf
+milter-engine = $engine
+milter-threads = ${MILTER_THREADS:-16}
 EOF
     spawn mxguard-milter "$tmp/mx-milter.log" "$MXBIN/milters/host/mxguard-milter" --foreground \
       --log-target stderr --log-level warning -c "$tmp/milter.conf"
@@ -630,7 +634,8 @@ for profile in $PROFILES; do
   case $profile in
     postfix) start_postfix_alone; measure postfix "Postfix alone" ;;
     mxguard) start_mxguard; measure mxguard "mxguard (separate daemons)" ;;
-    mxguard-milter) start_mxguard combined; measure mxguard-milter "mxguard-milter (one milter)" ;;
+    mxguard-milter) start_mxguard combined; measure mxguard-milter "mxguard-milter (one milter, libmilter)" ;;
+    mxguard-engine) start_mxguard combined mxguard; measure mxguard-engine "mxguard-milter (one milter, own engine)" ;;
     classic) start_classic; measure classic "classic stack" ;;
     rspamd) start_rspamd; measure rspamd "rspamd" ;;
     *) die "unknown profile $profile" ;;
