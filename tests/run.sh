@@ -89,7 +89,7 @@ fi
 #   the tests that mostly drive other programs (Postfix, Dovecot, the daemons as separate
 #   binaries, the pyspf/postgrey differentials), which would only sanitize the test harness.
 # - TSan: the threaded parts — the policy and metrics servers, the resolver's thread, the
-#   milter wrapper (libmilter's threads), the Redis pool, authpolicy's server — in a gcc build
+#   milter engines (libmilter's threads and our own pool), the Redis pool, authpolicy's server — in a gcc build
 #   of their own.
 # Each test binary runs directly (not through ctest), so a report shows with its test's output.
 san_rc=0
@@ -111,7 +111,7 @@ if [ "${MXGUARD_SKIP_SANITIZERS:-0}" != 1 ]; then
   asan_tests=("${unit_tests[@]}"
     integration_common_dns_resolver_test integration_common_spf_evaluator_test
     integration_common_milter_milter_test integration_common_milter_tcp_milter_test
-    integration_common_redis_connection_test integration_common_redis_pool_test
+    integration_common_milter_engine_test integration_common_redis_connection_test integration_common_redis_pool_test
     integration_common_redis_batcher_test integration_common_redis_sentinel_test
     integration_common_health_redis_check_test integration_common_ratelimit_ratelimit_test
     integration_milters_av_clamd_client_test
@@ -141,7 +141,7 @@ if [ "${MXGUARD_SKIP_SANITIZERS:-0}" != 1 ]; then
   tsan_build=${MXGUARD_TSAN_BUILD_DIR:-$root/build/tsan}
   tsan_tests=(unit_common_policy_server_test unit_common_metrics_http_server_test
     unit_common_metrics_health_test integration_common_dns_resolver_test
-    integration_common_milter_milter_test
+    integration_common_milter_milter_test integration_common_milter_engine_test
     integration_common_milter_tcp_milter_test integration_common_redis_pool_test
     integration_common_redis_batcher_test unit_policyd_authpolicy_server_test
     integration_policyd_selective_greylist_test)

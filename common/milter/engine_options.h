@@ -14,8 +14,8 @@
 namespace mxguard::common::milter {
 
 struct EngineOptions {
-  std::string engine = "libmilter";
-  unsigned threads = 16;
+  std::string engine = "mxguard";
+  unsigned threads = 32;
 
   void bind(config::Binder& b);
   void validate() const;  // throws config::OptionError naming the option

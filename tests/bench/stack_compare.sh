@@ -7,6 +7,7 @@
 #   mxguard-milter  the same, with the three filters in one mxguard-milter (one milter
 #            connection per SMTP session; issue 17), on libmilter
 #   mxguard-engine  the same mxguard-milter on our own milter engine (milter-engine = mxguard)
+#   mxguard-sep-engine  the separate daemons, each on our own milter engine
 #   classic  postfix-policyd-spf-python (spawn(8), as its README says) + postgrey at RCPT,
 #            milters opendkim, opendmarc, clamav-milter (Debian packages)
 #   rspamd   rspamd (Debian 3.4) proxy worker in milter mode → normal worker: dkim, dmarc, spf,
@@ -36,9 +37,9 @@
 # system service or system config is used. Everything started is stopped by pid on exit.
 #
 # Usage: tests/bench/stack_compare.sh   (BUILD_DIR, MESSAGES [2000], SESSIONS [20], NO_AV,
-#        PROFILES ["postfix mxguard mxguard-milter mxguard-engine classic rspamd"], GREY_DELAY [1], WARMUP [100],
+#        PROFILES ["postfix mxguard mxguard-sep-engine mxguard-milter mxguard-engine classic rspamd"], GREY_DELAY [1], WARMUP [100],
 #        CHECK=1 shows added headers + sends EICAR, RSPAMD_LOG_LEVEL [warning], KEEP=1 keeps tmp,
-#        MILTER_THREADS [16]: milter-threads of the mxguard-engine profile,
+#        MILTER_THREADS [16]: milter-threads of the own-engine profiles,
 #        MILTER_SOCKETS [unix]: unix = each milter on a unix socket, as Debian's opendkim,
 #        opendmarc and clamav-milter packages and mxguard-setup configure them; inet = loopback
 #        TCP for every milter (rspamd's proxy listens on TCP in both, its Debian default))
@@ -49,7 +50,7 @@ BUILD_DIR=${BUILD_DIR:-$repo/build}
 MESSAGES=${MESSAGES:-2000}
 SESSIONS=${SESSIONS:-20}
 NO_AV=${NO_AV:-}
-PROFILES=${PROFILES:-postfix mxguard mxguard-milter mxguard-engine classic rspamd}
+PROFILES=${PROFILES:-postfix mxguard mxguard-sep-engine mxguard-milter mxguard-engine classic rspamd}
 GREY_DELAY=${GREY_DELAY:-1}
 WARMUP=${WARMUP:-100}
 MILTER_SOCKETS=${MILTER_SOCKETS:-unix}
@@ -335,7 +336,7 @@ source_cmd=(/usr/sbin/smtp-source -s "$SESSIONS" -F "$tmp/msg.eml" -f alice@send
 start_postfix_alone() { pf_rcpt='' pf_milters='' pf_extra='' pf_master_extra='' pf_start postfix; }
 
 MXBIN=$BUILD_DIR
-start_mxguard() {  # [combined [ENGINE]]: the three filters in one mxguard-milter (issue 17)
+start_mxguard() {  # [combined] [ENGINE]: combined = the three filters in one mxguard-milter
   local combined=${1:-} engine=${2:-libmilter}
   local dns="dns-servers = 127.0.0.1@53
 dns-timeout = 2s"
@@ -354,6 +355,8 @@ greylist-hostname = mx.bench.test
 authserv-id = mx.bench.test
 EOF
   sock_dir
+  local eng="milter-engine = $engine
+milter-threads = ${MILTER_THREADS:-16}"
   cat >"$tmp/dkim.conf" <<EOF
 listen = $(mx_listen mxguard-dkim 8891)
 $dns
@@ -362,6 +365,7 @@ domain = bench.test
 selector = s1
 key-file = $tmp/s1.private
 internal-hosts = 127.0.0.9
+$eng
 EOF
   cat >"$tmp/dmarc.conf" <<EOF
 listen = $(mx_listen mxguard-dmarc 8893)
@@ -369,6 +373,7 @@ $dns
 authserv-id = mx.bench.test
 trusted-networks = 127.0.0.9/32
 redis-url = redis://127.0.0.1:6390/0
+$eng
 EOF
   cat >"$tmp/av.conf" <<EOF
 listen = $(mx_listen mxguard-av 8895)
@@ -376,6 +381,7 @@ clamd = unix:$clamd_sock
 skip-networks = 127.0.0.9/32
 scan-timeout = 30s
 header-host = mx.bench.test
+$eng
 EOF
   spawn mxguard-policyd "$tmp/mx-policyd.log" "$MXBIN/policyd/mxguard-policyd" --foreground \
     --log-target stderr --log-level warning -c "$tmp/policyd.conf"
@@ -389,8 +395,7 @@ filters = $chain
 dkim-config = $tmp/dkim.conf
 dmarc-config = $tmp/dmarc.conf
 av-config = $tmp/av.conf
-milter-engine = $engine
-milter-threads = ${MILTER_THREADS:-16}
+$eng
 EOF
     spawn mxguard-milter "$tmp/mx-milter.log" "$MXBIN/milters/host/mxguard-milter" --foreground \
       --log-target stderr --log-level warning -c "$tmp/milter.conf"
@@ -636,6 +641,7 @@ for profile in $PROFILES; do
     mxguard) start_mxguard; measure mxguard "mxguard (separate daemons)" ;;
     mxguard-milter) start_mxguard combined; measure mxguard-milter "mxguard-milter (one milter, libmilter)" ;;
     mxguard-engine) start_mxguard combined mxguard; measure mxguard-engine "mxguard-milter (one milter, own engine)" ;;
+    mxguard-sep-engine) start_mxguard "" mxguard; measure mxguard-sep-engine "mxguard (separate daemons, own engine)" ;;
     classic) start_classic; measure classic "classic stack" ;;
     rspamd) start_rspamd; measure rspamd "rspamd" ;;
     *) die "unknown profile $profile" ;;
