@@ -5,6 +5,8 @@
 #include <cctype>
 #include <charconv>
 #include <cmath>
+#include <memory>
+#include <mutex>
 #include <stdexcept>
 
 #include "common/config/units.h"
@@ -229,26 +231,10 @@ std::int64_t to_int(const std::optional<std::string>& v) {
   return out;
 }
 
-}  // namespace
-
-// Read only, so no script: one pipelined HMGET per subject, and the script's arithmetic here.
-// A peek is the most frequent call (authpolicy's allow) and Lua's per-call overhead dominated
-// it (docs/BENCHMARKS.md).
-Result Limiter::peek(const std::vector<Subject>& subjects) {
+// The script's arithmetic for a peek, on the HMGET replies of peek_commands() (same order).
+Result peek_result(const std::vector<Subject>& subjects, const std::vector<redis::Reply>& replies,
+                   std::int64_t now) {
   Result result;
-  std::int64_t now = clock_();
-  std::vector<std::vector<std::string>> commands;
-  for (const auto& s : subjects) {
-    std::vector<std::string> c{"HMGET", redis_key(s.key), "b"};
-    for (const auto& l : s.limits) {
-      std::string w = std::to_string(std::max<long long>(l.window.count(), 1));
-      c.push_back("s:" + w);
-      c.push_back("c:" + w);
-      c.push_back("p:" + w);
-    }
-    commands.push_back(std::move(c));
-  }
-  auto replies = redis_.pipeline(commands);
   for (std::size_t i = 0; i < subjects.size(); ++i) {
     const auto& fields = replies.at(i).as_array();
     const auto& limits = subjects[i].limits;
@@ -279,6 +265,81 @@ Result Limiter::peek(const std::vector<Subject>& subjects) {
     result.subjects.push_back(std::move(st));
   }
   return result;
+}
+
+}  // namespace
+
+std::vector<std::vector<std::string>> Limiter::peek_commands(
+    const std::vector<Subject>& subjects) const {
+  std::vector<std::vector<std::string>> commands;
+  for (const auto& s : subjects) {
+    std::vector<std::string> c{"HMGET", redis_key(s.key), "b"};
+    for (const auto& l : s.limits) {
+      std::string w = std::to_string(std::max<long long>(l.window.count(), 1));
+      c.push_back("s:" + w);
+      c.push_back("c:" + w);
+      c.push_back("p:" + w);
+    }
+    commands.push_back(std::move(c));
+  }
+  return commands;
+}
+
+// Read only, so no script: one pipelined HMGET per subject, and the script's arithmetic here.
+// A peek is the most frequent call (authpolicy's allow) and Lua's per-call overhead dominated
+// it (docs/BENCHMARKS.md).
+Result Limiter::peek(const std::vector<Subject>& subjects) {
+  std::int64_t now = clock_();
+  return peek_result(subjects, redis_.pipeline(peek_commands(subjects)), now);
+}
+
+void Limiter::peek_async(redis::Batcher& batcher, std::vector<Subject> subjects, HitCallback done) {
+  if (subjects.empty()) throw std::invalid_argument("peek_async: needs subjects");
+  // The HMGETs go out as separate batcher calls (usually in one pipeline); the last reply to
+  // arrive computes the result.
+  struct Join {
+    std::vector<Subject> subjects;
+    std::int64_t now = 0;
+    HitCallback done;
+    std::mutex mutex;
+    std::vector<redis::Batcher::Result> replies;
+    std::size_t left = 0;
+  };
+  auto join = std::make_shared<Join>();
+  join->now = clock_();
+  auto commands = peek_commands(subjects);
+  join->subjects = std::move(subjects);
+  join->done = std::move(done);
+  join->replies.resize(commands.size());
+  join->left = commands.size();
+  for (std::size_t i = 0; i < commands.size(); ++i) {
+    batcher.command(std::move(commands[i]), [join, i](redis::Batcher::Result r) {
+      {
+        std::lock_guard lock(join->mutex);
+        join->replies[i] = std::move(r);
+        if (--join->left > 0) return;
+      }
+      std::optional<Result> result;
+      std::exception_ptr error;
+      std::vector<redis::Reply> replies;
+      for (auto& reply : join->replies) {
+        if (!reply.reply) {
+          error = reply.error ? reply.error
+                              : std::make_exception_ptr(std::runtime_error("ratelimit: no reply"));
+          break;
+        }
+        replies.push_back(std::move(*reply.reply));
+      }
+      if (!error) {
+        try {
+          result = peek_result(join->subjects, replies, join->now);
+        } catch (const std::exception&) {
+          error = std::current_exception();
+        }
+      }
+      join->done(std::move(result), error);
+    });
+  }
 }
 
 namespace {

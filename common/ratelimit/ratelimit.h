@@ -112,6 +112,10 @@ class Limiter {
   using HitCallback = std::function<void(std::optional<Result>, std::exception_ptr)>;
   void hit_async(redis::Batcher& batcher, std::vector<Subject> subjects, Mode mode,
                  std::uint64_t cost, HitCallback done);
+  // hit(subjects, kPeek) without waiting: one HMGET per subject through `batcher`, the same
+  // arithmetic as the synchronous peek, `done` as for hit_async (exactly once; an error if any
+  // HMGET failed). No empty `subjects` (std::invalid_argument, thrown here).
+  void peek_async(redis::Batcher& batcher, std::vector<Subject> subjects, HitCallback done);
   // Forgets a subject's counters and block.
   void reset(std::string_view subject_key);
   // Forgets a subject's counters but keeps a block in force (one script call).
@@ -129,6 +133,7 @@ class Limiter {
 
  private:
   Result peek(const std::vector<Subject>& subjects);
+  std::vector<std::vector<std::string>> peek_commands(const std::vector<Subject>& subjects) const;
   void script_call(const Hit& hit, std::int64_t now, std::vector<std::string>& keys,
                    std::vector<std::string>& args) const;
 

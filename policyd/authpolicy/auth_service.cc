@@ -1,7 +1,9 @@
 // Implementation of mxguard-authpolicy's service (see auth_service.h).
 #include "policyd/authpolicy/auth_service.h"
 
+#include <algorithm>
 #include <atomic>
+#include <future>
 #include <map>
 #include <nlohmann/json.hpp>
 
@@ -47,7 +49,10 @@ AuthPolicyService::AuthPolicyService(const Options& o, common::ratelimit::Clock 
       clock_(std::move(clock)),
       redis_check_(o.redis),
       report_queue_limit_(o.report_queue),
-      async_reports_(o.async_reports) {
+      async_reports_(o.async_reports),
+      redis_writers_(
+          std::clamp<std::size_t>(std::max<std::size_t>(o.threads, o.redis.breaker_threshold), 1,
+                                  std::max<std::size_t>(o.redis.pool_size, 1))) {
   redis_ = std::make_unique<common::redis::Pool>(options_.redis);
   policy_ = std::make_shared<Policy>(options_, *redis_, clock_);
   HttpOptions h;
@@ -59,7 +64,9 @@ AuthPolicyService::AuthPolicyService(const Options& o, common::ratelimit::Clock 
   h.max_header_size = options_.max_header_size.bytes;
   h.api_header = options_.effective_api_header();
   server_ = std::make_unique<HttpServer>(
-      h, [this](std::string_view command, std::string_view body) { return handle(command, body); });
+      h, [this](std::string_view command, std::string_view body, HttpReply reply) {
+        handle_async(command, body, std::move(reply));
+      });
   if (h.api_header.empty()) {
     common::log::warning("no api-header and no " + options_.api_header_file +
                          ": any local process may query and report");
@@ -177,7 +184,16 @@ std::shared_ptr<Policy> AuthPolicyService::current() const {
   return policy_;
 }
 
-HttpAnswer AuthPolicyService::handle(std::string_view command, std::string_view body) {
+common::redis::Batcher& AuthPolicyService::batcher() {
+  std::call_once(batcher_once_, [this] {
+    batcher_ = std::make_unique<common::redis::Batcher>(
+        *redis_, common::redis::Batcher::Options{.writers = redis_writers_});
+  });
+  return *batcher_;
+}
+
+void AuthPolicyService::handle_async(std::string_view command, std::string_view body,
+                                     HttpReply reply) {
   auto started = std::chrono::steady_clock::now();
   AuthRequest req;
   try {
@@ -185,14 +201,48 @@ HttpAnswer AuthPolicyService::handle(std::string_view command, std::string_view 
   } catch (const RequestError& ex) {
     decisions(command == "allow" || command == "report" ? command : "invalid", "invalid").inc();
     common::log::warning(std::string("authpolicy: invalid request: ") + ex.what());
-    return {400, nlohmann::json{{"error", ex.what()}}.dump()};
+    return reply({400, nlohmann::json{{"error", ex.what()}}.dump()});
   }
   if (req.command == AuthRequest::Command::kReport && enqueue_report(req)) {
-    return {200, answer_json(0, "")};
+    return reply({200, answer_json(0, "")});
   }
-  Verdict v = current()->decide(req);
+  auto policy = current();
+  if (req.command == AuthRequest::Command::kAllow) {
+    // No server thread waits on Redis for an allow: its reads are pipelined with other
+    // requests' and the answer goes out from the batcher's thread. `policy` stays alive until
+    // then (a reload may replace it meanwhile).
+    auto shared = std::make_shared<const AuthRequest>(std::move(req));
+    policy->allow_async(*shared, batcher(),
+                        [this, policy, shared, started, reply = std::move(reply)](
+                            std::optional<Verdict> v, std::exception_ptr error) {
+                          // On a batcher thread, which must not see an exception.
+                          HttpAnswer answer;
+                          try {
+                            if (!v) std::rethrow_exception(error);
+                            log_decision(*shared, *v, started);
+                            answer = {200, answer_json(v->status, v->msg)};
+                          } catch (const std::exception& ex) {
+                            answer = internal_error(ex.what());
+                          } catch (...) {
+                            answer = internal_error("unknown exception");
+                          }
+                          reply(std::move(answer));
+                        });
+    return;
+  }
+  // A report counted before it is answered (async-reports = no, or at shutdown once the report
+  // worker stopped) still waits on Redis here: its success branch resets the address's counters
+  // with a call that has no asynchronous form, and Dovecot ignores the answer anyway.
+  Verdict v = policy->decide(req);
   log_decision(req, v, started);
-  return {200, answer_json(v.status, v.msg)};
+  reply({200, answer_json(v.status, v.msg)});
+}
+
+HttpAnswer AuthPolicyService::handle(std::string_view command, std::string_view body) {
+  std::promise<HttpAnswer> promise;
+  auto answer = promise.get_future();
+  handle_async(command, body, [&promise](HttpAnswer a) { promise.set_value(std::move(a)); });
+  return answer.get();
 }
 
 void AuthPolicyService::log_decision(const AuthRequest& req, const Verdict& v,

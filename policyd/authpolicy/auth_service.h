@@ -16,6 +16,7 @@
 #include "common/daemon/daemon.h"
 #include "common/health/redis_check.h"
 #include "common/metrics/health.h"
+#include "common/redis/batcher.h"
 #include "common/redis/pool.h"
 #include "policyd/authpolicy/options.h"
 #include "policyd/authpolicy/policy.h"
@@ -35,12 +36,17 @@ class AuthPolicyService : public common::daemon::Service<Options> {
   // "redis": the counters live there (without it every login is allowed).
   void add_health_checks(common::metrics::Health& health) override;
 
-  // One request, as the server hands it over; also used by the fuzz target and tests.
+  // One request, as the server hands it over: answered through `reply`, at once or (an allow
+  // that needs Redis) from a batcher thread when the Redis replies arrive.
+  void handle_async(std::string_view command, std::string_view body, HttpReply reply);
+  // handle_async(), waiting for the answer: for the fuzz target and tests.
   HttpAnswer handle(std::string_view command, std::string_view body);
   int tcp_port() const { return server_->tcp_port(); }
 
  private:
   std::shared_ptr<Policy> current() const;
+  // Created on first use, after the daemon forked (threads do not survive a fork).
+  common::redis::Batcher& batcher();
   void log_decision(const AuthRequest& req, const Verdict& v,
                     std::chrono::steady_clock::time_point started);
   // Async reports: a bounded queue and one worker that counts them in pipelined batches. The
@@ -65,6 +71,15 @@ class AuthPolicyService : public common::daemon::Service<Options> {
   bool reports_running_ = false;
   bool reports_stopping_ = false;
   std::thread reports_thread_;
+
+  // Carries the allows' Redis reads. As many writers as HTTP threads (as many round trips in
+  // flight as the blocking calls had), and at least --redis-breaker-threshold, so that a
+  // stalled Redis trips the breaker in the first round of timeouts instead of calls queued
+  // behind them waiting a second round; at most --redis-pool-size. Last member: destroyed
+  // first, before the pool and the server it answers through.
+  const std::size_t redis_writers_;
+  std::once_flag batcher_once_;
+  std::unique_ptr<common::redis::Batcher> batcher_;
 };
 
 // {"status":N,"msg":"…"}

@@ -180,7 +180,41 @@ Verdict Policy::decide(const AuthRequest& r) {
 Verdict Policy::allow(const AuthRequest& r, const common::net::IpAddress* ip) {
   Subjects s = subjects_for(r, ip);
   if (s.list.empty()) return {0, "", "allow", "no limits"};
-  auto result = limiter_.hit(s.list, Mode::kPeek);
+  return finish_allow(s, limiter_.hit(s.list, Mode::kPeek));
+}
+
+void Policy::allow_async(const AuthRequest& r, common::redis::Batcher& batcher,
+                         VerdictCallback done) {
+  auto ip = common::net::IpAddress::parse(r.remote);
+  if (ip && allow_networks_.contains(*ip)) {
+    return done(Verdict{0, "", "allowlisted", "allow-networks"}, nullptr);
+  }
+  auto s = std::make_shared<Subjects>(subjects_for(r, ip ? &*ip : nullptr));
+  if (s->list.empty()) return done(Verdict{0, "", "allow", "no limits"}, nullptr);
+  limiter_.peek_async(
+      batcher, s->list,
+      [this, s, done = std::move(done)](std::optional<common::ratelimit::Result> result,
+                                        std::exception_ptr error) {
+        // As decide(): Redis trouble allows the login; anything else is an internal error.
+        std::optional<Verdict> v;
+        std::exception_ptr internal;
+        try {
+          if (!result) {
+            std::rethrow_exception(
+                error ? error : std::make_exception_ptr(std::runtime_error("no peek result")));
+          }
+          v = finish_allow(*s, *result);
+        } catch (const common::redis::Error& ex) {
+          store_errors().inc();
+          v = Verdict{0, "", "store-error", ex.what()};
+        } catch (...) {
+          internal = std::current_exception();
+        }
+        done(std::move(v), internal);
+      });
+}
+
+Verdict Policy::finish_allow(const Subjects& s, const common::ratelimit::Result& result) const {
   for (std::size_t i = 0; i < s.list.size(); ++i) {
     const auto& st = result.subjects[i];
     if (st.blocked_for.count() > 0) {

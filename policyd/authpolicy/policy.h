@@ -8,13 +8,17 @@
 #pragma once
 
 #include <cstdint>
+#include <exception>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 
 #include "common/net/ip.h"
 #include "common/ratelimit/ratelimit.h"
+#include "common/redis/batcher.h"
 #include "common/redis/pool.h"
 #include "policyd/authpolicy/options.h"
 
@@ -76,6 +80,15 @@ class Policy {
   // Never throws for Redis trouble (allow + store-error result); may throw std::exception for
   // internal errors, which the server answers with HTTP 500.
   Verdict decide(const AuthRequest& r);
+  // Exactly one of the two is set: the verdict (Redis trouble included, as store-error), or an
+  // internal error (which the server answers with HTTP 500).
+  using VerdictCallback = std::function<void(std::optional<Verdict>, std::exception_ptr)>;
+  // decide() for an allow without waiting on Redis: the reads go out through `batcher`,
+  // pipelined with other requests' (common/redis/batcher.h), and `done` runs exactly once, on
+  // a batcher thread, or inside this call when no Redis call is needed (allow-networks, no
+  // limits) or the batcher refuses the call at once. The Policy must outlive the call: keep a
+  // shared_ptr to it in `done`.
+  void allow_async(const AuthRequest& r, common::redis::Batcher& batcher, VerdictCallback done);
   // Many reports in one Redis round trip (pipelined script calls); verdicts in order. Never
   // throws for Redis trouble (store-error verdicts).
   std::vector<Verdict> report_batch(const std::vector<AuthRequest>& reqs);
@@ -88,6 +101,7 @@ class Policy {
   Verdict finish_report(const PendingReport& p, const common::ratelimit::Result& result);
   Subjects subjects_for(const AuthRequest& r, const common::net::IpAddress* ip) const;
   Verdict allow(const AuthRequest& r, const common::net::IpAddress* ip);
+  Verdict finish_allow(const Subjects& s, const common::ratelimit::Result& result) const;
   Verdict report(const AuthRequest& r, const common::net::IpAddress* ip);
 
   Options options_;

@@ -48,6 +48,12 @@ bool equal_secret(std::string_view a, std::string_view b) {
 
 }  // namespace
 
+HttpAnswer internal_error(std::string_view what) {
+  http_errors("internal").inc();
+  common::log::error("authpolicy: internal error: " + std::string(what));
+  return {500, R"({"error":"internal error"})"};
+}
+
 std::pair<std::string, std::string> split_header(std::string_view text) {
   auto colon = text.find(':');
   if (colon == std::string_view::npos) return {trim(text), ""};
@@ -162,15 +168,26 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
       }
     }
     std::string command = query_value(sv(req.target()), "command");
-    HttpAnswer answer;
+    // The answer may come from another thread after the handler returned (a Redis reply): it
+    // is posted onto this connection's strand, however it comes, and the work guard keeps
+    // serve() running until then, also after stop().
+    auto answered = std::make_shared<std::atomic<bool>>(false);
+    HttpReply reply = [self = shared_from_this(), keep, answered,
+                       work = asio::make_work_guard(stream_.get_executor())](HttpAnswer answer) {
+      if (answered->exchange(true)) {
+        // A second answer would interleave with the first on the socket.
+        common::log::error("authpolicy: internal error: request answered twice (ignored)");
+        return;
+      }
+      asio::post(self->stream_.get_executor(), [self, keep, answer = std::move(answer)]() mutable {
+        self->respond(answer.status, std::move(answer.body), keep);
+      });
+    };
     try {
-      answer = server_.handler(command, req.body());
+      server_.handler(command, req.body(), reply);
     } catch (const std::exception& ex) {
-      http_errors("internal").inc();
-      common::log::error(std::string("authpolicy: internal error: ") + ex.what());
-      answer = {500, R"({"error":"internal error"})"};
+      reply(internal_error(ex.what()));
     }
-    respond(answer.status, std::move(answer.body), keep);
   }
 
   void respond(unsigned status, std::string body, bool keep_alive) {

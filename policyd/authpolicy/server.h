@@ -33,9 +33,22 @@ struct HttpAnswer {
   std::string body;       // JSON
 };
 
+// Hands one request's answer to its connection: call it exactly once, from any thread (e.g.
+// when the Redis reply arrives). The connection reads nothing more until then, so pipelined
+// requests are answered in order, and stop() lets it finish.
+using HttpReply = std::function<void(HttpAnswer answer)>;
 // Called on a server thread for each authorised POST; `command` is the query's command value
-// (empty when missing). May block (Redis), bounded by its own timeouts.
-using HttpHandler = std::function<HttpAnswer(std::string_view command, std::string_view body)>;
+// (empty when missing); `command` and `body` are valid during the call only. Answers through
+// `reply`, now or later: an answer that needs Redis should come later rather than hold this
+// thread (what still waits here is bounded by the Redis timeout). A throw before `reply` was
+// called is answered with internal_error().
+using HttpHandler =
+    std::function<void(std::string_view command, std::string_view body, HttpReply reply)>;
+
+// HTTP 500 for an internal error, logged and counted
+// (mxguard_authpolicy_http_errors_total{reason="internal"}): what a handler's throw gets, and
+// what a handler answers when its error comes after it returned.
+HttpAnswer internal_error(std::string_view what);
 
 // Splits "Name: value" (surrounding blanks trimmed); {"", ""} for an empty text.
 std::pair<std::string, std::string> split_header(std::string_view text);

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <future>
 #include <thread>
 
 #include "common/redis/errors.h"
@@ -262,6 +263,46 @@ TEST_F(RateLimitTest, AsynchronousHitsThroughTheBatcherCountExactlyOnce) {
   for (int i = 0; i < 300 && !done; ++i) std::this_thread::sleep_for(10ms);
   EXPECT_TRUE(done.load());
   EXPECT_TRUE(io_error.load());
+}
+
+// peek_async (authpolicy's allow) through a Batcher: the same result as the synchronous peek
+// (counts, blocks, reached/exceeded) for several subjects, one of them never counted; with
+// Redis gone the callback gets the IoError.
+TEST_F(RateLimitTest, AsynchronousPeekAgreesWithPeek) {
+  auto l = limiter();
+  redis::Batcher batcher(*pool_);
+  std::vector<Subject> s{subject("t:pa", {{3, 60s}, {10, 3600s}}, 600s),
+                         subject("t:pb", {{2, 60s}}), subject("t:never", {{5, 60s}})};
+  for (int i = 0; i < 4; ++i) l.hit({s[0], s[1]}, Mode::kCount);
+  now_ += 90'000;  // half way into the next minute: the previous window's counts weigh half
+  l.hit({s[1]}, Mode::kCount);
+  auto peek_async = [&](std::vector<Subject> subjects) {
+    std::promise<std::pair<std::optional<Result>, std::exception_ptr>> promise;
+    l.peek_async(batcher, std::move(subjects), [&](std::optional<Result> r, std::exception_ptr e) {
+      promise.set_value({std::move(r), e});
+    });
+    return promise.get_future().get();
+  };
+  auto [got, error] = peek_async(s);
+  ASSERT_TRUE(got.has_value());
+  EXPECT_FALSE(error);
+  auto sync = l.hit(s, Mode::kPeek);
+  ASSERT_EQ(got->subjects.size(), 3u);
+  for (std::size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(got->subjects[i].counts, sync.subjects[i].counts) << i;
+    EXPECT_EQ(got->subjects[i].blocked_for, sync.subjects[i].blocked_for) << i;
+    EXPECT_EQ(got->subjects[i].reached, sync.subjects[i].reached) << i;
+    EXPECT_EQ(got->subjects[i].exceeded, sync.subjects[i].exceeded) << i;
+  }
+  EXPECT_GT(got->subjects[0].blocked_for.count(), 0);
+  EXPECT_EQ(got->subjects[2].counts, std::vector<double>{0});
+  EXPECT_THROW(l.peek_async(batcher, {}, {}), std::invalid_argument);
+
+  redis_.stop();
+  auto [none, down] = peek_async(s);
+  EXPECT_FALSE(none.has_value());
+  ASSERT_TRUE(down);
+  EXPECT_THROW(std::rethrow_exception(down), redis::IoError);
 }
 
 // Two real processes (fork, each with its own pool) count one subject: no event is lost and
