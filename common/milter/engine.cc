@@ -3,14 +3,12 @@
 
 #include <poll.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
-#include <filesystem>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -19,6 +17,7 @@
 #include "common/log/log.h"
 #include "common/metrics/metrics.h"
 #include "common/milter/wire.h"
+#include "common/net/listen.h"
 #include "common/net/socket_spec.h"
 #include "common/util/asio.h"
 
@@ -210,22 +209,8 @@ struct Engine::Impl : std::enable_shared_from_this<Engine::Impl> {
 
   template <class Acceptor>
   void accept(Acceptor& acceptor) {
-    acceptor.async_accept(asio::bind_executor(
-        accept_strand, [this, &acceptor](boost::system::error_code ec, auto socket) {
-          if (ec == asio::error::operation_aborted || stopping) return;
-          if (!ec) {
-            adopt(std::move(socket));
-            accept(acceptor);
-            return;
-          }
-          // Out of descriptors (EMFILE) and the like: try again in a moment, not in a spin.
-          log::warning("milter: accept failed: " + ec.message() + " (retrying in 100 ms)");
-          auto timer = std::make_shared<asio::steady_timer>(io, std::chrono::milliseconds(100));
-          timer->async_wait(asio::bind_executor(
-              accept_strand, [this, &acceptor, timer](boost::system::error_code) {
-                if (!stopping) accept(acceptor);
-              }));
-        }));
+    net::accept_loop(acceptor, accept_strand, stopping, "milter",
+                     [this](auto socket) { adopt(std::move(socket)); });
   }
 
   // Once a second (a quarter while stopping): close the connections that waited for the MTA
@@ -274,26 +259,11 @@ void Engine::open() {
   auto spec = net::SocketSpec::parse(impl_->options.listen);
   try {
     if (spec.kind == net::SocketSpec::Kind::kUnix) {
-      std::error_code ignored;
-      // A stale socket from a previous run would make bind fail.
-      if (std::filesystem::is_socket(spec.path, ignored)) std::filesystem::remove(spec.path);
-      auto acc = std::make_unique<ulocal::acceptor>(impl_->io);
-      acc->open();
-      acc->bind(ulocal::endpoint(spec.path));
-      acc->listen(impl_->options.backlog);
-      ::chmod(spec.path.c_str(), impl_->options.socket_mode);
+      impl_->unix_acceptor = net::listen_unix(impl_->io, spec.path, impl_->options.socket_mode,
+                                              impl_->options.backlog);
       impl_->unix_path = spec.path;
-      impl_->unix_acceptor = std::move(acc);
     } else {
-      tcp::endpoint ep(asio::ip::make_address(spec.host), static_cast<unsigned short>(spec.port));
-      auto acc = std::make_unique<tcp::acceptor>(impl_->io);
-      acc->open(ep.protocol());
-      acc->set_option(tcp::acceptor::reuse_address(true));
-      // Accepted sockets inherit TCP_NODELAY: no Nagle/delayed-ACK stalls on replies.
-      acc->set_option(tcp::no_delay(true));
-      acc->bind(ep);
-      acc->listen(impl_->options.backlog);
-      impl_->tcp_acceptor = std::move(acc);
+      impl_->tcp_acceptor = net::listen_tcp(impl_->io, spec, impl_->options.backlog);
       impl_->tcp = true;
     }
   } catch (const std::exception& ex) {

@@ -1,11 +1,9 @@
 // Implementation of the policy server (see server.h).
 #include "common/policy/server.h"
 
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
-#include <filesystem>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -13,6 +11,7 @@
 
 #include "common/log/log.h"
 #include "common/metrics/metrics.h"
+#include "common/net/listen.h"
 #include "common/util/asio.h"
 
 namespace mxguard::common::policy {
@@ -264,33 +263,9 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
 
   template <class Acceptor>
   void accept(Acceptor& acceptor) {
-    acceptor.async_accept(asio::bind_executor(
-        accept_strand, [this, &acceptor](boost::system::error_code ec, auto socket) {
-          if (ec == asio::error::operation_aborted || stopping) return;
-          if (!ec) {
-            adopt(std::move(socket));
-            accept(acceptor);
-            return;
-          }
-          // Out of descriptors (EMFILE) and the like: accepting again at once would spin on the
-          // same error. Wait a moment, and log at most once every 10 s.
-          auto now = std::chrono::steady_clock::now().time_since_epoch().count();
-          auto last = last_accept_warning.load();
-          auto every = std::chrono::steady_clock::duration(std::chrono::seconds(10)).count();
-          if ((last == 0 || now - last >= every) &&
-              last_accept_warning.compare_exchange_strong(last, now)) {
-            log::warning("policy: accept failed: " + ec.message() + " (retrying every 100 ms)");
-          }
-          auto timer = std::make_shared<asio::steady_timer>(acceptor.get_executor(),
-                                                            std::chrono::milliseconds(100));
-          timer->async_wait(asio::bind_executor(
-              accept_strand, [this, &acceptor, timer](boost::system::error_code) {
-                if (!stopping) accept(acceptor);
-              }));
-        }));
+    net::accept_loop(acceptor, accept_strand, stopping, "policy",
+                     [this](auto socket) { adopt(std::move(socket)); });
   }
-  // Acceptors may complete on several threads at once.
-  std::atomic<std::chrono::steady_clock::rep> last_accept_warning{0};
 };
 
 Server::Server(ServerOptions options, AsyncHandler handler)
@@ -310,23 +285,13 @@ void Server::open() {
   for (const auto& spec : impl_->options.listen) {
     try {
       if (spec.kind == net::SocketSpec::Kind::kUnix) {
-        std::error_code ignored;
-        // A stale socket from a previous run would make bind fail.
-        if (std::filesystem::is_socket(spec.path, ignored)) std::filesystem::remove(spec.path);
-        auto acc = std::make_unique<ulocal::acceptor>(impl_->io, ulocal::endpoint(spec.path));
-        ::chmod(spec.path.c_str(), impl_->options.socket_mode);
+        impl_->unix_acceptors.push_back(
+            net::listen_unix(impl_->io, spec.path, impl_->options.socket_mode,
+                             asio::socket_base::max_listen_connections));
         impl_->unix_paths.push_back(spec.path);
-        impl_->unix_acceptors.push_back(std::move(acc));
       } else {
-        tcp::endpoint ep(asio::ip::make_address(spec.host), static_cast<unsigned short>(spec.port));
-        auto acc = std::make_unique<tcp::acceptor>(impl_->io);
-        acc->open(ep.protocol());
-        acc->set_option(tcp::acceptor::reuse_address(true));
-        // Accepted sockets inherit TCP_NODELAY: no Nagle/delayed-ACK stalls on replies.
-        acc->set_option(tcp::no_delay(true));
-        acc->bind(ep);
-        acc->listen();
-        impl_->tcp_acceptors.push_back(std::move(acc));
+        impl_->tcp_acceptors.push_back(
+            net::listen_tcp(impl_->io, spec, asio::socket_base::max_listen_connections));
       }
     } catch (const std::exception& ex) {
       throw std::runtime_error("cannot listen on " + spec.to_string() + ": " + ex.what());
