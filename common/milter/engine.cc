@@ -210,7 +210,7 @@ struct Engine::Impl : std::enable_shared_from_this<Engine::Impl> {
   template <class Acceptor>
   void accept(Acceptor& acceptor) {
     net::accept_loop(acceptor, accept_strand, stopping, "milter",
-                     [this](auto socket) { adopt(std::move(socket)); });
+                     [this](auto socket) { this->adopt(std::move(socket)); });
   }
 
   // Once a second (a quarter while stopping): close the connections that waited for the MTA

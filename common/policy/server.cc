@@ -264,7 +264,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
   template <class Acceptor>
   void accept(Acceptor& acceptor) {
     net::accept_loop(acceptor, accept_strand, stopping, "policy",
-                     [this](auto socket) { adopt(std::move(socket)); });
+                     [this](auto socket) { this->adopt(std::move(socket)); });
   }
 };
 
