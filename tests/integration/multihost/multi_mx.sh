@@ -62,6 +62,12 @@ done
 if ! ip netns add "mxg$id-probe" 2>/dev/null; then
   skip "cannot create network namespaces here"
 fi
+# `ip netns exec` also needs to remount / and /sys in a mount namespace of its own, which a
+# chroot whose / is not a mount point (tests/fresh-machine.sh) does not allow.
+if ! ip netns exec "mxg$id-probe" true 2>/dev/null; then
+  ip netns del "mxg$id-probe"
+  skip "cannot enter network namespaces here (ip netns exec)"
+fi
 ip netns del "mxg$id-probe"
 
 cleanup() {
