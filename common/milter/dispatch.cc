@@ -82,8 +82,7 @@ Status Dispatcher::fail(Context& c, const char* stage, const char* what) {
   } catch (...) {
     // The plain status still goes out: a 4xx/5xx of the MTA's own wording.
   }
-  return options_.on_internal_error == Status::kSkip ? Status::kContinue
-                                                     : options_.on_internal_error;
+  return options_.on_internal_error;
 }
 
 template <class F>

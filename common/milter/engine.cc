@@ -133,7 +133,23 @@ struct Engine::Impl : std::enable_shared_from_this<Engine::Impl> {
           });
     }
 
+    // Callbacks are guarded by the Dispatcher; what is left to throw here (out of memory) must
+    // not leave an Asio handler, which would end the thread: the connection closes instead, and
+    // the MTA applies its default action.
     void process() {
+      try {
+        process_input();
+      } catch (const std::exception& ex) {
+        metrics::Registry::global()
+            .counter("mxguard_milter_internal_errors_total",
+                     "Milter callbacks that failed with an internal error", {{"stage", "engine"}})
+            .inc();
+        log::error(std::string("milter: closing connection after an internal error: ") + ex.what());
+        finish();
+      }
+    }
+
+    void process_input() {
       std::size_t used = conversation_.feed(std::string_view(buf_.data(), have_));
       if (used > 0) {
         std::memmove(buf_.data(), buf_.data() + used, have_ - used);

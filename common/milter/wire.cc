@@ -184,12 +184,14 @@ void Conversation::put(char code, std::string_view data) {
 }
 
 // The answer to one step: nothing for an unanswered step (a plain continue where the MTA did
-// not offer to go without it, as libmilter fakes it), else the status's reply code.
-void Conversation::answer(std::optional<Status> s, unsigned long nr_bit) {
+// not offer to go without it, as libmilter fakes it), else the status's reply code, and what
+// that answer does to the message (answered()).
+void Conversation::answer(std::optional<Status> s, unsigned long nr_bit, bool per_recipient) {
   if (!s) {
     if (nr_bit != 0 && (mta_protocol_ & nr_bit) == 0) put(SMFIR_CONTINUE);
     return;
   }
+  answered(*s, per_recipient);
   switch (*s) {
     case Status::kContinue:
       put(SMFIR_CONTINUE);
@@ -413,7 +415,6 @@ bool Conversation::command(char cmd, std::string_view data) {
       std::vector<std::string> args(parts.begin(), parts.end());
       auto s = dispatcher_.mail(c, args);
       answer(s, SMFIP_NR_MAIL);
-      if (s) answered(*s, false);
       return true;
     }
     case SMFIC_RCPT: {
@@ -423,8 +424,7 @@ bool Conversation::command(char cmd, std::string_view data) {
       clear_macros(kRcpt + 1);
       std::vector<std::string> args(parts.begin(), parts.end());
       Status s = dispatcher_.rcpt(c, args);
-      answer(s, 0);
-      answered(s, true);
+      answer(s, 0, /*per_recipient=*/true);
       return true;
     }
     case SMFIC_DATA:
@@ -445,21 +445,18 @@ bool Conversation::command(char cmd, std::string_view data) {
       value = value.substr(0, value.find('\0'));
       auto s = dispatcher_.header(c, name, value);
       answer(s, SMFIP_NR_HDR);
-      if (s) answered(*s, false);
       return true;
     }
     case SMFIC_EOH: {
       if (!need(true)) return false;
       auto s = dispatcher_.eoh(c);
       answer(s, SMFIP_NR_EOH);
-      if (s) answered(*s, false);
       return true;
     }
     case SMFIC_BODY: {
       if (!need(true)) return false;
       auto s = dispatcher_.body(c, data);
       answer(s, SMFIP_NR_BODY);
-      if (s) answered(*s, false);
       return true;
     }
     case SMFIC_BODYEOB: {

@@ -58,7 +58,7 @@ class Conversation {
   bool command(char cmd, std::string_view data);
   bool protocol_error(std::string what);
   void put(char code, std::string_view data = {});
-  void answer(std::optional<Status> s, unsigned long nr_bit);
+  void answer(std::optional<Status> s, unsigned long nr_bit, bool per_recipient = false);
   void answered(Status s, bool per_recipient);
   bool optneg(std::string_view data);
   void macros(std::string_view data);

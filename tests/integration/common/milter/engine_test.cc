@@ -428,9 +428,10 @@ TEST_F(EngineTest, SkipRejectAndAcceptEndTheirPart) {
 }
 
 TEST_F(EngineTest, ClientsOfEveryAddressFamily) {
-  auto six = both(optneg() + connect6("v6.example", "2001:db8:0:0::7", 25) +
-                  packet(SMFIC_RCPT, "") + packet(SMFIC_QUIT));
-  (void)six;
+  // An RCPT outside a message: libmilter ignores it, ours closes the connection; neither
+  // answers it, so the bytes are the same (both() checks that).
+  both(optneg() + connect6("v6.example", "2001:db8:0:0::7", 25) + packet(SMFIC_RCPT, "") +
+       packet(SMFIC_QUIT));
   std::string unix_client = packet(SMFIC_CONNECT, std::string("localhost") + '\0' + SMFIA_UNIX +
                                                       std::string(2, '\0') + "/tmp/x" + '\0');
   std::string unknown = packet(SMFIC_CONNECT, std::string("local") + '\0' + SMFIA_UNKNOWN);
